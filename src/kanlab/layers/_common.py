@@ -1,0 +1,40 @@
+"""Input checks and small helpers shared by every layer family."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_input(x: torch.Tensor, in_features: int, *, check_finite: bool, name: str) -> None:
+    """Raise a ValueError naming the problem when x is not a finite (batch, in_features) tensor.
+
+    Args:
+        x: the layer input.
+        in_features: the width the layer was built for.
+        check_finite: also scan for NaN/inf (one reduction over x; pass False to skip it).
+        name: the layer's class name, used in the message.
+    """
+    if x.dim() != 2 or x.shape[1] != in_features:
+        raise ValueError(
+            f"{name} expects input of shape (batch, {in_features}), got {tuple(x.shape)}; "
+            f"reshape to (-1, {in_features}) or build the layer with in_features={x.shape[-1]}"
+        )
+    if check_finite and not bool(torch.isfinite(x).all()):
+        bad = (~torch.isfinite(x)).nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} got a non-finite input (first at index {bad}); clean the data, "
+            "or pass check_finite=False to skip this check"
+        )
+
+
+def check_choice(value: object, allowed: tuple[str, ...] | list[str], what: str) -> None:
+    """Raise a ValueError listing the allowed names when value is not one of them."""
+    if value not in allowed:
+        raise ValueError(f"unknown {what} {value!r}; allowed: {', '.join(map(str, allowed))}")
+
+
+def check_positive_int(value: object, what: str, minimum: int = 1) -> int:
+    """Return value as int, or raise a ValueError naming it when it is not an int >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
+    return value

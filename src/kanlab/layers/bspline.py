@@ -1,0 +1,252 @@
+"""KANLinear: a B-spline KAN layer with every PyKAN trick as an independent switch.
+
+    y_o = sum_i [ s_oi * phi_oi(x_i) + w_oi * b(x_i) ] + beta_o,   phi_oi(x) = sum_c c_oic * B_c(x)
+
+Legend: b batch, i in_features, o out_features, c = grid_size + order spline coefficients,
+m = grid_size + 2 * order + 1 knots per input.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kanlab import splines
+from kanlab.layers._common import check_choice, check_input, check_positive_int
+
+BASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "silu": F.silu,
+    "identity": lambda x: x,
+    "tanh": torch.tanh,
+}
+INITS = ("pykan", "uniform")
+PATHS = ("auto", "reference", "uniform")
+
+
+class KANLinear(nn.Module):
+    """B-spline KAN layer: one learnable spline per edge, plus optional PyKAN tricks.
+
+    Args:
+        in_features, out_features: layer widths.
+        grid_size: intervals of the spline grid inside grid_range.
+        order: spline order (3 = cubic), 0..5.
+        grid_range: (lo, hi) of the initial uniform grid.
+        bias: learnable node bias beta_o.
+        spline_weight: learnable per-edge scale s_oi on the spline.
+        base: residual function b ("silu", "identity", "tanh") or None for no base branch.
+        base_weight: learnable per-edge weight w_oi on the base branch (else w_oi = 1).
+        init: "pykan" (near-zero noisy coefficients, s = 1, w ~ U(+-1/sqrt(in)), beta = 0) or
+            "uniform" (every parameter ~ U(-0.25, 0.25)).
+        check_finite: raise on NaN/inf inputs (one reduction per call; False skips it).
+        path: forward implementation, "auto" picks the fastest valid one.
+    """
+
+    grid: torch.Tensor
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        grid_size: int = 5,
+        order: int = 3,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        *,
+        bias: bool = True,
+        spline_weight: bool = True,
+        base: str | None = "silu",
+        base_weight: bool = True,
+        init: str = "pykan",
+        check_finite: bool = True,
+        path: str = "auto",
+    ) -> None:
+        super().__init__()
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
+        self.grid_size = check_positive_int(grid_size, "grid_size")
+        self.order = check_positive_int(order, "order", minimum=0)
+        if order > splines.MAX_ORDER:
+            raise ValueError(f"order must be in 0..{splines.MAX_ORDER}, got {order!r}")
+        self.grid_range = splines.check_grid_range(grid_range)
+        if base is not None:
+            check_choice(base, tuple(BASES), "base")
+        check_choice(init, INITS, "init")
+        check_choice(path, PATHS, "path")
+        self.base, self.init, self.path, self.check_finite = base, init, path, check_finite
+
+        knots = splines.uniform_grid(grid_size, order, self.grid_range, dtype=torch.get_default_dtype())
+        self.register_buffer("grid", knots.expand(in_features, -1).clone())  # (i, m)
+        self.uniform = True  # the grid is uniform per input: enables the closed-form basis
+        shape = (out_features, in_features)
+        self.coef = nn.Parameter(torch.empty(*shape, grid_size + order))  # (o, i, c)
+        self.spline_weight = nn.Parameter(torch.empty(shape)) if spline_weight else None
+        has_base_weight = base is not None and base_weight
+        self.base_weight = nn.Parameter(torch.empty(shape)) if has_base_weight else None
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.reset_parameters()
+
+    @staticmethod
+    def num_params(
+        in_features: int,
+        out_features: int,
+        grid_size: int = 5,
+        order: int = 3,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        *,
+        bias: bool = True,
+        spline_weight: bool = True,
+        base: str | None = "silu",
+        base_weight: bool = True,
+        **_: Any,
+    ) -> int:
+        """Parameter count of a layer built with these options, without building it."""
+        edges = in_features * out_features
+        per_edge = grid_size + order + int(spline_weight) + int(base is not None and base_weight)
+        return edges * per_edge + (out_features if bias else 0)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Draw fresh parameters according to self.init (uses the global torch RNG)."""
+        if self.init == "uniform":
+            for p in self.parameters():
+                p.uniform_(-0.25, 0.25)
+            return
+        # PyKAN starts each spline near zero (noise of amplitude 0.5 / grid_size at the grid
+        # points), spline scales at 1, base weights ~ U(-1, 1) / sqrt(fan_in) and no bias.
+        self.coef.uniform_(-0.25 / self.grid_size, 0.25 / self.grid_size)
+        if self.spline_weight is not None:
+            self.spline_weight.fill_(1.0)
+        if self.base_weight is not None:
+            bound = 1.0 / math.sqrt(self.in_features)
+            self.base_weight.uniform_(-bound, bound)
+        if self.bias is not None:
+            self.bias.zero_()
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_features}, {self.out_features}, grid_size={self.grid_size}, "
+            f"order={self.order}, base={self.base}, spline_weight={self.spline_weight is not None}, "
+            f"base_weight={self.base_weight is not None}, bias={self.bias is not None}"
+        )
+
+    # ---- forward -------------------------------------------------------------------------
+    def _scaled_coef(self) -> torch.Tensor:
+        if self.spline_weight is None:
+            return self.coef
+        return self.coef * self.spline_weight.unsqueeze(-1)                # (o, i, c)
+
+    def basis(self, x: torch.Tensor) -> torch.Tensor:
+        """Spline basis of each input on its own grid: (b, i) -> (b, i, c)."""
+        if self.uniform and self.path != "reference":
+            return splines.uniform_bspline_basis(x, self.grid, self.order)
+        return splines.bspline_basis(x, self.grid, self.order)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Layer output: (b, i) -> (b, o)."""
+        check_input(x, self.in_features, check_finite=self.check_finite, name="KANLinear")
+        basis = self.basis(x)                                              # (b, i, c)
+        coef = self._scaled_coef()                                         # (o, i, c)
+        y = basis.flatten(1) @ coef.flatten(1).T                           # (b, o)
+        if self.base is not None:
+            b = BASES[self.base](x)                                        # (b, i)
+            if self.base_weight is None:
+                y = y + b.sum(dim=1, keepdim=True)
+            else:
+                y = y + b @ self.base_weight.T
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-edge outputs s_oi * phi_oi(x_i) + w_oi * b(x_i): (b, i) -> (b, o, i)."""
+        check_input(x, self.in_features, check_finite=self.check_finite, name="KANLinear")
+        y = torch.einsum("bic,oic->boi", self.basis(x), self._scaled_coef())
+        if self.base is not None:
+            b = BASES[self.base](x).unsqueeze(1)                           # (b, 1, i)
+            y = y + (b if self.base_weight is None else b * self.base_weight)
+        return y
+
+    # ---- grid changes (side effects the training loop asks for) ----------------------------
+    def _spline_values(self, x: torch.Tensor) -> torch.Tensor:
+        # phi_oi(x_i) without the spline weight, as (b, i, o) targets for a refit.
+        return torch.einsum("bic,oic->bio", splines.bspline_basis(x, self.grid, self.order), self.coef)
+
+    @torch.no_grad()
+    def _set_grid(self, grid: torch.Tensor, x: torch.Tensor, uniform: bool) -> None:
+        # Refit the coefficients so phi stays as close as least squares allows at the samples x.
+        target = self._spline_values(x)                                    # (n, i, o)
+        coef = splines.fit_coefficients(x, target, grid, self.order)       # (i, o, c)
+        coef = coef.transpose(0, 1).to(self.coef)                          # (o, i, c)
+        if coef.shape == self.coef.shape:
+            self.coef.copy_(coef)  # same tensor: an optimizer holding it keeps working
+        else:
+            self.coef = nn.Parameter(coef.contiguous())
+        self.grid = grid.to(self.grid)
+        self.grid_size = grid.shape[-1] - 2 * self.order - 1
+        self.uniform = uniform
+
+    @torch.no_grad()
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> None:
+        """Move the knots to the quantiles of x (mixed with a uniform grid by grid_eps) and refit.
+
+        Args:
+            x: (b, i) samples, e.g. the current batch; the new grid spans their range per input.
+            grid_eps: 0 = pure quantiles, 1 = uniform over the data range.
+        """
+        check_input(x, self.in_features, check_finite=True, name="KANLinear.update_grid")
+        if not 0.0 <= grid_eps <= 1.0:
+            raise ValueError(f"grid_eps must be in [0, 1], got {grid_eps!r}")
+        g, k = self.grid_size, self.order
+        xs = torch.sort(x.to(self.grid.dtype), dim=0).values                # (b, i)
+        where = torch.linspace(0, x.shape[0] - 1, g + 1, device=x.device).round().long()
+        adaptive = xs[where].T                                             # (i, g + 1)
+        lo, hi = xs[0], xs[-1]
+        if bool((hi - lo <= 0).any()):
+            raise ValueError("update_grid needs at least two distinct values of every input")
+        steps = torch.arange(g + 1, dtype=xs.dtype, device=x.device) / g
+        uniform = lo.unsqueeze(1) + (hi - lo).unsqueeze(1) * steps         # (i, g + 1)
+        inner = grid_eps * uniform + (1 - grid_eps) * adaptive
+        h = ((hi - lo) / g).unsqueeze(1)                                   # (i, 1)
+        ext = torch.arange(1, k + 1, dtype=xs.dtype, device=x.device)
+        left, right = inner[:, :1] - h * ext.flip(0), inner[:, -1:] + h * ext
+        grid = torch.cat([left, inner, right], dim=1)                      # (i, m)
+        self._set_grid(grid, x, uniform=grid_eps == 1.0)
+
+    @torch.no_grad()
+    def refine(self, grid_size: int) -> None:
+        """Grid extension: move to grid_size intervals over the same range and refit.
+
+        Each new base knot is placed by linear interpolation between the old base knots, so an
+        integer-factor refinement keeps every old knot and preserves phi exactly on the range.
+        """
+        check_positive_int(grid_size, "grid_size")
+        k = self.order
+        inner = self.grid[:, k : self.grid.shape[1] - k]                   # (i, g + 1)
+        pos = torch.linspace(0, self.grid_size, grid_size + 1, dtype=inner.dtype, device=inner.device)
+        cell = pos.floor().long().clamp(max=self.grid_size - 1)
+        frac = pos - cell
+        new_inner = inner[:, cell] * (1 - frac) + inner[:, cell + 1] * frac  # (i, G + 1)
+        h = ((new_inner[:, -1] - new_inner[:, 0]) / grid_size).unsqueeze(1)
+        ext = torch.arange(1, k + 1, dtype=inner.dtype, device=inner.device)
+        grid = torch.cat([new_inner[:, :1] - h * ext.flip(0), new_inner, new_inner[:, -1:] + h * ext], 1)
+        # (k + 1) samples per new interval determine every coefficient on the range.
+        n = grid_size * (k + 1) * 2 + 1
+        t = torch.linspace(0, 1, n, dtype=inner.dtype, device=inner.device).unsqueeze(1)
+        samples = new_inner[:, 0] + (new_inner[:, -1] - new_inner[:, 0]) * t  # (n, i)
+        self._set_grid(grid, samples, uniform=self.uniform)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # A saved grid may differ in size (refined) or spacing (updated): adopt it as it is.
+        grid = state_dict.get(prefix + "grid")
+        if grid is not None:
+            self.grid = torch.empty_like(grid, device=self.grid.device, dtype=self.grid.dtype)
+            c = grid.shape[-1] - self.order - 1
+            self.coef = nn.Parameter(self.coef.new_empty(self.out_features, self.in_features, c))
+            self.grid_size = c - self.order
+            diffs = grid.diff(dim=-1)
+            self.uniform = bool(torch.allclose(diffs, diffs[:, :1].expand_as(diffs), rtol=1e-9))
+        super()._load_from_state_dict(state_dict, prefix, *args)
