@@ -130,10 +130,10 @@ def uniform_bspline_basis(x: torch.Tensor, knots: torch.Tensor, order: int) -> t
     Returns:
         (..., m - order - 1) basis values.
     """
-    t = knots.to(x.dtype)
-    n_basis = t.shape[-1] - order - 1
-    h = (t[..., -1] - t[..., 0]) / (t.shape[-1] - 1)
-    start, values = uniform_local_basis((x - t[..., 0]) / h, order)       # (...), (..., k + 1)
+    n_basis = knots.shape[-1] - order - 1
+    # Spacing and origin at the knots' own precision (float64 in KANLinear), then cast.
+    h = ((knots[..., -1] - knots[..., 0]) / (knots.shape[-1] - 1)).to(x.dtype)
+    start, values = uniform_local_basis((x - knots[..., 0].to(x.dtype)) / h, order)  # (...), (..., k+1)
     index = start.unsqueeze(-1) + torch.arange(order + 1, device=x.device)  # (..., k + 1)
     inside = (index >= 0) & (index < n_basis)
     values = values * inside

@@ -44,6 +44,7 @@ class KANLinear(nn.Module):
             "uniform" (every parameter ~ U(-0.25, 0.25)).
         check_finite: raise on NaN/inf inputs (one reduction per call; False skips it).
         path: forward implementation, "auto" picks the fastest valid one.
+        device, dtype: where and in what precision to create the parameters.
     """
 
     grid: torch.Tensor
@@ -63,6 +64,8 @@ class KANLinear(nn.Module):
         init: str = "pykan",
         check_finite: bool = True,
         path: str = "auto",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
         self.in_features = check_positive_int(in_features, "in_features")
@@ -78,15 +81,18 @@ class KANLinear(nn.Module):
         check_choice(path, PATHS, "path")
         self.base, self.init, self.path, self.check_finite = base, init, path, check_finite
 
-        knots = splines.uniform_grid(grid_size, order, self.grid_range, dtype=torch.get_default_dtype())
+        # Knots stay float64 whatever the layer's dtype (see _apply): a float32 round trip would
+        # make a uniform grid slightly non-uniform and cost float64 users their precision.
+        knots = splines.uniform_grid(grid_size, order, self.grid_range, device=device)
         self.register_buffer("grid", knots.expand(in_features, -1).clone())  # (i, m)
         self.uniform = True  # the grid is uniform per input: enables the closed-form basis
         shape = (out_features, in_features)
-        self.coef = nn.Parameter(torch.empty(*shape, grid_size + order))  # (o, i, c)
-        self.spline_weight = nn.Parameter(torch.empty(shape)) if spline_weight else None
+        factory: dict[str, Any] = {"device": device, "dtype": dtype}
+        self.coef = nn.Parameter(torch.empty(*shape, grid_size + order, **factory))  # (o, i, c)
+        self.spline_weight = nn.Parameter(torch.empty(shape, **factory)) if spline_weight else None
         has_base_weight = base is not None and base_weight
-        self.base_weight = nn.Parameter(torch.empty(shape)) if has_base_weight else None
-        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self.base_weight = nn.Parameter(torch.empty(shape, **factory)) if has_base_weight else None
+        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
         self.reset_parameters()
 
     @staticmethod
@@ -173,11 +179,14 @@ class KANLinear(nn.Module):
     # ---- grid changes (side effects the training loop asks for) ----------------------------
     def _spline_values(self, x: torch.Tensor) -> torch.Tensor:
         # phi_oi(x_i) without the spline weight, as (b, i, o) targets for a refit.
-        return torch.einsum("bic,oic->bio", splines.bspline_basis(x, self.grid, self.order), self.coef)
+        basis = splines.bspline_basis(x, self.grid, self.order)
+        return torch.einsum("bic,oic->bio", basis, self.coef.to(basis.dtype))
 
     @torch.no_grad()
     def _set_grid(self, grid: torch.Tensor, x: torch.Tensor, uniform: bool) -> None:
-        # Refit the coefficients so phi stays as close as least squares allows at the samples x.
+        # Refit the coefficients so phi stays as close as least squares allows at the samples x;
+        # in the knots' float64 whatever the layer's dtype.
+        x = x.to(self.grid.dtype)
         target = self._spline_values(x)                                    # (n, i, o)
         coef = splines.fit_coefficients(x, target, grid, self.order)       # (i, o, c)
         coef = coef.transpose(0, 1).to(self.coef)                          # (o, i, c)
@@ -238,6 +247,14 @@ class KANLinear(nn.Module):
         t = torch.linspace(0, 1, n, dtype=inner.dtype, device=inner.device).unsqueeze(1)
         samples = new_inner[:, 0] + (new_inner[:, -1] - new_inner[:, 0]) * t  # (n, i)
         self._set_grid(grid, samples, uniform=self.uniform)
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> KANLinear:
+        # .to()/.double()/.cuda() move the knots but keep them float64 (unless the device lacks it).
+        grid = self.grid
+        super()._apply(fn, recurse)
+        device = fn(grid).device
+        self.grid = grid.to(device, dtype=torch.float32 if device.type == "mps" else grid.dtype)
+        return self
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # A saved grid may differ in size (refined) or spacing (updated): adopt it as it is.

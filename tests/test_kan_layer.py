@@ -1,0 +1,219 @@
+"""KANLinear against a naive per-edge loop built on scipy, plus grid update/refine and bad input."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.interpolate import BSpline
+
+from kanlab import KANLinear
+from kanlab.layers.bspline import BASES
+
+SWITCHES = list(
+    itertools.product([True, False], [True, False], ["silu", "identity", "tanh", None], [True, False])
+)
+NUMPY_BASES = {
+    "silu": lambda v: v / (1.0 + np.exp(-v)),
+    "identity": lambda v: v,
+    "tanh": np.tanh,
+}
+
+
+def naive_forward(layer: KANLinear, x: np.ndarray) -> np.ndarray:
+    """y_o = sum_i [s_oi phi_oi(x_i) + w_oi b(x_i)] + beta_o, one edge at a time with scipy."""
+    k = layer.order
+    out = np.zeros((x.shape[0], layer.out_features))
+    for o in range(layer.out_features):
+        for i in range(layer.in_features):
+            t = layer.grid[i].detach().numpy()
+            c = layer.coef[o, i].detach().numpy()
+            # Sum of basis elements: valid inside and outside the base interval.
+            phi = sum(
+                cj * np.nan_to_num(BSpline.basis_element(t[j : j + k + 2], extrapolate=False)(x[:, i]))
+                for j, cj in enumerate(c)
+            )
+            s = 1.0 if layer.spline_weight is None else layer.spline_weight[o, i].item()
+            out[:, o] += s * phi
+            if layer.base is not None:
+                w = 1.0 if layer.base_weight is None else layer.base_weight[o, i].item()
+                out[:, o] += w * NUMPY_BASES[layer.base](x[:, i])
+        if layer.bias is not None:
+            out[:, o] += layer.bias[o].item()
+    return out
+
+
+def make(switches: tuple, **kwargs) -> KANLinear:  # type: ignore[type-arg]
+    bias, spline_weight, base, base_weight = switches
+    torch.manual_seed(0)
+    return KANLinear(
+        3, 2, bias=bias, spline_weight=spline_weight, base=base, base_weight=base_weight,
+        init="uniform", **kwargs,
+    ).double()
+
+
+def inputs(n: int = 23, seed: int = 0) -> torch.Tensor:
+    # Inside the grid, on knots, at both edges and outside the grid.
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(n, 3, generator=g, dtype=torch.float64) * 3.2 - 1.6
+    x[0], x[1], x[2] = -1.0, 1.0, 0.2
+    return x
+
+
+@pytest.mark.parametrize("path", ["reference", "uniform"])
+@pytest.mark.parametrize("switches", SWITCHES, ids=str)
+def test_forward_equals_naive_per_edge_loop(switches: tuple, path: str) -> None:  # type: ignore[type-arg]
+    layer = make(switches, path=path)
+    x = inputs()
+    np.testing.assert_allclose(layer(x).detach().numpy(), naive_forward(layer, x.numpy()), atol=1e-10)
+    resp = layer.edge_responses(x)
+    bias = 0.0 if layer.bias is None else layer.bias
+    torch.testing.assert_close(resp.sum(-1) + bias, layer(x), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("switches", SWITCHES, ids=str)
+def test_parameter_count_is_what_is_switched_on(switches: tuple) -> None:  # type: ignore[type-arg]
+    bias, spline_weight, base, base_weight = switches
+    layer = KANLinear(3, 2, grid_size=7, order=2, bias=bias, spline_weight=spline_weight,
+                      base=base, base_weight=base_weight)
+    per_edge = (7 + 2) + spline_weight + (base is not None and base_weight)
+    expected = 6 * per_edge + 2 * bias
+    assert sum(p.numel() for p in layer.parameters()) == expected
+    assert KANLinear.num_params(3, 2, 7, 2, bias=bias, spline_weight=spline_weight, base=base,
+                                base_weight=base_weight) == expected
+
+
+@pytest.mark.parametrize("path", ["reference", "uniform"])
+@pytest.mark.parametrize("switches", [SWITCHES[0], (False, False, "tanh", False), (True, True, None, True)])
+def test_gradcheck_inputs_and_parameters(switches: tuple, path: str) -> None:  # type: ignore[type-arg]
+    layer = make(switches, path=path)
+    names = [n for n, _ in layer.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in layer.parameters())
+    x = inputs(7).requires_grad_(True)
+
+    def fn(x: torch.Tensor, *ps: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(layer, dict(zip(names, ps, strict=True)), (x,))
+
+    assert torch.autograd.gradcheck(fn, (x, *params))
+
+
+def test_pykan_init_statistics() -> None:
+    torch.manual_seed(1)
+    layer = KANLinear(16, 8, grid_size=10)
+    assert layer.coef.abs().max() <= 0.25 / 10
+    assert torch.all(layer.spline_weight == 1.0)  # type: ignore[arg-type]
+    bound = 1 / math.sqrt(16)
+    assert layer.base_weight.abs().max() <= bound and layer.base_weight.abs().max() > 0.8 * bound  # type: ignore[union-attr]
+    assert torch.all(layer.bias == 0)  # type: ignore[arg-type]
+    uni = KANLinear(16, 8, init="uniform")
+    for p in uni.parameters():
+        assert p.abs().max() <= 0.25 and p.abs().max() > 0.2
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_refine_by_integer_factor_preserves_the_function(factor: int) -> None:
+    layer = make(SWITCHES[0], grid_size=4)
+    x = torch.rand(300, 3, dtype=torch.float64) * 2 - 1  # the grid range
+    before = layer(x)
+    layer.refine(4 * factor)
+    torch.testing.assert_close(layer(x), before, rtol=0, atol=1e-10)
+    assert layer.grid_size == 4 * factor and layer.grid.shape == (3, 4 * factor + 7)
+    count = sum(p.numel() for p in layer.parameters())
+    assert count == KANLinear.num_params(3, 2, 4 * factor, 3)
+
+
+def test_refine_a_data_adapted_grid_preserves_the_function() -> None:
+    layer = make(SWITCHES[0], grid_size=3)
+    x = torch.rand(500, 3, dtype=torch.float64) ** 2 * 2 - 1  # skewed: non-uniform quantiles
+    layer.update_grid(x, grid_eps=0.0)
+    assert not layer.uniform
+    before = layer(x)
+    layer.refine(9)
+    torch.testing.assert_close(layer(x), before, rtol=0, atol=1e-10)
+
+
+def test_update_grid_moves_knots_to_quantiles_and_keeps_polynomials_exactly() -> None:
+    layer = make((True, True, "silu", True), grid_size=5)
+    # Every edge a cubic polynomial: representable on any cubic spline grid, so the refit is exact.
+    xs = torch.linspace(-1.0, 1.0, 400, dtype=torch.float64)  # the base interval
+    poly = torch.stack([xs**3 - xs, 0.5 * xs**2 + 0.1, -xs], 1)  # (n, i)
+    with torch.no_grad():
+        from kanlab import splines
+
+        for i in range(3):
+            c = splines.fit_coefficients(xs, poly[:, i], layer.grid[i], 3)
+            layer.coef[:, i] = c
+    x = torch.rand(1000, 3, dtype=torch.float64) * 1.6 - 0.7  # inside the old range, off-centre
+    before = layer(x)
+    layer.update_grid(x, grid_eps=0.0)
+    torch.testing.assert_close(layer(x), before, rtol=0, atol=1e-9)
+    inner = layer.grid[:, 3:-3]
+    ref = torch.sort(x, 0).values[torch.linspace(0, 999, 6).round().long()].T
+    torch.testing.assert_close(inner, ref, rtol=0, atol=1e-15)
+    assert sum(p.numel() for p in layer.parameters()) == KANLinear.num_params(3, 2, 5, 3)
+
+
+def test_update_grid_keeps_a_random_spline_close() -> None:
+    # A wiggly spline (coefficients +-0.25 on a 5-interval grid) is not in the new spline space,
+    # so the refit is approximate. The new knots are data quantiles with spacing close to the old
+    # one, so the error is of the order of the spline's local curvature times h^2: measured about
+    # 0.5% of the output range; we allow 2%.
+    layer = make(SWITCHES[0], grid_size=5)
+    x = torch.rand(2000, 3, dtype=torch.float64) * 1.8 - 0.9
+    before = layer(x)
+    layer.update_grid(x, grid_eps=0.02)
+    err = (layer(x) - before).abs().max()
+    assert err < 0.02 * (before.max() - before.min())
+
+
+def test_float32_and_float64_agree_and_state_dict_round_trips() -> None:
+    layer = make(SWITCHES[0], grid_size=6)
+    x = inputs(50)
+    y64 = layer(x)
+    y32 = copy.deepcopy(layer).float()(x.float())
+    torch.testing.assert_close(y32.double(), y64, rtol=1e-5, atol=1e-5)
+    layer.refine(12)
+    fresh = KANLinear(3, 2).double()
+    fresh.load_state_dict(layer.state_dict())
+    torch.testing.assert_close(fresh(x), layer(x), rtol=0, atol=0)
+    assert fresh.grid_size == 12 and fresh.uniform
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"order": -1}, "order"),
+        ({"order": 9}, "order"),
+        ({"grid_size": 0}, "grid_size"),
+        ({"grid_range": (1.0, 1.0)}, "grid_range"),
+        ({"grid_range": (2.0, -2.0)}, "grid_range"),
+        ({"base": "relu6"}, "unknown base 'relu6'; allowed: silu, identity, tanh"),
+        ({"init": "xavier"}, "unknown init"),
+        ({"path": "fast"}, "unknown path"),
+    ],
+)
+def test_bad_options_name_the_value(kwargs: dict, match: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=match):
+        KANLinear(3, 2, **kwargs)
+
+
+def test_bad_inputs_are_named() -> None:
+    layer = KANLinear(3, 2)
+    with pytest.raises(ValueError, match=r"shape \(batch, 3\), got \(4, 2\)"):
+        layer(torch.zeros(4, 2))
+    x = torch.zeros(4, 3)
+    x[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"non-finite input \(first at index \[2, 1\]\)"):
+        layer(x)
+    fast = KANLinear(3, 2, check_finite=False)
+    assert torch.isnan(fast(x)[2]).any()  # skipped on request: NaN flows through
+
+
+def test_bases_registry_matches_the_numpy_reference() -> None:
+    v = torch.linspace(-3, 3, 13, dtype=torch.float64)
+    for name, fn in BASES.items():
+        np.testing.assert_allclose(fn(v).numpy(), NUMPY_BASES[name](v.numpy()), atol=1e-14)
