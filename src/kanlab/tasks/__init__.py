@@ -1,0 +1,196 @@
+"""Tasks: a TaskConfig becomes a Dataset of tensors, the same tensors for the same config.
+
+make_dataset runs the kind's builder (functions.py, image.py, data.py: float64 numpy work),
+then does what every kind shares: noise on the train targets, the dtype, the encoding.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from kanlab.encodings import EncodingConfig, encode
+from kanlab.tasks.base import Dataset
+from kanlab.tasks.data import DATA_SUFFIXES, data_dataset
+from kanlab.tasks.functions import FUNCTIONS, SAMPLINGS, function_dataset, get_function
+from kanlab.tasks.image import IMAGE_SUFFIXES, IMAGES, image_dataset, psnr
+
+__all__ = [
+    "FUNCTIONS",
+    "IMAGES",
+    "SAMPLINGS",
+    "TASK_KINDS",
+    "Dataset",
+    "TaskConfig",
+    "make_dataset",
+    "psnr",
+]
+
+TASK_KINDS = ("function", "image", "data")
+STREAM_NOISE = 2
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_names(name: str, value: tuple[str, ...]) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{name} must be non-empty strings, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{name} must not repeat a column, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    """What to learn and how it is sampled; fields a kind does not use are ignored by it.
+
+    Fields by kind:
+        function: name (a FUNCTIONS entry), n_train, n_test, input_range (None: the function's
+            natural range, else one (lo, hi) for every variable), sampling of the train set
+            ("random", or "grid" for 1D/2D with a square n_train in 2D; the test set is always
+            random).
+        image: name (an IMAGES entry or an image file path), image_size (longest side after an
+            aspect-preserving resize, None = full size); train and test are every pixel.
+        data: path (.csv or .npz), inputs (() = every non-target column), targets, test_fraction.
+        all: noise (std of Gaussian noise added to the train targets only), encoding of the
+            inputs, seed.
+    """
+
+    kind: str = "function"
+    name: str = "zigzag"
+    n_train: int = 1000
+    n_test: int = 1000
+    input_range: tuple[float, float] | None = None
+    noise: float = 0.0
+    sampling: str = "random"
+    image_size: int | None = 64
+    path: str = ""
+    inputs: tuple[str, ...] = ()
+    targets: tuple[str, ...] = ()
+    test_fraction: float = 0.2
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        # TOML and JSON give lists; the config stays hashable with tuples
+        for key in ("input_range", "inputs", "targets"):
+            if isinstance(getattr(self, key), list):
+                object.__setattr__(self, key, tuple(getattr(self, key)))
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"task kind must be one of {TASK_KINDS}, got {self.kind!r}")
+        _check_int("n_train", self.n_train, 1)
+        _check_int("n_test", self.n_test, 1)
+        _check_int("seed", self.seed, 0)
+        if self.image_size is not None:
+            _check_int("image_size (or None for full size)", self.image_size, 1)
+        self._check_numbers()
+        if self.sampling not in SAMPLINGS:
+            raise ValueError(f"sampling must be one of {SAMPLINGS}, got {self.sampling!r}")
+        if not isinstance(self.encoding, EncodingConfig):
+            raise ValueError(f"encoding must be an EncodingConfig, got {self.encoding!r}")
+        for key in ("inputs", "targets"):
+            _check_names(key, getattr(self, key))
+        if set(self.inputs) & set(self.targets):
+            both = sorted(set(self.inputs) & set(self.targets))
+            raise ValueError(f"columns {both} are in both inputs and targets")
+        if self.kind == "function":
+            self._check_function()
+        elif self.kind == "image":
+            suffix = Path(self.name).suffix.lower()
+            if self.name not in IMAGES and suffix not in IMAGE_SUFFIXES:
+                raise ValueError(
+                    f"image {self.name!r} is neither a bundled image ({', '.join(IMAGES)}) "
+                    f"nor a path ending in one of {IMAGE_SUFFIXES}"
+                )
+        else:  # "data"
+            if Path(self.path).suffix.lower() not in DATA_SUFFIXES:
+                raise ValueError(
+                    f"a data task needs path to a {DATA_SUFFIXES} file, got {self.path!r}"
+                )
+            if not self.targets:
+                raise ValueError("a data task needs targets=(...) naming the target columns")
+
+    def _check_numbers(self) -> None:
+        noise_ok = isinstance(self.noise, (int, float)) and not isinstance(self.noise, bool)
+        if not noise_ok or not 0.0 <= self.noise < math.inf:
+            raise ValueError(f"noise must be a finite number >= 0, got {self.noise!r}")
+        frac = self.test_fraction
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
+            raise ValueError(f"test_fraction must be a number in (0, 1), got {frac!r}")
+        if self.input_range is not None:
+            r = self.input_range
+            ok = isinstance(r, tuple) and len(r) == 2
+            ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r)
+            if not ok or not (-math.inf < r[0] < r[1] < math.inf):
+                raise ValueError(
+                    f"input_range must be None or (lo, hi) with finite lo < hi, got {r!r}"
+                )
+
+    def _check_function(self) -> None:
+        if self.name not in FUNCTIONS:
+            raise ValueError(f"unknown function {self.name!r}; one of: {', '.join(FUNCTIONS)}")
+        dim = get_function(self.name).dim
+        if self.sampling == "grid" and dim > 2:
+            raise ValueError(f"grid sampling is for 1D/2D functions; {self.name} has {dim} inputs")
+        side = math.isqrt(self.n_train)
+        if self.sampling == "grid" and dim == 2 and side * side != self.n_train:
+            raise ValueError(
+                f"grid sampling of 2D {self.name} needs a square n_train, got {self.n_train} "
+                f"(nearest: {side * side} or {(side + 1) ** 2})"
+            )
+
+
+def _describe_encoding(enc: EncodingConfig) -> str:
+    if enc.kind == "gaussian":
+        return f"gaussian ({enc.features} features, sigma {enc.sigma:g}, seed {enc.seed})"
+    return f"{enc.kind} ({enc.channels} channels)"
+
+
+def _build(cfg: TaskConfig) -> Dataset:
+    if cfg.kind == "function":
+        return function_dataset(
+            cfg.name, cfg.n_train, cfg.n_test,
+            input_range=cfg.input_range, sampling=cfg.sampling, seed=cfg.seed,
+        )
+    if cfg.kind == "image":
+        return image_dataset(cfg.name, cfg.image_size)
+    return data_dataset(
+        cfg.path, cfg.inputs, cfg.targets, test_fraction=cfg.test_fraction, seed=cfg.seed
+    )
+
+
+def make_dataset(cfg: TaskConfig, dtype: torch.dtype = torch.float32) -> Dataset:
+    """Build the task's dataset: same cfg, identical tensors (no global RNG state is used).
+
+    Args:
+        cfg: the task.
+        dtype: floating dtype of every tensor.
+    Returns:
+        Dataset with encoded x, noisy y_train (if cfg.noise > 0), clean y_test, raw coords.
+    """
+    if not dtype.is_floating_point:
+        raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype}")
+    raw = _build(cfg)
+    y_train = raw.y_train
+    if cfg.noise > 0:
+        rng = np.random.default_rng([cfg.seed, STREAM_NOISE])
+        y_train = y_train + cfg.noise * torch.from_numpy(rng.standard_normal(tuple(y_train.shape)))
+    c_train, c_test = raw.coords_train.to(dtype), raw.coords_test.to(dtype)
+    enc = cfg.encoding
+    suffix = "" if enc.kind == "none" else f"; inputs encoded {_describe_encoding(enc)}"
+    return replace(
+        raw,
+        description=raw.description + suffix,
+        x_train=encode(c_train, cfg.encoding),
+        y_train=y_train.to(dtype),
+        x_test=encode(c_test, cfg.encoding),
+        y_test=raw.y_test.to(dtype),
+        coords_train=c_train,
+        coords_test=c_test,
+    )

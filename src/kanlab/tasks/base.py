@@ -1,0 +1,105 @@
+"""The Dataset every task produces: train and test tensors plus what is needed to plot them.
+
+Legend: n rows, d raw coordinates, e encoded inputs (e = d without an encoding), t targets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: tensors have no single truth value to compare
+class Dataset:
+    """Train/test tensors of one task; x is encoded, coords are the raw inputs.
+
+    Attributes:
+        x_train, x_test: (n, e) network inputs, already encoded.
+        y_train, y_test: (n, t) targets; noise (if any) is in y_train only.
+        coords_train, coords_test: (n, d) raw coordinates before encoding, for plotting.
+        input_names: d names, one per column of coords (not of the encoded x).
+        target_names: t names, one per column of y.
+        image_shape: (height, width) for image tasks, where the test set is every pixel in
+            row-major order so that y_test.reshape(image_shape) is the image; else None.
+        description: human-readable, e.g. "zigzag x + frac(|1.5x|) on [-2, 2]".
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    coords_train: torch.Tensor
+    coords_test: torch.Tensor
+    input_names: tuple[str, ...]
+    target_names: tuple[str, ...]
+    image_shape: tuple[int, int] | None
+    description: str
+
+    def __post_init__(self) -> None:
+        for split in ("train", "test"):
+            x, y, c = (getattr(self, f"{v}_{split}") for v in ("x", "y", "coords"))
+            if x.ndim != 2 or y.ndim != 2 or c.ndim != 2:
+                raise ValueError(f"x_{split}, y_{split} and coords_{split} must all be 2-D")
+            if not x.shape[0] == y.shape[0] == c.shape[0]:
+                raise ValueError(
+                    f"{split} row counts differ: x {x.shape[0]}, y {y.shape[0]}, "
+                    f"coords {c.shape[0]}"
+                )
+            if c.shape[1] != len(self.input_names) or y.shape[1] != len(self.target_names):
+                raise ValueError(
+                    f"{split}: {c.shape[1]} coordinate columns for input_names "
+                    f"{self.input_names} and {y.shape[1]} target columns for {self.target_names}"
+                )
+        if self.x_train.shape[1] != self.x_test.shape[1]:
+            raise ValueError("x_train and x_test must have the same number of columns")
+
+    @property
+    def in_dim(self) -> int:
+        """Number of network inputs (encoded features)."""
+        return int(self.x_train.shape[1])
+
+    @property
+    def out_dim(self) -> int:
+        """Number of targets."""
+        return int(self.y_train.shape[1])
+
+
+def raw_dataset(
+    coords_train: np.ndarray,
+    y_train: np.ndarray,
+    coords_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    input_names: tuple[str, ...],
+    target_names: tuple[str, ...],
+    description: str,
+    image_shape: tuple[int, int] | None = None,
+) -> Dataset:
+    """A float64 Dataset with x = coords (no encoding, no noise), as the task builders return it.
+
+    Args:
+        coords_train, coords_test: (n, d) arrays.
+        y_train, y_test: (n,) or (n, t) arrays.
+    Returns:
+        Dataset whose tensors are float64 and x_* is coords_*.
+    """
+
+    def col(a: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
+        return t.reshape(-1, 1) if t.ndim == 1 else t
+
+    c_tr, c_te = col(coords_train), col(coords_test)
+    return Dataset(
+        x_train=c_tr,
+        y_train=col(y_train),
+        x_test=c_te,
+        y_test=col(y_test),
+        coords_train=c_tr,
+        coords_test=c_te,
+        input_names=input_names,
+        target_names=target_names,
+        image_shape=image_shape,
+        description=description,
+    )
