@@ -1,0 +1,109 @@
+"""The `kanlab` command: run | compare | report | eval | plot | list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_ROOT = Path("runs")
+
+
+def _study_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", help="a preset name (see `kanlab list`) or a path to a study .toml file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a study key, e.g. --set train.steps=100 (repeatable)")
+    p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where run folders go (default: runs)")
+    p.add_argument("--db", type=Path, default=None, help="results database (default: ROOT/kanlab.db)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kanlab", description="KANs vs MLPs, measured fairly.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run every experiment of a study into run folders")
+    _study_args(run)
+    run.add_argument("--no-plots", action="store_true", help="skip the per-run plots")
+    compare = sub.add_parser("compare", help="run a study and write its HTML report")
+    _study_args(compare)
+    report = sub.add_parser("report", help="write the HTML report of a recorded study")
+    report.add_argument("experiment", help="the study's name")
+    report.add_argument("--root", type=Path, default=DEFAULT_ROOT)
+    report.add_argument("--db", type=Path, default=None)
+    ev = sub.add_parser("eval", help="reload a run's checkpoint and evaluate it")
+    ev.add_argument("run_dir", type=Path)
+    plot = sub.add_parser("plot", help="redraw a run's plots from its folder")
+    plot.add_argument("run_dir", type=Path)
+    sub.add_parser("list", help="list presets, tasks, images and model families")
+    return parser
+
+
+def _db(args: argparse.Namespace) -> Path:
+    return args.db if args.db is not None else args.root / "kanlab.db"
+
+
+def _run_study(args: argparse.Namespace, plots: bool = True) -> tuple[str, list[Path]]:
+    from kanlab.config import load_study
+    from kanlab.driver import run_experiments
+    from kanlab.runs import expand
+
+    study = load_study(args.study, args.overrides)
+    experiments = expand(study)
+    print(f"{study.name}: {len(experiments)} runs "
+          f"({len(study.tasks)} tasks x {len(study.models)} models x {len(study.seeds)} seeds)")
+    folders = run_experiments(experiments, args.root, _db(args), retry_failed=args.retry_failed, plots=plots)
+    return study.name, folders
+
+
+def _write_report(name: str, args: argparse.Namespace) -> Path:
+    from kanlab.report.html import write_report
+
+    return write_report(_db(args), name, args.root / name)
+
+
+def _list() -> None:
+    from kanlab.config import preset_names
+    from kanlab.models import FAMILIES
+    from kanlab.tasks import FUNCTIONS, IMAGES
+
+    print("presets: " + ", ".join(preset_names()))
+    print("functions: " + ", ".join(FUNCTIONS))
+    print("images: " + ", ".join(IMAGES) + " (or a path to a PNG/JPEG)")
+    print("families: " + ", ".join(FAMILIES))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status (2 for bad input, with a message naming it)."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            _, folders = _run_study(args, plots=not args.no_plots)
+            for folder in folders:
+                status = json.loads((folder / "final.json").read_text())["status"]
+                print(f"{status:9s} {folder}")
+        elif args.command == "compare":
+            name, _ = _run_study(args)
+            print(f"report: {_write_report(name, args)}")
+        elif args.command == "report":
+            print(f"report: {_write_report(args.experiment, args)}")
+        elif args.command == "eval":
+            from kanlab.runs import evaluate_run
+
+            print(json.dumps(evaluate_run(args.run_dir), indent=2))
+        elif args.command == "plot":
+            from kanlab.report.plots import plot_run
+
+            for path in plot_run(args.run_dir, args.run_dir / "plots"):
+                print(path)
+        elif args.command == "list":
+            _list()
+    except (ValueError, FileNotFoundError, KeyError) as err:
+        print(f"kanlab: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Study files (TOML): tasks x models x seeds, with --set overrides, resolved into one config per run.
+
+A study file looks like this (every table but [[tasks]] and [[models]] is optional):
+
+    name = "zigzag-vs-mlp"
+    seeds = [0, 1, 2]
+    budget = 300          # parameter budget shared by every model that gives no spec
+    depth = 1             # hidden layers of budget-matched models
+    [train]               # TrainConfig fields, shared
+    steps = 2000
+    [[tasks]]             # TaskConfig fields; [tasks.train] overrides [train] for this task
+    name = "zigzag"
+    [[models]]            # label, family, options, and either spec or budget/depth
+    label = "KAN"
+    family = "kan"
+    options = { grid_size = 5 }
+    train = { lr = 0.01 } # overrides for this model
+
+Overrides use dotted keys with TOML values: `--set train.steps=100 --set tasks.0.n_train=64
+--set models.1.options.grid_size=10 --set seeds=[0]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from kanlab.encodings import EncodingConfig
+from kanlab.tasks import TaskConfig
+from kanlab.train import TrainConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+STUDY_KEYS = ("name", "description", "seeds", "budget", "depth", "data_seed", "train", "tasks", "models")
+MODEL_KEYS = ("label", "family", "spec", "options", "budget", "depth", "train")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of a study: a spec string, or a family matched to a parameter budget."""
+
+    label: str
+    family: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+    spec: str | None = None
+    budget: int | None = None
+    depth: int = 1
+    train: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything one run needs: the resolved model spec, the task, training and the seed."""
+
+    experiment: str
+    label: str
+    family: str
+    spec: str
+    task: TaskConfig
+    train: TrainConfig
+    seed: int
+
+    @property
+    def run_id(self) -> str:
+        """Stable id: a readable prefix and a hash of the resolved config."""
+        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        name = Path(self.task.name).stem if self.task.kind != "function" else self.task.name
+        return f"{name}-{self.family}-s{self.seed}-{digest[:10]}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (the run folder's config.json, without run_id)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ExperimentConfig:
+        """Inverse of to_dict (extra keys such as run_id are ignored)."""
+        task = dict(d["task"])
+        task["encoding"] = _build(EncodingConfig, task.get("encoding", {}), "task.encoding")
+        return cls(
+            experiment=d["experiment"], label=d["label"], family=d["family"], spec=d["spec"],
+            task=_build(TaskConfig, task, "task"), train=_build(TrainConfig, d["train"], "train"),
+            seed=int(d["seed"]),
+        )
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """A parsed study file: tasks x models x seeds."""
+
+    name: str
+    tasks: tuple[TaskConfig, ...]
+    task_train: tuple[Mapping[str, Any], ...]
+    models: tuple[ModelEntry, ...]
+    seeds: tuple[int, ...] = (0,)
+    train: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+def _tuples(value: Any) -> Any:
+    # TOML arrays arrive as lists; frozen dataclasses want tuples for hashing and equality.
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    return value
+
+
+def _build(cls: Any, values: Mapping[str, Any], where: str) -> Any:
+    """cls(**values) with a clear error for unknown keys and bad values."""
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{where} must be a table of keys, got {values!r}")
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} in {where}; allowed: {', '.join(known)}")
+    try:
+        return cls(**{k: _tuples(v) for k, v in values.items()})
+    except TypeError as err:
+        raise ValueError(f"bad value in {where}: {err}") from None
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word: take it as a string
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply `key.path=value` overrides to a raw study dict (a new dict; raw is untouched)."""
+    out = json.loads(json.dumps(raw))
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r} (e.g. --set train.steps=100)")
+        key, text = item.split("=", 1)
+        parts = key.strip().split(".")
+        node: Any = out
+        for depth, part in enumerate(parts[:-1]):
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    where = ".".join(parts[:depth]) or "the study"
+                    raise ValueError(f"--set {key}: {where} has entries 0..{len(node) - 1}, not {part!r}")
+                node = node[int(part)]
+            else:
+                node = node.setdefault(part, {})
+        last = parts[-1]
+        if isinstance(node, list):
+            raise ValueError(f"--set {key}: give an index into the list, e.g. {key}.0.<field>")
+        node[last] = _parse_value(text)
+    return out
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped in the package."""
+    files = resources.files("kanlab.presets").iterdir()
+    return sorted(p.name[: -len(".toml")] for p in files if p.name.endswith(".toml"))
+
+
+def read_study(source: str | Path) -> dict[str, Any]:
+    """Raw dict of a preset name or a path to a TOML file."""
+    path = Path(source)
+    if path.suffix == ".toml" or path.exists():
+        if not path.is_file():
+            raise FileNotFoundError(f"no study file at {path}; presets: {', '.join(preset_names())}")
+        text = path.read_text()
+    elif str(source) in preset_names():
+        text = resources.files("kanlab.presets").joinpath(f"{source}.toml").read_text()
+    else:
+        raise ValueError(f"unknown preset {str(source)!r}; presets: {', '.join(preset_names())} "
+                         "(or give a path to a .toml file)")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{source}: invalid TOML: {err}") from None
+
+
+def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
+    """Validate a raw study dict into a StudyConfig."""
+    unknown = sorted(set(raw) - set(STUDY_KEYS))
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)} in the study; allowed: {', '.join(STUDY_KEYS)}")
+    if not raw.get("tasks") or not raw.get("models"):
+        raise ValueError("a study needs at least one [[tasks]] and one [[models]] entry")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
+    train = dict(raw.get("train", {}))
+    _build(TrainConfig, train, "train")  # validate early
+    tasks, task_train = [], []
+    for n, t in enumerate(raw["tasks"]):
+        t = dict(t)
+        task_train.append(t.pop("train", {}))
+        t.setdefault("seed", raw.get("data_seed", 0))
+        t["encoding"] = _build(EncodingConfig, t.get("encoding", {}), f"tasks.{n}.encoding")
+        tasks.append(_build(TaskConfig, t, f"tasks.{n}"))
+    models = []
+    for n, m in enumerate(raw["models"]):
+        bad = sorted(set(m) - set(MODEL_KEYS))
+        if bad:
+            raise ValueError(f"unknown key(s) {', '.join(bad)} in models.{n}; allowed: {', '.join(MODEL_KEYS)}")
+        if "family" not in m and "spec" not in m:
+            raise ValueError(f"models.{n} needs a family (matched to the budget) or a spec")
+        family = m.get("family") or str(m["spec"]).split(":", 1)[0]
+        budget = m.get("budget", raw.get("budget"))
+        if m.get("spec") is None and budget is None:
+            raise ValueError(f"models.{n} ({family}) has no spec and the study sets no budget")
+        models.append(ModelEntry(
+            label=m.get("label", family), family=family, options=dict(m.get("options", {})),
+            spec=m.get("spec"), budget=budget, depth=int(m.get("depth", raw.get("depth", 1))),
+            train=dict(m.get("train", {})),
+        ))
+    return StudyConfig(
+        name=str(raw.get("name", "study")), tasks=tuple(tasks), task_train=tuple(task_train),
+        models=tuple(models), seeds=tuple(seeds), train=train, description=str(raw.get("description", "")),
+    )
+
+
+def load_study(source: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:
+    """Read a preset or file, apply --set overrides and validate."""
+    return parse_study(apply_overrides(read_study(source), overrides))

@@ -1,0 +1,1 @@
+"""Study presets shipped with kanlab (TOML files read with importlib.resources)."""

@@ -1,0 +1,203 @@
+"""Run one experiment into a run folder, and expand a study into experiments.
+
+A run folder `<root>/<experiment>/<run_id>/` holds config.json, metrics.jsonl, final.json,
+model.pt (a state dict: load with weights_only=True), predictions.npz, edges.npz and plots/.
+It is written under a temporary name and renamed when complete, so a folder with the final
+name is always whole.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from kanlab import models
+from kanlab.config import ExperimentConfig, StudyConfig, _build
+from kanlab.layers import KANLinear
+from kanlab.layers.dense import Dense
+from kanlab.tasks import Dataset, TaskConfig, make_dataset
+from kanlab.tasks.image import psnr
+from kanlab.train import History, TrainConfig, train
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+EDGE_POINTS = 200
+
+
+def expand(study: StudyConfig) -> list[ExperimentConfig]:
+    """Every (task, model, seed) of a study as a resolved ExperimentConfig (widths matched)."""
+    out = []
+    for task, task_train in zip(study.tasks, study.task_train, strict=True):
+        data = make_dataset(task)
+        for entry in study.models:
+            if entry.spec is not None:
+                spec = entry.spec
+            else:
+                assert entry.budget is not None
+                widths = models.match_params(
+                    entry.family, int(entry.budget), depth=entry.depth, in_features=data.in_dim,
+                    out_features=data.out_dim, widths_only=True, **dict(entry.options),
+                )
+                cfg = models.ModelConfig.single(entry.family, tuple(widths), **dict(entry.options))
+                spec = models.format_spec(cfg)
+            for seed in study.seeds:
+                merged = {**study.train, **task_train, **entry.train, "seed": seed}
+                out.append(ExperimentConfig(
+                    experiment=study.name, label=entry.label, family=entry.family, spec=spec,
+                    task=task, train=_build(TrainConfig, merged, f"train of {entry.label}"), seed=seed,
+                ))
+    return out
+
+
+def build_model(exp: ExperimentConfig) -> nn.Module:
+    """The run's model, initialised from its seed without touching the global RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(exp.seed)
+        return models.build(models.parse_spec(exp.spec))
+
+
+def _json(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def _layer_inputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    inputs, h = [], x
+    for layer in getattr(model, "layers", [model]):
+        inputs.append(h)
+        h = layer(h)
+    return inputs
+
+
+@torch.no_grad()
+def edge_arrays(model: nn.Module, x_train: torch.Tensor) -> dict[str, np.ndarray]:
+    """Per-edge responses of every learnable-activation layer over the input range it saw."""
+    arrays: dict[str, np.ndarray] = {}
+    layers = list(getattr(model, "layers", [model]))
+    present = []
+    for index, (layer, h) in enumerate(zip(layers, _layer_inputs(model, x_train), strict=True)):
+        if isinstance(layer, Dense) or not hasattr(layer, "edge_responses"):
+            continue
+        lo, hi = h.min(0).values, h.max(0).values
+        t = torch.linspace(0, 1, EDGE_POINTS, dtype=h.dtype).unsqueeze(1)
+        xs = lo + (hi - lo) * t                                             # (P, in)
+        arrays[f"layer{index}_x"] = xs.cpu().numpy()
+        arrays[f"layer{index}_y"] = layer.edge_responses(xs).cpu().numpy()  # (P, out, in)
+        if isinstance(layer, KANLinear):
+            arrays[f"layer{index}_knots"] = layer.grid.cpu().numpy()
+        present.append(index)
+    arrays["layers"] = np.array(present, dtype=np.int64)
+    return arrays
+
+
+def _final(history: History | None, model: nn.Module, data: Dataset | None, started: float,
+           error: str | None) -> dict[str, Any]:
+    last = history.records[-1] if history and history.records else {}
+    status = "failed" if error else (history.status if history else "failed")
+    test_loss = last.get("test_loss")
+    return {
+        "status": status,
+        "message": error or (history.message if history else None),
+        "param_count": models.param_count(model),
+        "train_loss": last.get("train_loss"),
+        "test_loss": test_loss,
+        "test_rmse": last.get("test_rmse"),
+        "psnr": last.get("psnr"),
+        "wall_time": time.perf_counter() - started,
+        "time_per_step": history.time_per_step if history else None,
+        "steps": history.steps_done if history else 0,
+        "stages": history.stages if history else [],
+    }
+
+
+def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int], None] | None = None,
+            plots: bool = True) -> Path:
+    """Train one experiment and write its run folder; a failure is recorded, not raised.
+
+    Returns:
+        The finished run folder `<root>/<experiment>/<run_id>`.
+    """
+    final_dir = Path(root) / exp.experiment / exp.run_id
+    tmp = final_dir.with_name(f".tmp-{exp.run_id}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    _json(tmp / "config.json", {**exp.to_dict(), "run_id": exp.run_id})
+    started = time.perf_counter()
+    model: nn.Module = nn.Module()
+    history, data, error = None, None, None
+    try:
+        data = make_dataset(exp.task, dtype=DTYPES[exp.train.dtype])
+        model = build_model(exp)
+        metrics = (tmp / "metrics.jsonl").open("w")
+
+        def record(rec: dict[str, Any]) -> None:
+            rec = dict(rec)
+            is_image = data is not None and data.image_shape is not None
+            rec["psnr"] = psnr(rec["test_loss"]) if is_image and np.isfinite(rec["test_loss"]) else None
+            metrics.write(json.dumps(rec) + "\n")
+            metrics.flush()
+
+        with metrics:
+            history = train(model, data, exp.train, callback=record, progress=progress)
+        for rec in history.records:  # keep the History's records in step with the file
+            if data.image_shape is not None and np.isfinite(rec["test_loss"]):
+                rec["psnr"] = psnr(rec["test_loss"])
+        torch.save(model.state_dict(), tmp / "model.pt")
+        _write_predictions(tmp, model, data)
+        np.savez(tmp / "edges.npz", **edge_arrays(model, data.x_train))
+    except Exception as err:  # noqa: BLE001 - a failed run is recorded and the study goes on
+        error = f"{type(err).__name__}: {err}"
+        (tmp / "error.txt").write_text(traceback.format_exc())
+    _json(tmp / "final.json", _final(history, model, data, started, error))
+    if plots and error is None:
+        from kanlab.report.plots import plot_run
+
+        plot_run(tmp, tmp / "plots")
+    shutil.rmtree(final_dir, ignore_errors=True)
+    tmp.rename(final_dir)
+    return final_dir
+
+
+@torch.no_grad()
+def _write_predictions(folder: Path, model: nn.Module, data: Dataset) -> None:
+    y_pred = model(data.x_test)
+    shape = np.array(data.image_shape or (), dtype=np.int64)
+    np.savez(folder / "predictions.npz", coords_test=data.coords_test.cpu().numpy(),
+             y_test=data.y_test.cpu().numpy(), y_pred=y_pred.cpu().numpy(), image_shape=shape)
+
+
+def load_run(run_dir: Path) -> tuple[ExperimentConfig, nn.Module]:
+    """Rebuild a run's model from its folder (weights loaded with weights_only=True)."""
+    run_dir = Path(run_dir)
+    cfg_path, ckpt = run_dir / "config.json", run_dir / "model.pt"
+    if not cfg_path.is_file() or not ckpt.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a finished run folder (needs config.json and model.pt)")
+    exp = ExperimentConfig.from_dict(json.loads(cfg_path.read_text()))
+    model = build_model(exp).to(DTYPES[exp.train.dtype])
+    model.load_state_dict(torch.load(ckpt, weights_only=True, map_location="cpu"))
+    return exp, model
+
+
+def evaluate_run(run_dir: Path) -> dict[str, float]:
+    """Reload a run's checkpoint and evaluate it on its task's train and test sets."""
+    exp, model = load_run(run_dir)
+    data = make_dataset(exp.task, dtype=DTYPES[exp.train.dtype])
+    with torch.no_grad():
+        train_mse = float(torch.mean((model(data.x_train) - data.y_train) ** 2))
+        test_mse = float(torch.mean((model(data.x_test) - data.y_test) ** 2))
+    out = {"train_loss": train_mse, "test_loss": test_mse, "test_rmse": test_mse**0.5}
+    if data.image_shape is not None:
+        out["psnr"] = psnr(test_mse)
+    return out
+
+
+def task_label(task: TaskConfig) -> str:
+    """Short human name of a task (image paths shortened to their file name)."""
+    return Path(task.name).stem if task.kind != "function" else task.name

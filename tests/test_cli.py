@@ -1,0 +1,104 @@
+"""The CLI end to end on the smoke preset: run folders, database, report, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kanlab.cli import main
+from kanlab.runs import load_run
+
+SMALL = ["--set", "train.steps=20", "--set", "train.eval_every=10"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("runs")
+    assert main(["compare", "smoke", "--root", str(root), *SMALL]) == 0
+    return root
+
+
+def rows(root: Path) -> list[dict]:  # type: ignore[type-arg]
+    con = sqlite3.connect(root / "kanlab.db")
+    con.row_factory = sqlite3.Row
+    out = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY run_id")]
+    con.close()
+    return out
+
+
+def test_compare_smoke_writes_runs_database_and_report(smoke: Path, capsys: pytest.CaptureFixture) -> None:
+    runs = rows(smoke)
+    assert len(runs) == 4 and {r["status"] for r in runs} == {"finished"}
+    assert {r["family"] for r in runs} == {"kan", "mlp"}
+    for r in runs:
+        folder = Path(r["run_dir"])
+        final = json.loads((folder / "final.json").read_text())
+        assert r["test_loss"] == pytest.approx(final["test_loss"]) and final["steps"] == 20
+        lines = (folder / "metrics.jsonl").read_text().splitlines()
+        assert [json.loads(line)["step"] for line in lines] == [0, 10, 20]
+        assert (folder / "plots").is_dir() and any((folder / "plots").glob("*.png"))
+        # The checkpoint reloads (weights_only) into a model that reproduces the saved predictions.
+        exp, model = load_run(folder)
+        pred = np.load(folder / "predictions.npz")
+        with torch.no_grad():
+            from kanlab.tasks import make_dataset
+
+            data = make_dataset(exp.task)
+            np.testing.assert_allclose(model(data.x_test).numpy(), pred["y_pred"], rtol=1e-6, atol=1e-7)
+    report = smoke / "smoke" / "report.html"
+    assert report.is_file() and "zigzag" in report.read_text()
+
+
+def test_rerun_resumes_without_redoing_finished_runs(smoke: Path, capsys: pytest.CaptureFixture) -> None:
+    stamps = {r["run_id"]: Path(r["run_dir"], "final.json").stat().st_mtime_ns for r in rows(smoke)}
+    assert main(["run", "smoke", "--root", str(smoke), *SMALL]) == 0
+    after = {r["run_id"]: Path(r["run_dir"], "final.json").stat().st_mtime_ns for r in rows(smoke)}
+    assert after == stamps and len(rows(smoke)) == 4
+
+
+def test_eval_reloads_the_checkpoint(smoke: Path, capsys: pytest.CaptureFixture) -> None:
+    run = rows(smoke)[0]
+    capsys.readouterr()
+    assert main(["eval", run["run_dir"]]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert metrics["test_loss"] == pytest.approx(run["test_loss"], rel=1e-5)
+
+
+def test_same_config_and_seed_give_identical_curves(tmp_path: Path) -> None:
+    losses = []
+    for name in ("a", "b"):
+        root = tmp_path / name
+        assert main(["run", "smoke", "--no-plots", "--root", str(root), *SMALL]) == 0
+        losses.append([(r["run_id"], r["test_loss"], r["train_loss"]) for r in rows(root)])
+    assert losses[0] == losses[1]
+
+
+def test_a_diverging_run_is_recorded_and_the_study_goes_on(tmp_path: Path) -> None:
+    code = main(["compare", "smoke", "--root", str(tmp_path), *SMALL, "--set", "models.1.train={lr=1e8}",
+                 "--set", "train.optimizer=sgd"])
+    assert code == 0
+    statuses = {(r["family"], r["status"]) for r in rows(tmp_path)}
+    assert ("mlp", "diverged") in statuses and ("kan", "finished") in statuses
+    assert "diverged" in (tmp_path / "smoke" / "report.html").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "no-such-preset"], "unknown preset 'no-such-preset'; presets: "),
+        (["run", "smoke", "--set", "train.bogus=1"], "unknown key(s) bogus in train"),
+        (["run", "smoke", "--set", "tasks.1.name=/no/such/image.png"], "/no/such/image.png"),
+        (["eval", "/no/such/run"], "/no/such/run"),
+    ],
+)
+def test_bad_input_exits_2_with_a_message(args: list[str], message: str, tmp_path: Path,
+                                          capsys: pytest.CaptureFixture) -> None:
+    assert main([*args, *(["--root", str(tmp_path)] if args[0] == "run" else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kanlab: error: ") and message in err
+    assert not list(tmp_path.glob("*/*"))  # nothing written
