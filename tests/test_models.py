@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kanlab.budget import match_params
 from kanlab.layers.activations import RBFKAN, ChebyshevKAN, FourierKAN, TanhQuadratic
 from kanlab.layers.bspline import KANLinear
 from kanlab.layers.dense import ACTIVATIONS, Dense
@@ -25,7 +26,6 @@ from kanlab.models import (
     build,
     count_params,
     format_spec,
-    match_params,
     param_count,
     parse_spec,
 )

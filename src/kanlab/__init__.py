@@ -1,5 +1,6 @@
 """kanlab: Kolmogorov-Arnold Networks and the MLPs they are measured against."""
 
+from kanlab.budget import match_params
 from kanlab.layers import RBFKAN, ChebyshevKAN, Dense, FourierKAN, KANLinear, TanhQuadratic
 from kanlab.models import (
     KAN,
@@ -10,7 +11,6 @@ from kanlab.models import (
     build,
     count_params,
     format_spec,
-    match_params,
     param_count,
     parse_spec,
 )

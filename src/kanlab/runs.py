@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from kanlab import models
+from kanlab.budget import match_params
 from kanlab.config import ExperimentConfig, StudyConfig, _build
 from kanlab.layers import KANLinear
 from kanlab.layers.dense import Dense
@@ -42,7 +43,7 @@ def expand(study: StudyConfig) -> list[ExperimentConfig]:
                 spec = entry.spec
             else:
                 assert entry.budget is not None
-                widths = models.match_params(
+                widths = match_params(
                     entry.family, int(entry.budget), depth=entry.depth, in_features=data.in_dim,
                     out_features=data.out_dim, widths_only=True, **dict(entry.options),
                 )
