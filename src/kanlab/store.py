@@ -1,0 +1,241 @@
+"""The SQLite results store: one row per run, one row per evaluation of its curve.
+
+Only the driver process writes it (WAL mode lets reports read while a sweep is recording).
+A row is rebuilt from the run folder's config.json, final.json and metrics.jsonl, so the
+folder stays the source of truth and re-recording a run replaces its rows instead of adding.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import sqlite3
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+SCHEMA_VERSION = 1
+DEFAULT_DB = Path("runs/kanlab.db")
+
+RUN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "TEXT PRIMARY KEY"),
+    ("experiment", "TEXT NOT NULL"),
+    ("label", "TEXT NOT NULL"),
+    ("family", "TEXT NOT NULL"),
+    ("task", "TEXT NOT NULL"),
+    ("task_kind", "TEXT NOT NULL"),
+    ("seed", "INTEGER NOT NULL"),
+    ("param_count", "INTEGER"),
+    ("status", "TEXT NOT NULL"),
+    ("message", "TEXT"),
+    ("train_loss", "REAL"),
+    ("test_loss", "REAL"),
+    ("test_rmse", "REAL"),
+    ("psnr", "REAL"),
+    ("wall_time", "REAL"),
+    ("time_per_step", "REAL"),
+    ("steps", "INTEGER"),
+    ("run_dir", "TEXT NOT NULL"),
+    ("config_json", "TEXT NOT NULL"),
+    ("final_json", "TEXT NOT NULL"),
+    ("versions_json", "TEXT NOT NULL"),
+    ("created", "TEXT NOT NULL"),
+)
+CURVE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE"),
+    ("step", "INTEGER NOT NULL"),
+    ("time", "REAL"),
+    ("train_loss", "REAL"),
+    ("test_loss", "REAL"),
+    ("test_rmse", "REAL"),
+    ("psnr", "REAL"),
+    ("lr", "REAL"),
+    ("grid_size", "INTEGER"),
+)
+_RUN_NAMES = [name for name, _ in RUN_COLUMNS]
+_CURVE_NAMES = [name for name, _ in CURVE_COLUMNS]
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{n} {t}" for n, t in RUN_COLUMNS)});
+CREATE TABLE IF NOT EXISTS curves ({", ".join(f"{n} {t}" for n, t in CURVE_COLUMNS)},
+                                   PRIMARY KEY (run_id, step));
+CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, task, label, seed);
+"""
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"cannot record run: {path} is missing")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"cannot record run: {path} is not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        raise ValueError(f"cannot record run: {path} does not hold a JSON object")
+    return data
+
+
+def _read_metrics(path: Path) -> list[dict[str, Any]]:
+    # A run that failed before training started has no metrics file: an empty curve, not an error.
+    if not path.is_file():
+        return []
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"cannot record run: {path} line {number} is not valid JSON ({err})") from err
+    return records
+
+
+class ResultsStore:
+    """SQLite database of runs and their curves; opened lazily on first use, closed by close().
+
+    Args:
+        path: database file (parent folders are created when it is first opened).
+    """
+
+    def __init__(self, path: Path | str = DEFAULT_DB) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+
+    def __enter__(self) -> ResultsStore:
+        self._connection()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, err: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection (a later call reopens it)."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, timeout=30.0)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            with db:
+                db.executescript(_SCHEMA)
+                found = db.execute("SELECT version FROM schema_version").fetchall()
+                if not found:
+                    db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                elif found[0][0] != SCHEMA_VERSION:
+                    raise RuntimeError(f"{self.path} has schema version {found[0][0]}, this kanlab "
+                                       f"reads version {SCHEMA_VERSION}; record the runs into a new database")
+        except BaseException:
+            db.close()
+            raise
+        self._db = db
+        return db
+
+    def record_run(self, run_dir: Path) -> str:
+        """Insert or replace one run folder's row and curve in a single transaction.
+
+        Args:
+            run_dir: a finished run folder holding config.json, final.json and metrics.jsonl.
+        Returns:
+            The run_id recorded.
+        """
+        run_dir = Path(run_dir).resolve()
+        config = _read_json(run_dir / "config.json")
+        final = _read_json(run_dir / "final.json")
+        metrics = _read_metrics(run_dir / "metrics.jsonl")
+        try:
+            task = config["task"]
+            row = {
+                "run_id": config["run_id"], "experiment": config["experiment"], "label": config["label"],
+                "family": config["family"], "task": task["name"], "task_kind": task["kind"],
+                "seed": int(config["seed"]), "status": final["status"],
+            }
+        except (KeyError, TypeError) as err:
+            raise ValueError(f"cannot record run: {run_dir} lacks config/final field {err}") from err
+        for key in ("param_count", "message", "train_loss", "test_loss", "test_rmse", "psnr",
+                    "wall_time", "time_per_step", "steps"):
+            row[key] = final.get(key)
+        row.update(
+            run_dir=str(run_dir), config_json=json.dumps(config, sort_keys=True),
+            final_json=json.dumps(final, sort_keys=True), versions_json=json.dumps(self.versions()),
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        )
+        curve = [tuple([row["run_id"]] + [rec.get(name) for name in _CURVE_NAMES[1:]]) for rec in metrics]
+        db = self._connection()
+        with db:  # one transaction: a reader never sees a run without its curve
+            db.execute(f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_NAMES)}) "
+                       f"VALUES ({', '.join('?' * len(_RUN_NAMES))})", [row[n] for n in _RUN_NAMES])
+            db.execute("DELETE FROM curves WHERE run_id = ?", (row["run_id"],))
+            db.executemany(f"INSERT OR REPLACE INTO curves ({', '.join(_CURVE_NAMES)}) "
+                           f"VALUES ({', '.join('?' * len(_CURVE_NAMES))})", curve)
+        return str(row["run_id"])
+
+    def has_run(self, run_id: str) -> bool:
+        """Whether a run is recorded.
+
+        Args:
+            run_id: the run's id.
+        Returns:
+            True when the runs table holds it.
+        """
+        found = self._connection().execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return found is not None
+
+    def runs(self, experiment: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Recorded runs, optionally filtered, ordered by experiment, task, label and seed.
+
+        Args:
+            experiment: only this experiment (None: all).
+            status: only this status, e.g. "finished" (None: all).
+        Returns:
+            One dict per run, keyed by the runs table's columns.
+        """
+        where, args = [], []
+        for column, value in (("experiment", experiment), ("status", status)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY experiment, task, label, seed, run_id"
+        return [dict(r) for r in self._connection().execute(sql, args)]
+
+    def curves(self, run_id: str) -> list[dict[str, Any]]:
+        """One run's evaluations ordered by step.
+
+        Args:
+            run_id: the run's id.
+        Returns:
+            One dict per evaluation, keyed by the curves table's columns.
+        """
+        rows = self._connection().execute("SELECT * FROM curves WHERE run_id = ? ORDER BY step", (run_id,))
+        return [dict(r) for r in rows]
+
+    def experiments(self) -> list[str]:
+        """Names of the recorded experiments, sorted."""
+        rows = self._connection().execute("SELECT DISTINCT experiment FROM runs ORDER BY experiment")
+        return [r[0] for r in rows]
+
+    @staticmethod
+    def versions() -> dict[str, str]:
+        """Versions of python, torch, numpy and kanlab in this process (without importing torch).
+
+        Returns:
+            A dict name -> version string ("unknown" when a package is not installed).
+        """
+        out = {"python": platform.python_version()}
+        for name in ("torch", "numpy", "kanlab"):
+            try:
+                out[name] = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                out[name] = "unknown"
+        return out

@@ -1,0 +1,117 @@
+"""The SQLite results store: rows equal the run folder's JSON, upserts, filters, clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from kanlab.store import SCHEMA_VERSION, ResultsStore
+from report_helpers import write_run
+
+
+def test_recorded_row_equals_the_json(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "runs", "exp", label="KAN (PyKAN tricks)", family="kan", seed=3,
+                    test_loss=2.5e-4, param_count=1234, wall_time=7.5, time_per_step=0.031, n_evals=4)
+    with ResultsStore(tmp_path / "db" / "k.db") as store:
+        run_id = store.record_run(run)
+        [row] = store.runs()
+        curve = store.curves(run_id)
+    config = json.loads((run / "config.json").read_text())
+    final = json.loads((run / "final.json").read_text())
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert run_id == config["run_id"] == row["run_id"]
+    for key in ("experiment", "label", "family", "seed"):
+        assert row[key] == config[key]
+    assert (row["task"], row["task_kind"]) == ("zigzag", "function")
+    for key in ("status", "message", "param_count", "train_loss", "test_loss", "test_rmse", "psnr",
+                "wall_time", "time_per_step", "steps"):
+        assert row[key] == final[key], key
+    assert json.loads(row["config_json"]) == config
+    assert json.loads(row["final_json"]) == final
+    assert row["run_dir"] == str(run.resolve())
+    assert set(json.loads(row["versions_json"])) == {"python", "torch", "numpy", "kanlab"}
+    assert len(curve) == len(metrics) == 4
+    for got, want in zip(curve, metrics, strict=True):
+        assert got == {"run_id": run_id, **want}
+
+
+def test_recording_twice_keeps_one_row_and_replaces_the_curve(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "exp", label="MLP", family="mlp", n_evals=6)
+    db = tmp_path / "k.db"
+    with ResultsStore(db) as store:
+        store.record_run(run)
+        store.record_run(run)
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        assert len(store.runs()) == 1
+        assert len(store.curves(store.runs()[0]["run_id"])) == len(lines) == 6
+        (run / "metrics.jsonl").write_text("\n".join(lines[:2]) + "\n")  # a rerun with fewer evaluations
+        store.record_run(run)
+    raw = sqlite3.connect(db)
+    assert raw.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+    assert raw.execute("SELECT COUNT(*) FROM curves").fetchone()[0] == 2
+    raw.close()
+
+
+def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
+    db = tmp_path / "k.db"
+    with ResultsStore(db) as store:
+        store.experiments()
+        raw = sqlite3.connect(db)
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        raw.close()
+    raw = sqlite3.connect(db)
+    with raw:
+        raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    raw.close()
+    with pytest.raises(RuntimeError, match="schema version"):
+        ResultsStore(db).runs()
+
+
+def test_filters_and_lookups(tmp_path: Path) -> None:
+    runs = [
+        write_run(tmp_path, "a", label="KAN", family="kan", seed=0),
+        write_run(tmp_path, "a", label="KAN", family="kan", seed=1, status="diverged", message="nan loss",
+                  test_loss=math.nan),
+        write_run(tmp_path, "b", label="MLP", family="mlp", seed=0),
+    ]
+    with ResultsStore(tmp_path / "k.db") as store:
+        ids = [store.record_run(r) for r in runs]
+        assert store.experiments() == ["a", "b"]
+        assert [r["run_id"] for r in store.runs("a")] == ids[:2]
+        assert [r["run_id"] for r in store.runs(status="diverged")] == [ids[1]]
+        assert [r["run_id"] for r in store.runs("b", "finished")] == [ids[2]]
+        assert store.runs("b", "diverged") == []
+        assert store.has_run(ids[0]) and not store.has_run("nope")
+        # json writes nan as NaN; SQLite stores it as NULL, which reads back as None
+        assert store.runs(status="diverged")[0]["test_loss"] is None
+
+
+def test_missing_final_json_names_the_path(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "exp", label="KAN", family="kan")
+    (run / "final.json").unlink()
+    with ResultsStore(tmp_path / "k.db") as store, \
+            pytest.raises(FileNotFoundError, match=re.escape(str((run / "final.json").resolve()))):
+        store.record_run(run)
+
+
+def test_missing_metrics_is_an_empty_curve(tmp_path: Path) -> None:
+    run = write_run(tmp_path, "exp", label="KAN", family="kan", status="failed", message="boom")
+    (run / "metrics.jsonl").unlink()
+    with ResultsStore(tmp_path / "k.db") as store:
+        assert store.curves(store.record_run(run)) == []
+
+
+def test_close_and_reopen(tmp_path: Path) -> None:
+    store = ResultsStore(tmp_path / "nested" / "dir" / "k.db")
+    assert not (tmp_path / "nested").exists()  # no I/O before first use
+    store.record_run(write_run(tmp_path, "exp", label="KAN", family="kan"))
+    store.close()
+    assert len(store.runs()) == 1  # reopens lazily
+    store.close()
+    assert ResultsStore.versions()["python"].count(".") == 2
