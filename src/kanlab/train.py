@@ -1,0 +1,411 @@
+"""One training loop for every optimizer: a closure step, grid stages and updates, evaluation, History.
+
+Steps are counted globally (a record's `step` is the number of optimizer steps taken); grid
+updates, learning-rate schedules and the optimizer restart with each grid stage, as each stage of
+the KAN paper is a fresh fit. Legend: n rows, d inputs, t targets, b batch rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.optim import lr_scheduler
+
+from kanlab.layers.bspline import KANLinear
+from kanlab.regularization import forward_with_sparsity, kan_like_layers, stack_layers
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "lbfgs")
+SCHEDULES = ("constant", "cosine", "step")
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+Record = dict[str, Any]
+Callback = Callable[[Record], None]  # gets each evaluation record
+Progress = Callable[[int, int], None]  # gets (step, total_steps) after each step
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: optimizer, schedule, batches, precision, grid stages/updates, regulariser."""
+
+    optimizer: str = "adam"
+    lr: float = 1e-2
+    weight_decay: float = 0.0
+    momentum: float = 0.9  # sgd only
+    steps: int = 1000  # per grid stage
+    batch_size: int | None = None  # None (or >= n) = full batch
+    schedule: str = "constant"
+    step_every: int = 1000  # "step" schedule
+    gamma: float = 0.5  # "step" schedule
+    dtype: str = "float32"
+    eval_every: int = 100
+    grid_update_every: int = 0  # 0 = off
+    grid_update_until: int = 0
+    grid_eps: float = 0.02
+    grid_stages: tuple[int, ...] = ()
+    sparsity: float = 0.0  # 0 = off
+    sparsity_l1: float = 1.0
+    sparsity_entropy: float = 2.0
+    lbfgs_max_iter: int = 20
+    lbfgs_history: int = 10
+    grad_clip: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "grad_clip"):  # TOML has no null: presets write "none"
+            if str(getattr(self, name)).lower() == "none":
+                object.__setattr__(self, name, None)
+        if isinstance(self.grid_stages, (list, tuple)):
+            object.__setattr__(self, "grid_stages", tuple(self.grid_stages))
+        for name in ("lr", "weight_decay", "momentum", "gamma", "grid_eps", "sparsity", "sparsity_l1",
+                     "sparsity_entropy", "grad_clip"):
+            if _is_int(getattr(self, name)):  # TOML's `lr = 1` is an int
+                object.__setattr__(self, name, float(getattr(self, name)))
+        pos, nonneg = "an integer >= 1", "an integer >= 0"
+        checks = [
+            ("optimizer", self.optimizer in OPTIMIZERS, ", ".join(OPTIMIZERS)),
+            ("lr", _is_num(self.lr) and self.lr > 0, "a number > 0"),
+            ("weight_decay", _is_num(self.weight_decay) and self.weight_decay >= 0, "a number >= 0"),
+            ("momentum", _is_num(self.momentum) and 0 <= self.momentum < 1, "a number in [0, 1)"),
+            ("steps", _is_int(self.steps) and self.steps >= 0, nonneg),
+            ("batch_size", self.batch_size is None or (_is_int(self.batch_size) and self.batch_size >= 1),
+             f"None or {pos}"),
+            ("schedule", self.schedule in SCHEDULES, ", ".join(SCHEDULES)),
+            ("step_every", _is_int(self.step_every) and self.step_every >= 1, pos),
+            ("gamma", _is_num(self.gamma) and 0 < self.gamma <= 1, "a number in (0, 1]"),
+            ("dtype", self.dtype in DTYPES, ", ".join(DTYPES)),
+            ("eval_every", _is_int(self.eval_every) and self.eval_every >= 1, pos),
+            ("grid_update_every", _is_int(self.grid_update_every) and self.grid_update_every >= 0, nonneg),
+            ("grid_update_until", _is_int(self.grid_update_until) and self.grid_update_until >= 0, nonneg),
+            ("grid_eps", _is_num(self.grid_eps) and 0 <= self.grid_eps <= 1, "a number in [0, 1]"),
+            ("grid_stages", isinstance(self.grid_stages, tuple) and all(_is_int(g) and g >= 1 for g in
+             self.grid_stages), "a tuple of integers >= 1, e.g. (3, 5, 10)"),
+            ("sparsity", _is_num(self.sparsity) and self.sparsity >= 0, "a number >= 0 (0 = off)"),
+            ("sparsity_l1", _is_num(self.sparsity_l1) and self.sparsity_l1 >= 0, ">= 0"),
+            ("sparsity_entropy", _is_num(self.sparsity_entropy) and self.sparsity_entropy >= 0, ">= 0"),
+            ("lbfgs_max_iter", _is_int(self.lbfgs_max_iter) and self.lbfgs_max_iter >= 1, pos),
+            ("lbfgs_history", _is_int(self.lbfgs_history) and self.lbfgs_history >= 1, pos),
+            ("grad_clip", self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip > 0),
+             "None or a number > 0"),
+            ("seed", _is_int(self.seed), "an integer"),
+            ("weight_decay", self.optimizer != "lbfgs" or self.weight_decay == 0,
+             "0 with optimizer 'lbfgs' (torch's LBFGS has no weight decay)"),
+            ("grid_update_until", self.grid_update_every == 0 or self.grid_update_until > 0,
+             "an integer >= 1 when grid_update_every > 0 (updates happen while step < grid_update_until)"),
+        ]
+        for name, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"TrainConfig.{name}={getattr(self, name)!r} is invalid; allowed: {allowed}")
+
+    @property
+    def total_steps(self) -> int:
+        """Optimizer steps over all grid stages: steps * max(1, len(grid_stages))."""
+        return self.steps * max(1, len(self.grid_stages))
+
+
+class Data(Protocol):
+    """What train needs from a dataset (kanlab.tasks.Dataset is one): (n, d) inputs, (n, t) targets."""
+
+    @property
+    def x_train(self) -> torch.Tensor: ...
+    @property
+    def y_train(self) -> torch.Tensor: ...
+    @property
+    def x_test(self) -> torch.Tensor: ...
+    @property
+    def y_test(self) -> torch.Tensor: ...
+
+
+@dataclass
+class History:
+    """What a run produced.
+
+    Attributes:
+        records: one dict per evaluation with keys step, time, train_loss, test_loss, test_rmse, lr,
+            grid_size (finite evaluations only).
+        status: "finished" or "diverged".
+        message: why it diverged (step and last finite loss), else None.
+        wall_time: seconds for the whole call.
+        steps_done: optimizer steps completed with a finite loss.
+        time_per_step: training seconds (evaluation excluded) per completed step.
+        stages: one dict per completed grid stage (a run without grid_stages is one stage): grid_size,
+            step, train_rmse, test_rmse at the end of the stage.
+    """
+
+    records: list[Record] = field(default_factory=list)
+    status: str = "finished"
+    message: str | None = None
+    wall_time: float = 0.0
+    steps_done: int = 0
+    time_per_step: float = 0.0
+    stages: list[Record] = field(default_factory=list)
+
+
+def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer cfg names, over params (LBFGS with a strong-Wolfe line search)."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=cfg.lbfgs_max_iter, history_size=cfg.lbfgs_history,
+                             line_search_fn="strong_wolfe")
+
+
+def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule of one stage (cosine decays to 0 over cfg.steps); None if constant."""
+    if cfg.schedule == "cosine":
+        return lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps))
+    if cfg.schedule == "step":
+        return lr_scheduler.StepLR(opt, step_size=cfg.step_every, gamma=cfg.gamma)
+    return None
+
+
+def kan_layers(model: nn.Module) -> list[KANLinear]:
+    """Every B-spline KAN layer of model, in module order."""
+    return [m for m in model.modules() if isinstance(m, KANLinear)]
+
+
+@torch.no_grad()
+def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02) -> None:
+    """Move each KAN layer's knots to the quantiles of its own input on batch x, first layer first.
+
+    Args:
+        model: a stack (see regularization.stack_layers) or a single KANLinear.
+        x: (b, d) model input batch.
+        grid_eps: 0 = pure quantiles, 1 = uniform over each input's range.
+    """
+    kan = kan_layers(model)
+    if not kan:
+        return
+    kan_like_layers(model)  # raises if a KAN layer is nested where the walk cannot reach it
+    layers = stack_layers(model)
+    for j, layer in enumerate(layers):
+        if isinstance(layer, KANLinear):
+            layer.update_grid(x, grid_eps)
+        if j < len(layers) - 1:
+            x = layer(x)  # the next layer's input, after this layer's refit
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Data, *, chunk: int = 65536) -> dict[str, float]:
+    """Full-set MSE of model on the train and test sets, in chunks of rows, without gradients.
+
+    Args:
+        model: maps (n, d) -> (n, t); data is cast to its first parameter's dtype and device.
+        data: any object with x_train, y_train, x_test, y_test.
+        chunk: rows per forward pass (bounds memory on image tasks).
+    Returns:
+        {"train_loss", "test_loss", "test_rmse"} as Python floats (MSE over all n * t entries).
+    """
+    p = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        out = {}
+        for split in ("train", "test"):
+            x = getattr(data, f"x_{split}").to(p.device, p.dtype)
+            y = getattr(data, f"y_{split}").to(p.device, p.dtype)
+            sse = sum(  # (chunk, t) squared errors
+                ((model(x[i : i + chunk]) - y[i : i + chunk]) ** 2).sum()
+                for i in range(0, len(x), chunk))
+            out[f"{split}_loss"] = float(sse) / y.numel()
+    finally:
+        model.train(was_training)
+    out["test_rmse"] = math.sqrt(out["test_loss"]) if out["test_loss"] >= 0 else math.nan
+    return out
+
+
+def _nonfinite_inside(model: nn.Module, x: torch.Tensor) -> bool:
+    # Whether a forward on x meets a NaN/inf parameter or layer input: tells a layer's non-finite
+    # input ValueError (divergence) apart from a genuine error, which must propagate.
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        return True
+    finite: list[bool] = []
+
+    def look(_: nn.Module, inputs: tuple[Any, ...]) -> None:
+        finite.extend(bool(torch.isfinite(t).all()) for t in inputs if isinstance(t, torch.Tensor))
+
+    handles = [m.register_forward_pre_hook(look) for m in model.modules()]
+    try:
+        with torch.no_grad(), contextlib.suppress(ValueError):
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return not all(finite)
+
+
+def _batches(n: int, batch_size: int | None, gen: torch.Generator) -> Iterator[torch.Tensor | None]:
+    # Row indices per step, None = the full set. Epochs are drawn without replacement; the
+    # n % batch_size rows left over by an epoch's permutation wait for the next one.
+    if batch_size is None or batch_size >= n:
+        while True:
+            yield None
+    while True:
+        perm = torch.randperm(n, generator=gen)
+        for k in range(n // batch_size):
+            yield perm[k * batch_size : (k + 1) * batch_size]
+
+
+def _make_closure(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
+) -> Callable[[], torch.Tensor]:
+    params = [p for g in opt.param_groups for p in g["params"]]
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        if cfg.sparsity > 0:
+            pred, reg = forward_with_sparsity(model, x, cfg.sparsity_l1, cfg.sparsity_entropy)
+            loss = F.mse_loss(pred, y) + cfg.sparsity * reg
+        else:
+            loss = F.mse_loss(model(x), y)
+        loss.backward()
+        if cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        return loss
+
+    return closure
+
+
+class _Run:
+    """One train() call: the cast data (so it is a Data itself), clock, step counter, optimizer, History."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+    def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig,
+                 callback: Callback | None, progress: Progress | None) -> None:
+        p = next(model.parameters(), None)
+        if p is None:
+            raise ValueError(f"{type(model).__name__} has no parameters to train")
+        for name in ("x_train", "y_train", "x_test", "y_test"):
+            t = getattr(data, name).to(p.device, DTYPES[cfg.dtype])  # a copy unless it already matches
+            if t.ndim != 2 or not bool(torch.isfinite(t).all()):
+                raise ValueError(f"data.{name} must be 2-D and finite in {cfg.dtype}; shape {tuple(t.shape)}")
+            setattr(self, name, t)
+        self.model, self.cfg, self.history = model, cfg, History()
+        self.batches = _batches(len(self.x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
+        self.start, self.eval_time, self.step = time.perf_counter(), 0.0, 0
+        self.last: tuple[int, float] | None = None  # (step, value) of the last finite loss
+        self.opt: torch.optim.Optimizer | None = None
+        self.callback, self.progress = callback, progress
+
+    def diverge(self, why: str) -> bool:
+        last = "none" if self.last is None else f"{self.last[1]:.6g} at step {self.last[0]}"
+        self.history.status = "diverged"
+        self.history.message = f"diverged at step {self.step}: {why}; last finite loss {last}"
+        return False
+
+    def evaluate(self) -> bool:
+        t0 = time.perf_counter()
+        try:
+            ev = evaluate(self.model, self)
+        except ValueError:
+            if not any(_nonfinite_inside(self.model, x) for x in (self.x_train, self.x_test)):
+                raise
+            ev = {"train_loss": math.nan, "test_loss": math.nan}
+        finally:
+            self.eval_time += time.perf_counter() - t0
+        if not all(math.isfinite(v) for v in ev.values()):
+            return self.diverge(f"non-finite evaluation (train {ev['train_loss']}, test {ev['test_loss']})")
+        kan = kan_layers(self.model)
+        lr = self.opt.param_groups[0]["lr"] if self.opt is not None else self.cfg.lr
+        record = {"step": self.step, "time": t0 - self.start, **ev, "lr": float(lr),
+                  "grid_size": kan[0].grid_size if kan else None}
+        self.history.records.append(record)
+        self.last = (self.step, ev["train_loss"])
+        if self.callback is not None:
+            t1 = time.perf_counter()
+            self.callback(dict(record))
+            self.eval_time += time.perf_counter() - t1
+        return True
+
+    def stage(self, grid_size: int | None) -> bool:
+        cfg = self.cfg
+        for layer in kan_layers(self.model):
+            if grid_size is not None and layer.grid_size != grid_size:
+                layer.refine(grid_size)
+        # refine replaced the coefficient Parameters, and each stage is a fresh fit: new optimizer.
+        self.opt = make_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg)
+        sched = make_scheduler(self.opt, cfg)
+        if not self.evaluate():  # step 0, or right after a refinement
+            return False
+        for t in range(cfg.steps):
+            idx = next(self.batches)  # drawn on the CPU, so the same rows on any device
+            if idx is None:
+                x, y = self.x_train, self.y_train                                # (n, d), (n, t)
+            else:
+                idx = idx.to(self.x_train.device)
+                x, y = self.x_train[idx], self.y_train[idx]                      # (b, d), (b, t)
+            try:
+                if cfg.grid_update_every and t % cfg.grid_update_every == 0 and t < cfg.grid_update_until:
+                    update_grids(self.model, x, cfg.grid_eps)
+                out = self.opt.step(_make_closure(self.model, self.opt, x, y, cfg))  # type: ignore[arg-type]
+                loss = float(torch.as_tensor(out).detach())  # the objective before this step
+            except ValueError:  # a layer's input check: divergence if NaN/inf got inside, else a real error
+                if not _nonfinite_inside(self.model, x):
+                    raise
+                return self.diverge("non-finite activations")
+            if not math.isfinite(loss):
+                return self.diverge(f"non-finite training loss {loss}")
+            self.last, self.step = (self.step, loss), self.step + 1
+            if sched is not None:
+                sched.step()
+            if self.progress is not None:
+                self.progress(self.step, cfg.total_steps)
+            if (self.step % cfg.eval_every == 0 or t == cfg.steps - 1) and not self.evaluate():
+                return False
+        end = self.history.records[-1]
+        self.history.stages.append({"grid_size": end["grid_size"], "step": self.step,
+                                    "train_rmse": math.sqrt(end["train_loss"]),
+                                    "test_rmse": end["test_rmse"]})
+        return True
+
+
+def train(
+    model: nn.Module,
+    data: Data,
+    cfg: TrainConfig,
+    *,
+    callback: Callback | None = None,
+    progress: Progress | None = None,
+) -> History:
+    """Train model in place on data's MSE; NaN/inf ends the run with status "diverged" (no exception).
+
+    Args:
+        model: converted to cfg.dtype in place; trains on its parameters' device. Grid stages,
+            grid updates and sparsity need a stack (`.layers` applied in order) or a single layer.
+        data: x_train (n, d), y_train (n, t), x_test, y_test; cast copies are used, never changed.
+        cfg: the training configuration.
+        callback: called with (a copy of) each evaluation record right after it is taken.
+        progress: called as progress(step, cfg.total_steps) after every optimizer step.
+    Returns:
+        The History: records, stages, status/message and timings.
+    """
+    model.to(dtype=DTYPES[cfg.dtype])
+    run = _Run(model, data, cfg, callback, progress)
+    for grid_size in cfg.grid_stages or (None,):
+        if not run.stage(grid_size):
+            break
+    h = run.history
+    h.wall_time, h.steps_done = time.perf_counter() - run.start, run.step
+    h.time_per_step = (h.wall_time - run.eval_time) / run.step if run.step else 0.0
+    return h
