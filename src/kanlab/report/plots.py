@@ -80,6 +80,11 @@ def _predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
         return None
     with np.load(path) as z:
         out = {k: np.asarray(z[k]) for k in z.files}
+    for key in ("coords_test", "y_test", "y_pred"):
+        # float64 and non-finite for overflow: a diverged model's float32 outputs can be huge.
+        with np.errstate(over="ignore", invalid="ignore"):
+            v = out[key].astype(np.float64)
+            out[key] = np.where(np.abs(v) < 1e150, v, np.nan)
     n = out["coords_test"].shape[0]
     out["coords_test"] = out["coords_test"].reshape(n, -1)                       # (n, d)
     out["y_test"], out["y_pred"] = out["y_test"].reshape(n, -1), out["y_pred"].reshape(n, -1)  # (n, T)
