@@ -102,3 +102,23 @@ def test_bad_input_exits_2_with_a_message(args: list[str], message: str, tmp_pat
     err = capsys.readouterr().err
     assert err.startswith("kanlab: error: ") and message in err
     assert not list(tmp_path.glob("*/*"))  # nothing written
+
+
+def test_kan_paper_toy_reports_rmse_at_each_grid_size(tmp_path: Path) -> None:
+    args = ["compare", "kan-paper-toy", "--root", str(tmp_path), "--set", "train.steps=3",
+            "--set", "train.lbfgs_max_iter=5", "--set", "train.grid_stages=[3, 6, 12]",
+            "--set", "tasks.0.n_train=200", "--set", "tasks.0.n_test=200"]
+    assert main(args) == 0
+    (run,) = rows(tmp_path)
+    stages = json.loads(run["final_json"])["stages"]
+    assert [s["grid_size"] for s in stages] == [3, 6, 12]
+    # Refining preserves the function, so each stage starts where the last ended and LBFGS in
+    # float64 only improves from there: the training RMSE never rises across stages.
+    train_rmse = [s["train_rmse"] for s in stages]
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(train_rmse, train_rmse[1:], strict=False))
+    html = (tmp_path / "kan-paper-toy" / "report.html").read_text()
+    assert "Grid extension" in html
+    from kanlab.report.tables import fmt_sci
+
+    for s in stages:
+        assert f"<td>{fmt_sci(s['test_rmse'])}</td>" in html.replace('<td class="num">', "<td>")

@@ -154,7 +154,8 @@ def _task_section(n: int, task_rows: list[dict[str, Any]], lines: list[dict[str,
     kind = escape(task_rows[0]["task_kind"])
     parts = [f'<h2 id="task-{n}">Task: {escape(task)} <span class="note">({kind})</span></h2>',
              f'<p class="headline">{escape(_headline(task, win))}</p>',
-             _table(lines, win["best"]["label"] if win else None), f'<p class="note">{escape(NOTE)}</p>']
+             _table(lines, win["best"]["label"] if win else None), f'<p class="note">{escape(NOTE)}</p>',
+             _stages(task_rows)]
     run_curves = [(r["label"], curves[r["run_id"]]) for r in task_rows]
     curve_png = plot_curves(run_curves, f"{stem}-curves", title=f"{task}: test MSE during training")
     size_png = plot_loss_vs_params(task_rows, f"{stem}-params", title=f"{task}: final test MSE vs size")
@@ -183,6 +184,21 @@ def _task_section(n: int, task_rows: list[dict[str, Any]], lines: list[dict[str,
             figures = "".join(_figure(p, c, natural=True) for p, c in group)
             parts.append(f'<div class="plots">{figures}</div>')
     return "\n".join(parts)
+
+
+def _stages(task_rows: Sequence[dict[str, Any]]) -> str:
+    """Train/test RMSE at each grid size of runs that refined their grid (the KAN paper's Fig. 2.3)."""
+    out = []
+    for r in task_rows:
+        stages = json.loads(r["final_json"] or "{}").get("stages") or []
+        if len(stages) < 2:
+            continue
+        head = _row(("Grid size", "Step", "Train RMSE", "Test RMSE"), 0, "th")
+        body = "".join(_row((str(st["grid_size"]), str(st["step"]), fmt_sci(st["train_rmse"]),
+                             fmt_sci(st["test_rmse"])), 0) for st in stages)
+        out.append(f"<h3>Grid extension: {escape(r['label'])}, seed {r['seed']}</h3>"
+                   f'<table class="stages"><thead>{head}</thead><tbody>{body}</tbody></table>')
+    return "\n".join(out)
 
 
 def _failures(rows: Sequence[dict[str, Any]]) -> str:
