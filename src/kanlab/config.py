@@ -188,7 +188,9 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
     """Validate a raw study dict into a StudyConfig."""
     unknown = sorted(set(raw) - set(STUDY_KEYS))
     if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)} in the study; allowed: {', '.join(STUDY_KEYS)}")
+        raise ValueError(
+            f"unknown key(s) {', '.join(unknown)} in the study; allowed: {', '.join(STUDY_KEYS)}"
+        )
     if not raw.get("tasks") or not raw.get("models"):
         raise ValueError("a study needs at least one [[tasks]] and one [[models]] entry")
     seeds = raw.get("seeds", [0])
@@ -207,7 +209,9 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
     for n, m in enumerate(raw["models"]):
         bad = sorted(set(m) - set(MODEL_KEYS))
         if bad:
-            raise ValueError(f"unknown key(s) {', '.join(bad)} in models.{n}; allowed: {', '.join(MODEL_KEYS)}")
+            raise ValueError(
+                f"unknown key(s) {', '.join(bad)} in models.{n}; allowed: {', '.join(MODEL_KEYS)}"
+            )
         if "family" not in m and "spec" not in m:
             raise ValueError(f"models.{n} needs a family (matched to the budget) or a spec")
         family = m.get("family") or str(m["spec"]).split(":", 1)[0]

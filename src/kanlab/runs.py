@@ -152,7 +152,7 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
                 rec["psnr"] = psnr(rec["test_loss"])
         torch.save(model.state_dict(), tmp / "model.pt")
         _write_predictions(tmp, model, data)
-        np.savez(tmp / "edges.npz", **edge_arrays(model, data.x_train))
+        np.savez(tmp / "edges.npz", allow_pickle=False, **edge_arrays(model, data.x_train))
     except Exception as err:  # noqa: BLE001 - a failed run is recorded and the study goes on
         error = f"{type(err).__name__}: {err}"
         (tmp / "error.txt").write_text(traceback.format_exc())
