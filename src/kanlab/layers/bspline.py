@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanlab import splines
+from kanlab.layers import _fast
 from kanlab.layers._common import check_choice, check_input, check_positive_int
 
 BASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -25,7 +26,7 @@ BASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
 }
 INITS = ("pykan", "uniform")
-PATHS = ("auto", "reference", "uniform")
+PATHS = ("auto", "reference", "uniform", "dense", "gather")
 
 
 class KANLinear(nn.Module):
@@ -43,7 +44,10 @@ class KANLinear(nn.Module):
         init: "pykan" (near-zero noisy coefficients, s = 1, w ~ U(+-1/sqrt(in)), beta = 0) or
             "uniform" (every parameter ~ U(-0.25, 0.25)).
         check_finite: raise on NaN/inf inputs (one reduction per call; False skips it).
-        path: forward implementation, "auto" picks the fastest valid one.
+        path: forward implementation: "reference" (Cox-de Boor basis + matmul, the readable one),
+            "uniform" (closed-form dense basis + matmul), "dense" and "gather" (local values and a
+            hand-written backward, see layers/_fast.py), or "auto": dense for coarse grids, gather
+            for fine ones (any grid, uniform or not, any order).
         device, dtype: where and in what precision to create the parameters.
     """
 
@@ -151,18 +155,35 @@ class KANLinear(nn.Module):
             return splines.uniform_bspline_basis(x, self.grid, self.order)
         return splines.bspline_basis(x, self.grid, self.order)
 
+    def resolved_path(self) -> str:
+        """The implementation forward uses now: self.path, or what "auto" picks for this grid."""
+        if self.path != "auto":
+            return self.path
+        return _fast.auto_path(self.grid_size, self.order)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
         check_input(x, self.in_features, check_finite=self.check_finite, name="KANLinear")
-        basis = self.basis(x)                                              # (b, i, c)
-        coef = self._scaled_coef()                                         # (o, i, c)
-        y = basis.flatten(1) @ coef.flatten(1).T                           # (b, o)
-        if self.base is not None:
-            b = BASES[self.base](x)                                        # (b, i)
+        path = self.resolved_path()
+        base_fn = None if self.base is None else BASES[self.base]
+        if path == "dense":  # base branch and bias fused into the one GEMM
+            return _fast.DenseKAN.apply(
+                x, self.coef, self.spline_weight, self.base_weight, self.bias, self.grid, self.order,
+                self.uniform, self.base,
+            )
+        if path == "gather":
+            table = _fast.gather_table(self.coef, self.spline_weight, self.order)  # (i * (c + 2k + 2), o)
+            y = _fast.GatherSpline.apply(x, table, self.grid, self.order, self.uniform)
+        else:
+            basis = self.basis(x)                                          # (b, i, c)
+            coef = self._scaled_coef()                                     # (o, i, c)
+            y = basis.flatten(1) @ coef.flatten(1).T                       # (b, o)
+        if base_fn is not None:
+            b = base_fn(x)                                                 # (b, i)
             if self.base_weight is None:
                 y = y + b.sum(dim=1, keepdim=True)
             else:
-                y = y + b @ self.base_weight.T
+                y = torch.addmm(y, b, self.base_weight.T)
         if self.bias is not None:
             y = y + self.bias
         return y

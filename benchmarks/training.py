@@ -1,0 +1,170 @@
+"""Whole training runs: steps per second and final loss, kanlab against PyKAN 0.2.8 (when installed)
+and a tanh MLP, on the same data, seed and number of steps, in one process.
+
+    .venv/bin/python benchmarks/training.py [--quick | --full] [--threads 2] [--with-peers]
+
+(a) "image": the blog experiment's sizes: camera at 256x256, pow2 encoding with 8 channels per
+    coordinate (16 features), KAN (grid 5, order 3) and tanh MLP of ~30k parameters each, batch
+    16384 drawn with a seeded generator, Adam at lr 5e-3, float32.
+(b) "toy": the KAN paper's toy exp(sin(pi x) + y^2), KAN [2, 5, 1] at grid 5, 1000 points,
+    torch.optim.LBFGS (strong Wolfe, history 10) for both libraries, float64.
+No grid updates in either: the same optimizer on the same model size is what is compared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS_PYTHON = ROOT / "benchmarks" / ".peers-venv" / "bin" / "python"
+
+
+def image_data(n_batches: int, batch: int) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    from kanlab.encodings import EncodingConfig, encode
+    from kanlab.tasks.image import image_dataset
+
+    ds = image_dataset("camera", 256)
+    x = encode(torch.as_tensor(ds.x_train, dtype=torch.float32), EncodingConfig("pow2", channels=8))
+    y = torch.as_tensor(ds.y_train, dtype=torch.float32).reshape(len(x), 1)
+    gen = torch.Generator().manual_seed(0)
+    return x, y, [torch.randint(0, len(x), (batch,), generator=gen) for _ in range(n_batches)]
+
+
+def toy_data() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(1000, 2, generator=gen, dtype=torch.float64) * 2 - 1
+    return x, torch.exp(torch.sin(math.pi * x[:, :1]) + x[:, 1:] ** 2)
+
+
+def pykan(width: list[int], dtype: torch.dtype) -> nn.Module | None:
+    """PyKAN's MultKAN with its per-step extras off (no stored activations, no symbolic branch)."""
+    try:
+        from kan import MultKAN
+    except ImportError:
+        return None
+    old, cwd = torch.get_default_dtype(), os.getcwd()
+    torch.set_default_dtype(dtype)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:  # its constructor may write ./model
+            os.chdir(tmp)
+            model = MultKAN(width=width, grid=5, k=3, seed=0, save_act=False, symbolic_enabled=False,
+                            auto_save=False)
+    finally:
+        os.chdir(cwd)
+        torch.set_default_dtype(old)
+    return model  # type: ignore[no-any-return]
+
+
+def run_adam(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batches: list[torch.Tensor],
+             lr: float) -> tuple[float, float]:
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    loss = torch.tensor(float("nan"))
+    start = time.perf_counter()
+    for idx in batches:
+        opt.zero_grad(set_to_none=True)
+        loss = torch.mean((model(x[idx]) - y[idx]) ** 2)
+        loss.backward()
+        opt.step()
+    steps_s = len(batches) / (time.perf_counter() - start)
+    with torch.no_grad():
+        full = torch.cat([torch.mean((model(xc) - yc) ** 2, 0, keepdim=True) * len(xc)
+                          for xc, yc in zip(x.split(16384), y.split(16384), strict=True)]).sum() / len(x)
+    return steps_s, full.item()
+
+
+def run_lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> tuple[float, float]:
+    opt = torch.optim.LBFGS(model.parameters(), lr=1.0, history_size=10, line_search_fn="strong_wolfe",
+                            tolerance_grad=1e-32, tolerance_change=1e-32)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad(set_to_none=True)
+        loss = torch.mean((model(x) - y) ** 2)
+        loss.backward()
+        return loss
+
+    start = time.perf_counter()
+    for _ in range(steps):
+        opt.step(closure)
+    steps_s = steps / (time.perf_counter() - start)
+    with torch.no_grad():
+        return steps_s, torch.mean((model(x) - y) ** 2).item()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = ap.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="10 Adam steps, 10 LBFGS steps (default 30, 30)")
+    size.add_argument("--full", action="store_true", help="500 Adam steps, 200 LBFGS steps")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--with-peers", action="store_true", help="rerun under benchmarks/.peers-venv")
+    args = ap.parse_args()
+    if args.with_peers and Path(sys.prefix).resolve() != PEERS_PYTHON.parent.parent.resolve():
+        if not PEERS_PYTHON.exists():
+            sys.exit("no peers environment: run `bash benchmarks/setup_peers.sh` first")
+        argv = [a for a in sys.argv[1:] if a != "--with-peers"]
+        os.execv(str(PEERS_PYTHON), [str(PEERS_PYTHON), __file__, *argv])
+    torch.set_num_threads(args.threads)
+    adam_steps, lbfgs_steps = (10, 10) if args.quick else (500, 200) if args.full else (30, 30)
+    from kanlab.budget import match_params
+    from kanlab.models import param_count
+
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+          f"{os.getloadavg()[0]:.1f} at start")
+    x, y, batches = image_data(adam_steps, 16384)
+    kan_widths = list(match_params("kan", 30_000, depth=2, in_features=16, out_features=1, grid_size=5,
+                                   widths_only=True))
+    models: dict[str, Callable[[], nn.Module | None]] = {
+        f"kanlab KAN {kan_widths}": lambda: match_params("kan", 30_000, depth=2, in_features=16,
+                                                         out_features=1, grid_size=5),
+        "kanlab MLP tanh": lambda: match_params("mlp", 30_000, depth=2, in_features=16, out_features=1,
+                                                activation="tanh"),
+        f"pykan 0.2.8 {kan_widths}": lambda: pykan(kan_widths, torch.float32),
+    }
+    print(f"\n(a) image, camera 256x256, batch 16384, Adam lr 5e-3, {adam_steps} steps, float32")
+    print("| model | params | steps/s | final MSE (all pixels) |")
+    print("|---|---:|---:|---:|")
+    for name, make in models.items():
+        torch.manual_seed(0)
+        model = make()
+        if model is None:
+            continue
+        steps_s, mse = run_adam(model, x, y, batches, 5e-3)
+        print(f"| {name} | {param_count(model)} | {steps_s:.2f} | {mse:.5f} |", flush=True)
+
+    tx, ty = toy_data()
+    print(f"\n(b) toy exp(sin(pi x) + y^2), 1000 points, KAN [2, 5, 1] grid 5, LBFGS, {lbfgs_steps} steps, "
+          "float64")
+    print("| model | params | steps/s | final MSE |")
+    print("|---|---:|---:|---:|")
+    toy: dict[str, Callable[[], nn.Module | None]] = {
+        "kanlab KAN [2, 5, 1]": lambda: _kanlab_toy(),
+        "pykan 0.2.8 [2, 5, 1]": lambda: pykan([2, 5, 1], torch.float64),
+    }
+    for name, make in toy.items():
+        torch.manual_seed(0)
+        model = make()
+        if model is None:
+            continue
+        steps_s, mse = run_lbfgs(model, tx, ty, lbfgs_steps)
+        print(f"| {name} | {param_count(model)} | {steps_s:.2f} | {mse:.3e} |", flush=True)
+    print(f"# load average {os.getloadavg()[0]:.1f} at end")
+
+
+def _kanlab_toy() -> nn.Module:
+    from kanlab.models import KAN
+
+    return KAN([2, 5, 1], grid_size=5).double()
+
+
+if __name__ == "__main__":
+    main()

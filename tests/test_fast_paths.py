@@ -1,0 +1,215 @@
+"""The dense and gather paths of KANLinear against the reference path: values, gradients, memory."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from kanlab import KANLinear, splines
+from kanlab.layers import _fast
+
+FAST = ["dense", "gather"]
+SWITCHES = list(
+    itertools.product([True, False], [True, False], ["silu", "identity", "tanh", None], [True, False])
+)
+
+
+def make(path: str, *, order: int = 3, grid_size: int = 5, uniform: bool = True,
+         switches: tuple = (True, True, "silu", True), dtype: torch.dtype = torch.float64,  # type: ignore[type-arg]
+         ) -> tuple[KANLinear, KANLinear]:
+    """A layer on `path` and a reference-path twin with the same parameters and knots."""
+    bias, spline_weight, base, base_weight = switches
+    torch.manual_seed(0)
+    layer = KANLinear(3, 4, grid_size, order, bias=bias, spline_weight=spline_weight, base=base,
+                      base_weight=base_weight, init="uniform", path=path).to(dtype)
+    if not uniform:
+        g = torch.Generator().manual_seed(1)
+        layer.update_grid((torch.rand(400, 3, generator=g, dtype=torch.float64) ** 2 * 2.4 - 1.2).to(dtype),
+                          grid_eps=0.0)
+        assert not layer.uniform
+    ref = copy.deepcopy(layer)
+    ref.path = "reference"
+    return layer, ref
+
+
+def inputs(layer: KANLinear, dtype: torch.dtype = torch.float64, n: int = 60) -> torch.Tensor:
+    """Inside, at every knot (so at both grid edges and the extension's ends) and far outside."""
+    g = torch.Generator().manual_seed(2)
+    inside = torch.rand(n, 3, generator=g, dtype=torch.float64) * 2.0 - 1.0
+    knots = layer.grid.T.to(torch.float64)                                    # (m, 3)
+    outside = torch.tensor([[-50.0, 3.0, -1.9], [7.5, -7.5, 1e6], [-1e6, 0.0, 2.5]], dtype=torch.float64)
+    mixed = torch.stack([knots[0], knots[-1], inside[0]], 1)                  # (3, 3)
+    return torch.cat([inside, knots, outside, mixed]).to(dtype).requires_grad_(True)
+
+
+def assert_same(layer: KANLinear, ref: KANLinear, x: torch.Tensor, rtol: float) -> None:
+    """Outputs and the gradients w.r.t. x and every parameter agree to rtol relative to their scale."""
+    y, y_ref = layer(x), ref(x)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(y.dtype)
+    names = [n for n, _ in layer.named_parameters()]
+    grads = torch.autograd.grad(y, [x, *layer.parameters()], gy)
+    grads_ref = torch.autograd.grad(y_ref, [x, *ref.parameters()], gy)
+    for name, got, want in zip(["output", "x", *names], [y, *grads], [y_ref, *grads_ref], strict=True):
+        scale = want.abs().max().item() or 1.0
+        torch.testing.assert_close(got, want, rtol=rtol, atol=rtol * scale, msg=lambda m, n=name: f"{n}: {m}")
+
+
+@pytest.mark.parametrize("uniform", [True, False], ids=["uniform", "quantile-grid"])
+@pytest.mark.parametrize("order", range(6))
+@pytest.mark.parametrize("path", FAST)
+def test_every_order_matches_reference_float64(path: str, order: int, uniform: bool) -> None:
+    layer, ref = make(path, order=order, grid_size=4, uniform=uniform)
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
+
+
+@pytest.mark.parametrize("uniform", [True, False], ids=["uniform", "quantile-grid"])
+@pytest.mark.parametrize("grid_size", [5, 20])
+@pytest.mark.parametrize("path", FAST)
+def test_float32_matches_reference(path: str, grid_size: int, uniform: bool) -> None:
+    layer, ref = make(path, grid_size=grid_size, uniform=uniform, dtype=torch.float32)
+    x = inputs(layer, torch.float32)
+    assert_same(layer, ref, x, rtol=1e-5)
+    # and against the float64 truth, not only against the float32 reference
+    truth = copy.deepcopy(ref).double()
+    torch.testing.assert_close(layer(x).double(), truth(x.double()), rtol=1e-5,
+                               atol=1e-5 * truth(x.double()).abs().max().item())
+
+
+@pytest.mark.parametrize("switches", SWITCHES, ids=str)
+@pytest.mark.parametrize("path", FAST)
+def test_every_switch_combination(path: str, switches: tuple) -> None:  # type: ignore[type-arg]
+    layer, ref = make(path, switches=switches)
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
+
+
+@pytest.mark.parametrize(("uniform", "order"), [(True, 3), (True, 1), (False, 2), (False, 0)])
+@pytest.mark.parametrize("path", FAST)
+def test_gradcheck(path: str, uniform: bool, order: int) -> None:
+    layer, _ = make(path, order=order, uniform=uniform)
+    names = [n for n, _ in layer.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in layer.parameters())
+    # Off the knots (finite differences straddling a knot see the jump of order 0 and 1 derivatives).
+    x = (torch.linspace(-1.37, 1.29, 8, dtype=torch.float64).unsqueeze(1) * torch.tensor([1.0, 0.7, 1.5],
+         dtype=torch.float64)).requires_grad_(True)
+
+    def fn(x: torch.Tensor, *ps: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(layer, dict(zip(names, ps, strict=True)), (x,))
+
+    assert torch.autograd.gradcheck(fn, (x, *params))
+
+
+@pytest.mark.parametrize("path", FAST)
+def test_input_without_grad_and_frozen_parameters(path: str) -> None:
+    layer, ref = make(path)
+    x = inputs(layer).detach()
+    layer.coef.requires_grad_(False)
+    ref.coef.requires_grad_(False)
+    (g,) = torch.autograd.grad(layer(x).sum(), [layer.spline_weight])
+    (g_ref,) = torch.autograd.grad(ref(x).sum(), [ref.spline_weight])
+    torch.testing.assert_close(g, g_ref, rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), ref(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("path", FAST)
+def test_update_grid_and_refine_work_on_every_path(path: str) -> None:
+    layer, ref = make(path)
+    x = inputs(layer).detach()
+    data = torch.rand(300, 3, dtype=torch.float64) * 1.6 - 0.7
+    for m in (layer, ref):
+        m.update_grid(data, grid_eps=0.3)
+    assert not layer.uniform
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
+    for m in (layer, ref):
+        m.refine(11)
+        m.update_grid(data, grid_eps=1.0)  # uniform again, over the data's range
+    assert layer.uniform and layer.grid_size == 11
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
+    assert layer(x).shape == (x.shape[0], 4)
+
+
+def test_auto_picks_dense_for_coarse_grids_and_gather_for_fine_ones() -> None:
+    assert KANLinear(2, 2, grid_size=5).resolved_path() == "dense"
+    assert KANLinear(2, 2, grid_size=100).resolved_path() == "gather"
+    assert KANLinear(2, 2, grid_size=100, path="dense").resolved_path() == "dense"
+    assert KANLinear(2, 2, grid_size=3, order=0).resolved_path() in FAST  # every order is supported
+    layer = KANLinear(2, 2, grid_size=5)
+    layer.refine(100)
+    assert layer.resolved_path() == "gather"  # follows the grid as it is refined
+
+
+@pytest.mark.parametrize("path", FAST)
+def test_saved_for_backward_grows_with_order_not_grid(path: str) -> None:
+    # The promise: what autograd keeps for backward is O(b * i * (k + 1)) (plus parameter-sized
+    # tensors), never O(b * i * (grid_size + k)).
+    def saved_numel(grid_size: int, batch: int, order: int = 3) -> int:
+        layer = KANLinear(16, 8, grid_size, order, path=path)
+        x = torch.rand(batch, 16, requires_grad=True)
+        total = [0]
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            total[0] += t.numel()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            layer(x).sum().backward()
+        return total[0]
+
+    per_sample = {g: (saved_numel(g, 512) - saved_numel(g, 256)) / 256 for g in (5, 50)}
+    # Per input: slots, values and derivatives of the k + 1 = 4 local bases, plus x and b(x) for
+    # the base branch (and x for double backward); the dense basis alone is grid_size + 3 per input.
+    assert per_sample[5] <= 16 * (3 * (3 + 1) + 4), per_sample
+    assert per_sample[50] == per_sample[5]  # the grid adds nothing per sample
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+@pytest.mark.parametrize("path", FAST)
+def test_second_derivatives_go_through_the_general_path(path: str, uniform: bool) -> None:
+    layer, ref = make(path, uniform=uniform)
+    x = inputs(layer).detach()[:40].requires_grad_(True)
+    got, want = [torch.autograd.grad(m(x).square().sum(), x, create_graph=True)[0] for m in (layer, ref)]
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    second = torch.autograd.grad(got.sum(), [x, *layer.parameters()])
+    second_ref = torch.autograd.grad(want.sum(), [x, *ref.parameters()])
+    for g, w in zip(second, second_ref, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-10, atol=1e-10)
+    names = [n for n, _ in layer.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in layer.parameters())
+
+    def fn(x: torch.Tensor, *ps: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(layer, dict(zip(names, ps, strict=True)), (x,))
+
+    xs = torch.linspace(-1.37, 1.29, 6, dtype=torch.float64).unsqueeze(1).repeat(1, 3).requires_grad_(True)
+    assert torch.autograd.gradgradcheck(fn, (xs, *params))
+
+
+@pytest.mark.parametrize("order", range(6))
+def test_closed_form_local_values_match_the_recursion(order: int) -> None:
+    u = torch.linspace(-3.0, 9.0, 97, dtype=torch.float64)
+    start, values = splines.uniform_local_basis(u, order)
+    coef = np.array(_fast.cardinal_coefficients(order))                     # (k + 1, k + 1)
+    s = (u - torch.floor(u)).numpy()
+    poly = coef @ np.vander(s, order + 1, increasing=True).T                # (k + 1, n)
+    np.testing.assert_allclose(poly.T, values.numpy(), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(poly.sum(0), 1.0, atol=1e-14)  # partition of unity
+
+
+@pytest.mark.parametrize("uniform", [True, False])
+def test_local_basis_derivative_matches_autograd_of_reference(uniform: bool) -> None:
+    layer, _ = make("dense", uniform=uniform)
+    x = (torch.rand(50, 3, dtype=torch.float64) * 2.6 - 1.3)
+    start, values, dvalues = _fast.local_basis(x, layer.grid, 3, layer.uniform, derivative=True)
+    xr = x.clone().requires_grad_(True)
+    dense = splines.bspline_basis(xr, layer.grid, 3)                          # (b, i, c)
+    c = dense.shape[-1]
+    n = start + torch.arange(4).view(4, 1, 1)                                 # (k + 1, b, i)
+    inside = (n >= 0) & (n < c)
+    picked = dense.permute(2, 0, 1).gather(0, n.clamp(0, c - 1)) * inside     # (k + 1, b, i)
+    torch.testing.assert_close(values * inside, picked.detach(), rtol=0, atol=1e-13)
+    for r in range(4):
+        (g,) = torch.autograd.grad(picked[r].sum(), xr, retain_graph=True)
+        torch.testing.assert_close(dvalues[r] * inside[r], g, rtol=0, atol=1e-11)
