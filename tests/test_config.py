@@ -61,6 +61,7 @@ def test_bad_overrides_are_explained(override: str, match: str | None) -> None:
         ("train.optimizer=rmsprop", "rmsprop"),
         ("tasks.0.name=nosuchfunction", "nosuchfunction"),
         ("seeds=[]", "seeds must be a non-empty list"),
+        ("axes.budget=[300]", "it is a sweep: run it with `kanlab sweep`"),
     ],
 )
 def test_invalid_studies_fail_before_any_run(override: str, match: str) -> None:

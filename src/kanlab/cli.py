@@ -1,4 +1,4 @@
-"""The `kanlab` command: run | compare | report | eval | plot | list."""
+"""The `kanlab` command: run | compare | sweep | report | eval | plot | list."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kanlab.executors import Executor
 
 DEFAULT_ROOT = Path("runs")
 
@@ -28,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-plots", action="store_true", help="skip the per-run plots")
     compare = sub.add_parser("compare", help="run a study and write its HTML report")
     _study_args(compare)
+    _sweep_args(sub.add_parser("sweep", help="run a sweep (a study plus [axes]) on an executor, and report"))
     report = sub.add_parser("report", help="write the HTML report of a recorded study")
     report.add_argument("experiment", help="the study's name")
     report.add_argument("--root", type=Path, default=DEFAULT_ROOT)
@@ -38,6 +43,73 @@ def _parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir", type=Path)
     sub.add_parser("list", help="list presets, tasks, images and model families")
     return parser
+
+
+EXECUTORS = ("local", "dask", "ray", "serial")
+
+
+def _sweep_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("study", metavar="SWEEP", help="a sweep preset (scaling-quick, scaling) or a .toml file")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a key, e.g. --set train.steps=100 or --set axes.budget=[300] (repeatable)")
+    p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where run folders go (default: runs)")
+    p.add_argument("--db", type=Path, default=None, help="results database (default: ROOT/kanlab.db)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    p.add_argument("--executor", choices=EXECUTORS, default="local",
+                   help="local process pool (default), a Dask or Ray cluster, or serial in this process")
+    p.add_argument("--address", default=None,
+                   help="the cluster: tcp://HOST:PORT for Dask; ray://HOST:PORT or HOST:PORT for Ray "
+                        "(without it Ray starts a private local instance)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes of the local pool, or CPUs of a private Ray instance (default: the cores)")
+    p.add_argument("--plots", action="store_true", help="also write each run's plots (slower)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+
+
+def _executor(args: argparse.Namespace) -> Executor:
+    from kanlab import executors
+
+    if args.address and args.executor not in ("dask", "ray"):
+        raise ValueError("--address needs --executor dask or --executor ray")
+    if args.executor == "dask" and not args.address:
+        raise ValueError("--executor dask needs --address tcp://HOST:PORT (a running scheduler)")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.executor == "dask":
+        return executors.DaskExecutor.connect(args.address)
+    if args.executor == "ray":
+        return executors.RayExecutor.connect(args.address, workers=args.workers)
+    return executors.LocalExecutor(args.workers) if args.executor == "local" else executors.SerialExecutor()
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from kanlab.driver import run_experiments
+    from kanlab.executors import ExecutorUnavailable
+    from kanlab.sweep import load_sweep
+
+    sweep = load_sweep(args.study, args.overrides)  # every run resolved and checked: nothing written yet
+    axes = " x ".join(f"{len(values)} {key}" for key, values in sweep.axes) or "no axes"
+    print(f"{sweep.name}: {len(sweep.experiments)} runs ({sweep.points} point(s) of {axes})")
+    try:
+        executor = _executor(args)
+    except ExecutorUnavailable as err:
+        print(f"kanlab: error: {err}", file=sys.stderr)
+        return 2
+    try:
+        print(f"executing on {executor.description}")
+        folders = run_experiments(sweep.experiments, args.root, _db(args), retry_failed=args.retry_failed,
+                                  plots=args.plots, executor=executor, annotations=sweep.annotations())
+    finally:
+        executor.close()
+    statuses = Counter(json.loads((f / "final.json").read_text())["status"] for f in folders)
+    print(", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
+    if not args.no_report:
+        from kanlab.report.sweep import write_sweep_report
+
+        print(f"report: {write_sweep_report(_db(args), sweep.name, args.root / sweep.name)}")
+    return 0
 
 
 def _db(args: argparse.Namespace) -> Path:
@@ -86,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "compare":
             name, _ = _run_study(args)
             print(f"report: {_write_report(name, args)}")
+        elif args.command == "sweep":
+            return _sweep(args)
         elif args.command == "report":
             print(f"report: {_write_report(args.experiment, args)}")
         elif args.command == "eval":

@@ -186,6 +186,8 @@ def read_study(source: str | Path) -> dict[str, Any]:
 
 def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
     """Validate a raw study dict into a StudyConfig."""
+    if "axes" in raw:
+        raise ValueError("this file has [axes], so it is a sweep: run it with `kanlab sweep`, not run/compare")
     unknown = sorted(set(raw) - set(STUDY_KEYS))
     if unknown:
         raise ValueError(

@@ -1,18 +1,31 @@
-"""Run every experiment of a study in this process, record each in the results store, resume on rerun."""
+"""Run experiments on an executor, land and record each result as it arrives, resume on rerun.
+
+Workers only compute (see kanlab.executors): this process alone writes the results tree and the
+SQLite database, so any number of workers never race on either. Each folder is unpacked under
+`.tmp-<run_id>` and renamed, so a folder with its final name is always whole. After this process
+is killed, a rerun deletes `.tmp-*` leftovers, records whole folders the database missed (killed
+between rename and record) and runs only what is left: one row per run, nothing redone.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import sys
-from collections.abc import Sequence
+import tarfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
 from kanlab.config import ExperimentConfig
-from kanlab.runs import execute
+from kanlab.executors import Executor, Job, Outcome, SerialExecutor, unpack
 from kanlab.store import ResultsStore
 
 DONE = ("finished", "diverged")
+Annotations = Mapping[str, Mapping[str, Any]]  # run_id -> keys added to the run's config.json
 
 
 def pending(experiments: Sequence[ExperimentConfig], store: ResultsStore, root: Path,
@@ -26,27 +39,142 @@ def pending(experiments: Sequence[ExperimentConfig], store: ResultsStore, root: 
     ]
 
 
-def run_experiments(experiments: Sequence[ExperimentConfig], root: Path, db_path: Path,
-                    *, retry_failed: bool = False, plots: bool = True) -> list[Path]:
-    """Run what is pending with one progress bar (quiet when stderr is not a terminal).
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float) + "\n")
+    os.replace(tmp, path)  # atomic: readers see the old file or the new one
 
+
+def annotate(folder: Path, extra: Mapping[str, Any]) -> bool:
+    """Merge keys into a run folder's config.json (atomically); True when the file changed."""
+    path = Path(folder) / "config.json"
+    config = json.loads(path.read_text())
+    if all(config.get(k) == v for k, v in extra.items()):
+        return False
+    _write_json(path, {**config, **extra})
+    return True
+
+
+def recover(experiments: Sequence[ExperimentConfig], store: ResultsStore, root: Path,
+            annotations: Annotations | None = None) -> int:
+    """Delete `.tmp-*` leftovers of these runs; record whole folders the store lacks or annotates differently.
+
+    Returns:
+        The number of folders recorded.
+    """
+    recorded = {r["run_id"] for r in store.runs()}
+    count = 0
+    for exp in experiments:
+        folder = Path(root) / exp.experiment / exp.run_id
+        shutil.rmtree(folder.with_name(f".tmp-{exp.run_id}"), ignore_errors=True)
+        if not (folder / "final.json").is_file():
+            continue
+        changed = annotate(folder, (annotations or {}).get(exp.run_id, {}))
+        if changed or exp.run_id not in recorded:
+            store.record_run(folder)
+            count += 1
+    return count
+
+
+def land(exp: ExperimentConfig, outcome: Outcome, root: Path, extra: Mapping[str, Any] | None = None) -> Path:
+    """Write a worker's run folder (or a failed one for an error) under `.tmp-<run_id>`, then rename.
+
+    Args:
+        exp: the experiment the outcome belongs to.
+        outcome: what the executor returned.
+        root: the results tree.
+        extra: keys added to the folder's config.json.
+    Returns:
+        The run folder `<root>/<experiment>/<run_id>`.
+    """
+    final = Path(root) / exp.experiment / exp.run_id
+    tmp = final.with_name(f".tmp-{exp.run_id}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    error = outcome.error
+    if outcome.packed is not None:
+        try:
+            unpack(outcome.packed, tmp)
+            found = json.loads((tmp / "config.json").read_text()).get("run_id")
+        except (ValueError, tarfile.TarError, FileNotFoundError) as err:
+            found, error = None, f"the worker sent back an unreadable run folder: {err}"
+        if error is None and found != exp.run_id:
+            error = (f"the worker named this run {found!r}, not {exp.run_id!r}: do the driver and the "
+                     "workers run the same kanlab version?")
+        if error is not None:
+            shutil.rmtree(tmp)
+            tmp.mkdir()
+    if outcome.packed is None or error is not None:
+        _write_json(tmp / "config.json", {**exp.to_dict(), "run_id": exp.run_id})
+        _write_json(tmp / "final.json", {
+            "status": "failed", "message": error or "no result came back", "param_count": None,
+            "train_loss": None, "test_loss": None, "test_rmse": None, "psnr": None, "wall_time": None,
+            "time_per_step": None, "steps": 0, "stages": [],
+        })
+    if extra:
+        annotate(tmp, extra)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    return final
+
+
+class _Progress:
+    """One bar over runs: done (finished or diverged) / failed / remaining, with tqdm's ETA."""
+
+    def __init__(self, total: int, where: str) -> None:
+        self.counts = {"done": 0, "failed": 0}
+        self.total = total
+        self.bar = tqdm(total=total, unit="run", desc=f"runs on {where}", dynamic_ncols=True,
+                        disable=not sys.stderr.isatty())
+        self._postfix()
+
+    def _postfix(self, refresh: bool = True) -> None:
+        done, failed = self.counts["done"], self.counts["failed"]
+        self.bar.set_postfix_str(f"done {done}, failed {failed}, remaining {self.total - done - failed}",
+                                 refresh=refresh)
+
+    def update(self, status: str) -> None:
+        self.counts["done" if status in DONE else "failed"] += 1
+        self._postfix(refresh=False)  # drawn by update(), with the new count
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_experiments(experiments: Sequence[ExperimentConfig], root: Path, db_path: Path,
+                    *, retry_failed: bool = False, plots: bool = True, executor: Executor | None = None,
+                    annotations: Annotations | None = None) -> list[Path]:
+    """Run what is pending on an executor, recording each run as it lands, with one progress bar.
+
+    Args:
+        experiments: the runs (the same run id twice runs once).
+        root: the results tree; runs go to `<root>/<experiment>/<run_id>/`.
+        db_path: the results database (written by this process only).
+        retry_failed: rerun runs recorded as failed.
+        plots: write each run's plots.
+        executor: where runs execute (default: one after another in this process); not closed here.
+        annotations: per run id, keys added to its config.json (a sweep's axis values).
     Returns:
         The run folders of every experiment given, run now or earlier.
     """
     root = Path(root)
+    unique = list({e.run_id: e for e in experiments}.values())
+    notes = annotations or {}
     with ResultsStore(db_path) as store:
-        todo = pending(experiments, store, root, retry_failed=retry_failed)
-        total = sum(e.train.total_steps for e in todo)
-        bar = tqdm(total=total, unit="step", disable=not sys.stderr.isatty(), dynamic_ncols=True)
-        with bar:
-            for n, exp in enumerate(todo, 1):
-                bar.set_description(f"run {n}/{len(todo)} {exp.label} s{exp.seed}")
-                start = bar.n
-
-                def advance(step: int, _total: int, start: int = start) -> None:
-                    bar.update(start + step - bar.n)
-
-                folder = execute(exp, root, progress=advance, plots=plots)
-                bar.update(start + exp.train.total_steps - bar.n)
-                store.record_run(folder)
+        recover(unique, store, root, notes)
+        todo = {e.run_id: e for e in pending(unique, store, root, retry_failed=retry_failed)}
+        if todo:
+            runner = executor or SerialExecutor()
+            progress = _Progress(len(todo), runner.description)
+            try:
+                for outcome in runner.run([Job.of(e, plots=plots) for e in todo.values()]):
+                    exp = todo[outcome.job.run_id]
+                    folder = land(exp, outcome, root, notes.get(exp.run_id))
+                    store.record_run(folder)
+                    progress.update(json.loads((folder / "final.json").read_text())["status"])
+            finally:
+                progress.close()
+                if executor is None:
+                    runner.close()
     return [root / e.experiment / e.run_id for e in experiments]

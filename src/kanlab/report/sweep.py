@@ -1,0 +1,315 @@
+"""The sweep section of a report: statistics over seeds, paired comparisons with the MLP, scaling fits.
+
+Read from the results store only. A run's coordinates come from the "sweep" key of its config
+(see kanlab.sweep); runs without it (a plain study) are grouped by parameter count instead.
+Losses are final test MSEs of finished runs; diverged and failed runs are counted, not averaged.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import statistics
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import LogFormatter
+
+from kanlab.models import count_params, parse_spec
+from kanlab.report.html import CSS
+from kanlab.report.plots import COLORS, MARKERS, STYLE
+from kanlab.report.tables import BASELINE_FAMILY, fmt_params, fmt_sci, fmt_time, task_name
+from kanlab.stats import ScalingFit, paired_ratio, scaling_fit, summarize, time_to_target
+from kanlab.store import ResultsStore
+
+Row = dict[str, Any]
+
+
+def _ok(row: Row) -> bool:
+    loss = row["test_loss"]
+    return row["status"] == "finished" and loss is not None and math.isfinite(loss) and loss > 0
+
+
+def _budgets(rows: Sequence[Row]) -> dict[str, int | None]:
+    """Each run's budget: its sweep coordinate, else the middle of its parameter count's cluster (5%)."""
+    loose = sorted((r["param_count"], r["run_id"]) for r in rows if r["param_count"] and r["budget"] is None)
+    clusters: list[list[tuple[int, str]]] = []
+    for count, run_id in loose:
+        if clusters and count <= clusters[-1][-1][0] * 1.05:
+            clusters[-1].append((count, run_id))
+        else:
+            clusters.append([(count, run_id)])
+    middle = {run_id: round(statistics.median(c for c, _ in cluster))
+              for cluster in clusters for _, run_id in cluster}
+    return {r["run_id"]: r["budget"] if r["budget"] is not None else middle.get(r["run_id"]) for r in rows}
+
+
+def _prepare(rows: Sequence[Row]) -> tuple[list[Row], list[str]]:
+    """Rows with budget, depth and axes; and the axis names worth a column."""
+    prepared = []
+    for r in rows:
+        config = json.loads(r["config_json"])
+        coords = config.get("sweep") or {}
+        axes = {k: v for k, v in (coords.get("axes") or {}).items() if k != "budget"}
+        count = r["param_count"]
+        if count is None:  # a run that failed before it built its model: count its spec instead
+            try:
+                count = count_params(parse_spec(config["spec"]))
+            except (KeyError, ValueError):
+                count = None
+        prepared.append({**r, "param_count": count, "budget": coords.get("budget"),
+                         "depth": coords.get("depth"), "axes": axes})
+    budgets = _budgets(prepared)
+    for r in prepared:
+        r["budget"] = budgets[r["run_id"]]
+    names = sorted({k for r in prepared for k, v in r["axes"].items() if v is not None})
+    return prepared, names
+
+
+def _key(row: Row, names: Sequence[str]) -> tuple[Any, ...]:
+    return (row["task"], row["label"], row["family"], row["budget"],
+            *(json.dumps(row["axes"].get(k)) for k in names))
+
+
+def _cells(rows: Sequence[Row], names: Sequence[str]) -> list[list[Row]]:
+    groups: dict[tuple[Any, ...], list[Row]] = {}
+    order = sorted(rows, key=lambda r: (r["task"], r["budget"] or 0, r["label"],
+                                        json.dumps(r["axes"], sort_keys=True), r["seed"]))
+    for r in order:
+        groups.setdefault(_key(r, names), []).append(r)
+    return list(groups.values())
+
+
+def _axes_text(row: Row, names: Sequence[str]) -> list[str]:
+    return ["any" if row["axes"].get(k) is None else str(row["axes"][k]) for k in names]
+
+
+def _table(head: Sequence[str], body: Sequence[Sequence[str]], n_text: int) -> str:
+    def tr(cells: Sequence[str], tag: str) -> str:
+        return "<tr>" + "".join(f'<{tag} class="{"text" if i < n_text else "num"}">{escape(c)}</{tag}>'
+                                for i, c in enumerate(cells)) + "</tr>"
+
+    return (f"<table><thead>{tr(head, 'th')}</thead><tbody>"
+            + "".join(tr(cells, "td") for cells in body) + "</tbody></table>")
+
+
+def _cell_table(cells: list[list[Row]], names: Sequence[str]) -> str:
+    body = []
+    for runs in cells:
+        done = [r["test_loss"] for r in runs if _ok(r)]
+        s = summarize(done) if done else None
+        params = [r["param_count"] for r in runs if r["param_count"]]
+        body.append([runs[0]["label"], fmt_params(runs[0]["budget"]), *_axes_text(runs[0], names),
+                     fmt_params(statistics.fmean(params) if params else None), f"{len(done)} / {len(runs)}",
+                     fmt_sci(s.mean if s else None), fmt_sci(s.std if s else None, 2),
+                     f"{fmt_sci(s.low)} to {fmt_sci(s.high)}" if s and s.n > 1 else "n/a"])
+    head = ["Label", "Budget", *names, "Parameters", "Finished", "Test MSE mean", "Std", "95% CI (t)"]
+    return _table(head, body, 2 + len(names))
+
+
+def _comparable(a: Row, b: Row, names: Sequence[str]) -> bool:
+    # Same task and budget; an axis counts only where it changes both runs (it is None otherwise).
+    return a["task"] == b["task"] and a["budget"] == b["budget"] and all(
+        a["axes"].get(k) == b["axes"].get(k) for k in names
+        if a["axes"].get(k) is not None and b["axes"].get(k) is not None)
+
+
+def _same_loss(base: list[Row], fit: tuple[ScalingFit, float, float] | None) -> str:
+    # Parameters the challenger's fitted curve needs for the baseline's (geometric mean) loss, as a
+    # multiple of the baseline's parameters: the founding question, "the same loss at half the size?".
+    losses = [r["test_loss"] for r in base if _ok(r)]
+    params = [r["param_count"] for r in base if _ok(r) and r["param_count"]]
+    if fit is None or not losses or not params or not fit[0].exponent > 0:
+        return "n/a"
+    target = math.exp(statistics.fmean(math.log(v) for v in losses))
+    needed = (fit[0].coefficient / target) ** (1 / fit[0].exponent)
+    inside = fit[1] <= needed <= fit[2]
+    return f"{needed / statistics.fmean(params):.2g}x" + ("" if inside else " (extrapolated)")
+
+
+def _paired_table(cells: list[list[Row]], names: Sequence[str],
+                  fits: dict[str, tuple[ScalingFit, float, float]]) -> str:
+    body = []
+    for base in (c for c in cells if c[0]["family"] == BASELINE_FAMILY):
+        for other in (c for c in cells if c[0]["family"] != BASELINE_FAMILY):
+            if not _comparable(other[0], base[0], names):
+                continue
+            by_seed = {r["seed"]: r for r in base if _ok(r)}
+            pairs = [(r["test_loss"], by_seed[r["seed"]]["test_loss"]) for r in other
+                     if _ok(r) and r["seed"] in by_seed]
+            a, b = other[0]["label"], base[0]["label"]
+            same = _same_loss(base, fits.get(_series_name(other[0], names)))
+            if not pairs:
+                body.append([fmt_params(base[0]["budget"]), a, b, *_axes_text(other[0], names), "0",
+                             "n/a", "n/a", "n/a", "n/a", "no finished pairs", same])
+                continue
+            p = paired_ratio([x for x, _ in pairs], [y for _, y in pairs])
+            if p.winner is None:
+                verdict = "no clear winner at 95%" if p.n > 1 else "one pair: no test"
+            else:
+                lower, factor = (a, 1 / p.ratio) if p.winner == "a" else (b, p.ratio)
+                verdict = f"{lower} lower, {factor:.3g}x"
+            body.append([fmt_params(base[0]["budget"]), a, b, *_axes_text(other[0], names), str(p.n),
+                         f"{p.ratio:.3g}", f"{p.low:.3g} to {p.high:.3g}",
+                         f"{p.boot_low:.3g} to {p.boot_high:.3g}", f"{p.p_value:.2g}", verdict, same])
+    if not body:
+        return f'<p class="note">No {BASELINE_FAMILY} runs and other runs at the same budget to compare.</p>'
+    head = ["Budget", "Model", "vs", *names, "Pairs", "Loss ratio", "95% CI (t)", "95% CI (bootstrap)",
+            "p", "Verdict", "Size for the same loss"]
+    return _table(head, body, 3 + len(names))
+
+
+def _series_name(row: Row, names: Sequence[str]) -> str:
+    extra = ", ".join(f"{k}={v}" for k, v in row["axes"].items() if k in names and v is not None)
+    return row["label"] + (f" [{extra}]" if extra else "")
+
+
+def _series(rows: Sequence[Row], names: Sequence[str]) -> dict[str, list[Row]]:
+    out: dict[str, list[Row]] = {}
+    for r in rows:
+        out.setdefault(_series_name(r, names), []).append(r)
+    return out
+
+
+def _fits(task_rows: Sequence[Row], names: Sequence[str]) -> dict[str, tuple[ScalingFit, float, float]]:
+    """Per series with two or more sizes: its fit and the range of parameter counts it was fitted on."""
+    out = {}
+    for name, runs in _series(task_rows, names).items():
+        done = [r for r in runs if _ok(r) and r["param_count"]]
+        x = [float(r["param_count"]) for r in done]
+        if len(set(x)) >= 2:
+            out[name] = (scaling_fit(x, [r["test_loss"] for r in done]), min(x), max(x))
+    return out
+
+
+def _scaling(task_rows: Sequence[Row], names: Sequence[str], fits: dict[str, tuple[ScalingFit, float, float]],
+             png: Path) -> tuple[str, str]:
+    """The log-log plot of loss against parameters with one fit per series, and its table."""
+    body = []
+    with plt.style.context(STYLE):
+        fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
+        for n, (name, runs) in enumerate(_series(task_rows, names).items()):
+            done = [r for r in runs if _ok(r) and r["param_count"]]
+            color = COLORS[n % len(COLORS)]
+            x = np.array([r["param_count"] for r in done], dtype=float)
+            y = np.array([r["test_loss"] for r in done], dtype=float)
+            label = name
+            if name in fits:
+                fit = fits[name][0]
+                grid = np.geomspace(x.min(), x.max(), 50)
+                ax.plot(grid, fit.predict(grid), color=color, lw=1.4)
+                label = f"{name}: alpha = {fit.exponent:.2f} ± {fit.stderr:.2f}"
+                body.append([name, str(fit.n), f"{fit.exponent:.3g}", f"{fit.stderr:.2g}",
+                             fmt_sci(fit.coefficient)])
+            if done:
+                ax.scatter(x, y, color=color, marker=MARKERS.get(runs[0]["family"], "o"), s=22, alpha=0.75,
+                           label=label)
+        ax.set(xscale="log", yscale="log", xlabel="parameters", ylabel="final test MSE",
+               title=f"{task_name(task_rows[0])}: loss ~ C * parameters^-alpha")
+        ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))  # "300", not "3 x 10^2"
+        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(loc="best", fontsize=8)
+        png.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(png, dpi=100)
+        plt.close(fig)
+    data = base64.b64encode(png.read_bytes()).decode("ascii")
+    caption = "Final test MSE of every finished run against its parameter count; lines: least-squares fits."
+    figure = (f'<div class="plots"><figure><img src="data:image/png;base64,{data}" alt="{escape(caption)}">'
+              f"<figcaption>{escape(caption)}</figcaption></figure></div>")
+    if not body:
+        return figure, '<p class="note">No series has two or more parameter counts: no exponent to fit.</p>'
+    return figure, _table(["Series", "Runs", "Exponent alpha", "Std error", "C"], body, 1)
+
+
+def _target_table(cells: list[list[Row]], names: Sequence[str], curves: dict[str, list[Row]]) -> str:
+    body = []
+    for budget in dict.fromkeys(c[0]["budget"] for c in cells):
+        group = [c for c in cells if c[0]["budget"] == budget]
+        medians = [statistics.median(r["test_loss"] for r in c if _ok(r))
+                   for c in group if any(_ok(r) for r in c)]
+        if not medians:
+            continue
+        target = max(medians)  # the loss every cell's median run reaches by the end
+        for c in group:
+            times = [time_to_target([p["time"] for p in curves.get(r["run_id"], [])],
+                                    [p["test_loss"] for p in curves.get(r["run_id"], [])], target)
+                     for r in c if _ok(r)]
+            reached = [t for t in times if t is not None]
+            body.append([fmt_params(budget), c[0]["label"], *_axes_text(c[0], names), fmt_sci(target),
+                         fmt_time(statistics.median(reached)) if reached else "not reached",
+                         f"{len(reached)} / {len(c)}"])
+    head = ["Budget", "Label", *names, "Target MSE", "Median time", "Reached"]
+    return _table(head, body, 2 + len(names))
+
+
+def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
+    """The sweep statistics of one experiment as an HTML fragment (plots embedded, also saved in out_dir).
+
+    Args:
+        db_path: the results database.
+        experiment: the experiment's name in the store.
+        out_dir: folder for the plot PNGs (created).
+    Returns:
+        HTML: per task, cell statistics, paired comparisons, scaling fits and time to target.
+    """
+    db_path = Path(db_path)
+    if not db_path.is_file():
+        raise FileNotFoundError(f"no results database at {db_path}")
+    with ResultsStore(db_path) as store:
+        raw = store.runs(experiment)
+        if not raw:
+            known = ", ".join(store.experiments()) or "none"
+            raise ValueError(f"experiment {experiment!r} has no runs in {db_path} (recorded: {known})")
+        curves = {r["run_id"]: store.curves(r["run_id"]) for r in raw if r["status"] == "finished"}
+    rows, names = _prepare(raw)
+    parts = [f'<section class="sweep"><h2>Sweep statistics: {escape(experiment)}</h2>',
+             f'<p class="note">{len(rows)} runs, {sum(_ok(r) for r in rows)} finished with a finite loss. '
+             "Cells are (task, model, budget, axes) over seeds; statistics use finished runs only. "
+             "Loss ratios are geometric means of model / baseline test MSE over runs paired by seed "
+             "(below 1: the model wins); p is a two-sided paired t-test on log losses; the bootstrap "
+             "interval resamples the pairs (10,000 resamples, seed 0). 'Size for the same loss': the "
+             "parameters at which the model's fitted scaling curve reaches the baseline's loss, as a "
+             "multiple of the baseline's parameters. An axis shown as 'any' does not change that model.</p>"]
+    for n, task in enumerate(dict.fromkeys(r["task"] for r in rows)):
+        task_rows = [r for r in rows if r["task"] == task]
+        cells = _cells(task_rows, names)
+        fits = _fits(task_rows, names)
+        png = Path(out_dir) / "plots" / f"sweep-scaling-{n}.png"
+        figure, fit_table = _scaling(task_rows, names, fits, png)
+        name = escape(task_name(task_rows[0]))
+        parts += [f"<h3>{name}: test MSE over seeds</h3>", _cell_table(cells, names),
+                  f"<h3>{name}: paired comparison with the {BASELINE_FAMILY} at each budget</h3>",
+                  _paired_table(cells, names, fits), f"<h3>{name}: scaling</h3>", figure, fit_table,
+                  f"<h3>{name}: time to a target loss</h3>",
+                  '<p class="note">Target: per budget, the highest median final test MSE of any cell, so the '
+                  "median run of every cell reaches it; time is wall time from the start of training "
+                  "(evaluations included), the median over runs that reach it.</p>",
+                  _target_table(cells, names, curves)]
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
+def write_sweep_report(db_path: Path, experiment: str, out_dir: Path) -> Path:
+    """Write out_dir/report.html: a self-contained page holding the sweep section.
+
+    Args:
+        db_path: the results database.
+        experiment: the experiment's name in the store.
+        out_dir: output folder (created).
+    Returns:
+        The path of report.html.
+    """
+    out_dir = Path(out_dir)
+    body = sweep_section(db_path, experiment, out_dir)
+    title = f"kanlab sweep: {experiment}"
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{CSS}</style></head>\n<body><main><h1>{escape(title)}</h1>\n{body}\n</main></body></html>\n")
+    path = out_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,306 @@
+"""Executors and the driver: dead workers, resume after SIGKILL of the driver, Dask and Ray.
+
+Tests that need a worker to die use crash_on_seed_1 as the worker function; worker processes
+import it from this module (by name for the local pool and Dask, by value for Ray).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tarfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tomllib
+
+from kanlab.cli import main
+from kanlab.config import ExperimentConfig
+from kanlab.driver import run_experiments
+from kanlab.executors import Executor, Job, LocalExecutor, SerialExecutor, pack, run_job, unpack
+from kanlab.sweep import parse_sweep
+
+SWEEP = """
+name = "{name}"
+seeds = {seeds}
+depth = 2
+[train]
+steps = {steps}
+eval_every = 10
+[[tasks]]
+name = "zigzag"
+n_train = 32
+n_test = 32
+[[models]]
+label = "KAN"
+family = "kan"
+[[models]]
+label = "MLP"
+family = "mlp"
+[axes]
+budget = {budgets}
+"""
+
+
+def crash_on_seed_1(job: Job) -> bytes:
+    """A worker function whose process dies on every run with seed 1."""
+    if job.config["seed"] == 1:
+        os._exit(3)
+    return run_job(job)
+
+
+def sweep_text(name: str, seeds: int, steps: int = 5, budgets: tuple[int, ...] = (300, 1000)) -> str:
+    return SWEEP.format(name=name, seeds=list(range(seeds)), steps=steps, budgets=list(budgets))
+
+
+def experiments(text: str) -> list[ExperimentConfig]:
+    return list(parse_sweep(tomllib.loads(text)).experiments)
+
+
+def rows(db: Path) -> list[dict[str, Any]]:
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    out = [dict(r) for r in con.execute("SELECT * FROM runs ORDER BY run_id")]
+    con.close()
+    return out
+
+
+def stamps(folder: Path) -> dict[str, int]:
+    """final.json mtimes of the finished run folders under an experiment folder."""
+    if not folder.is_dir():
+        return {}
+    return {p.name: (p / "final.json").stat().st_mtime_ns for p in folder.iterdir()
+            if p.is_dir() and not p.name.startswith(".") and p.name != "plots"}
+
+
+def test_pack_and_unpack_round_trip_and_refuse_escapes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "plots").mkdir(parents=True)
+    (src / "final.json").write_text("{}")
+    (src / "plots" / "a.png").write_bytes(b"\x89PNG")
+    unpack(pack(src), tmp_path / "dst")
+    assert (tmp_path / "dst" / "final.json").read_text() == "{}"
+    assert (tmp_path / "dst" / "plots" / "a.png").read_bytes() == b"\x89PNG"
+    for name, kind in (("../evil.txt", tarfile.REGTYPE), ("link", tarfile.SYMTYPE)):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = kind, "/etc/passwd"
+            tar.addfile(info, io.BytesIO(b""))
+        with pytest.raises(ValueError, match="refusing archive member"):
+            unpack(buffer.getvalue(), tmp_path / "dst2")
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_an_error_outside_training_becomes_a_failed_run(tmp_path: Path) -> None:
+    def broken(job: Job) -> bytes:
+        raise RuntimeError("disk on fire")
+
+    exps = experiments(sweep_text("err", 1))
+    run_experiments(exps, tmp_path, tmp_path / "db", executor=SerialExecutor(target=broken))
+    recorded = rows(tmp_path / "db")
+    assert len(recorded) == 4 and {r["status"] for r in recorded} == {"failed"}
+    assert recorded[0]["message"] == "RuntimeError: disk on fire"
+    run_experiments(exps, tmp_path, tmp_path / "db", executor=SerialExecutor(target=lambda job: b"garbage"),
+                    retry_failed=True)
+    recorded = rows(tmp_path / "db")
+    assert len(recorded) == 4 and {r["status"] for r in recorded} == {"failed"}
+    assert "unreadable run folder" in recorded[0]["message"]
+
+
+def test_resume_records_orphans_and_deletes_leftovers(tmp_path: Path) -> None:
+    exps = experiments(sweep_text("orphans", 2))
+    run_experiments(exps[:4], tmp_path, tmp_path / "db", plots=False)
+    before = stamps(tmp_path / "orphans")
+    # The driver died between renaming folders and recording them, and inside another unpack.
+    (tmp_path / "db").unlink()
+    leftover = tmp_path / "orphans" / f".tmp-{exps[5].run_id}"
+    leftover.mkdir()
+    (leftover / "half.json").write_text("{")
+    run_experiments(exps, tmp_path, tmp_path / "db", plots=False)
+    recorded = rows(tmp_path / "db")
+    assert sorted(r["run_id"] for r in recorded) == sorted(e.run_id for e in exps)
+    assert {r["status"] for r in recorded} == {"finished"} and not leftover.exists()
+    after = stamps(tmp_path / "orphans")
+    assert all(after[k] == v for k, v in before.items()) and len(after) == len(exps)
+
+
+def dead_worker_then_retry(tmp_path: Path, executor: Executor, retry: Executor) -> None:
+    exps = experiments(sweep_text("deaths", 3, budgets=(300,)))
+    db = tmp_path / "db"
+    run_experiments(exps, tmp_path, db, plots=False, executor=executor)
+    first = {r["run_id"]: r for r in rows(db)}
+    assert len(first) == len(exps) == 6
+    for exp in exps:
+        row = first[exp.run_id]
+        assert row["status"] == ("failed" if exp.seed == 1 else "finished"), (exp.seed, row["message"])
+        if exp.seed == 1:
+            assert "worker process died" in row["message"]
+    done = {k: v for k, v in stamps(tmp_path / "deaths").items() if first[k]["status"] == "finished"}
+    run_experiments(exps, tmp_path, db, plots=False, executor=retry)  # failed runs stay failed
+    assert {r["run_id"]: r["status"] for r in rows(db)} == {k: r["status"] for k, r in first.items()}
+    run_experiments(exps, tmp_path, db, plots=False, executor=retry, retry_failed=True)
+    final = rows(db)
+    assert len(final) == 6 and {r["status"] for r in final} == {"finished"}
+    after = stamps(tmp_path / "deaths")
+    assert all(after[k] == v for k, v in done.items())  # finished runs were not redone
+
+
+def test_local_pool_marks_a_dead_workers_run_failed_and_goes_on(tmp_path: Path) -> None:
+    pool, retry = LocalExecutor(2, target=crash_on_seed_1), LocalExecutor(2)
+    try:
+        dead_worker_then_retry(tmp_path, pool, retry)
+    finally:
+        pool.close()
+        retry.close()
+
+
+def kill_midway_then_resume(tmp_path: Path, options: list[str]) -> None:
+    text = sweep_text("killed", 6, steps=20)
+    spec = tmp_path / "killed.toml"
+    spec.write_text(text)
+    exps, root = experiments(text), tmp_path / "runs"
+    command = [sys.executable, "-m", "kanlab.cli", "sweep", str(spec), "--root", str(root), "--no-report",
+               *options]
+    proc = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while not stamps(root / "killed"):
+            assert proc.poll() is None, f"the sweep ended before it was killed: {proc.stderr.read()!r}"
+            assert time.monotonic() < deadline, "no run finished within 120 s"
+            time.sleep(0.02)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its pool workers, mid-sweep
+        proc.communicate()
+    before = stamps(root / "killed")
+    assert 0 < len(before) < len(exps)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    recorded = rows(root / "kanlab.db")
+    assert sorted(r["run_id"] for r in recorded) == sorted(e.run_id for e in exps)  # one row per run
+    assert {r["status"] for r in recorded} == {"finished"}
+    after = stamps(root / "killed")
+    assert {k: after[k] for k in before} == before  # runs finished before the kill were not redone
+    assert not list((root / "killed").glob(".tmp-*"))
+
+
+@pytest.mark.slow  # end to end: worker processes, a cluster or two CLI processes
+def test_sigkill_of_the_driver_then_rerun_completes_the_local_sweep(tmp_path: Path) -> None:
+    kill_midway_then_resume(tmp_path, ["--workers", "2"])
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def dask_address() -> Iterator[str]:
+    pytest.importorskip("distributed")
+    import dask
+    from distributed import LocalCluster
+
+    # One task per worker at a time and no retries: a task that kills its worker is reported at once,
+    # and no other task was on that worker to share the blame (Dask retries 3 times by default).
+    settings = {"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.worker-saturation": 1.0}
+    with dask.config.set(settings), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                               dashboard_address="127.0.0.1:0", silence_logs=50)
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+@pytest.mark.slow  # end to end: worker processes, a cluster or two CLI processes
+def test_dask_marks_a_dead_workers_run_failed_and_goes_on(tmp_path: Path, dask_address: str) -> None:
+    from kanlab.executors import DaskExecutor
+
+    pool = DaskExecutor.connect(dask_address, target=crash_on_seed_1)
+    retry = DaskExecutor.connect(dask_address)
+    try:
+        dead_worker_then_retry(tmp_path, pool, retry)
+    finally:
+        pool.close()
+        retry.close()
+
+
+@pytest.mark.slow  # end to end: worker processes, a cluster or two CLI processes
+def test_sigkill_of_the_driver_then_rerun_completes_the_dask_sweep(tmp_path: Path, dask_address: str) -> None:
+    kill_midway_then_resume(tmp_path, ["--executor", "dask", "--address", dask_address])
+
+
+@pytest.mark.parametrize("kind", ["dask", "ray"])
+def test_an_unreachable_cluster_is_a_clear_error_within_seconds(kind: str, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("distributed" if kind == "dask" else "ray")
+    spec = tmp_path / "s.toml"
+    spec.write_text(sweep_text("unreachable", 1))
+    address = f"tcp://127.0.0.1:{closed_port()}" if kind == "dask" else f"127.0.0.1:{closed_port()}"
+    root = tmp_path / "runs"
+    started = time.monotonic()
+    assert main(["sweep", str(spec), "--root", str(root), "--executor", kind, "--address", address]) == 2
+    assert time.monotonic() - started < 15
+    name = "Dask scheduler" if kind == "dask" else "Ray cluster"
+    assert f"kanlab: error: cannot reach {name} at {address}" in capsys.readouterr().err
+    assert not root.exists()  # nothing written
+
+
+RAY_RUN = """
+import json, os, sys
+from pathlib import Path
+
+import tomllib
+
+from kanlab.driver import run_experiments
+from kanlab.executors import RayExecutor, run_job
+from kanlab.sweep import parse_sweep
+
+
+def crash_on_seed_1(job):  # defined in __main__, so Ray ships it to its workers by value
+    if job.config["seed"] == 1:
+        os._exit(3)
+    return run_job(job)
+
+
+root = Path(sys.argv[1])
+exps = parse_sweep(tomllib.loads((root / "sweep.toml").read_text())).experiments
+executor = RayExecutor.connect(None, workers=2, target=crash_on_seed_1)
+import ray  # only now: RayExecutor.connect configures ray before its first import
+try:
+    nodes = sorted({n["NodeManagerAddress"] for n in ray.nodes()})
+    run_experiments(exps, root, root / "db", plots=False, executor=executor)
+finally:
+    executor.close()
+print(json.dumps(nodes))
+"""
+
+
+@pytest.mark.slow  # end to end: worker processes, a cluster or two CLI processes
+def test_ray_runs_on_127_0_0_1_and_reports_a_dead_worker(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    text = sweep_text("ray", 2, budgets=(300,))
+    (tmp_path / "sweep.toml").write_text(text)
+    # A separate process: the private instance must be the first use of ray there (see
+    # RayExecutor.connect), and Ray's process-wide state stays out of the test session.
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
+    done = subprocess.run([sys.executable, "-c", RAY_RUN, str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == ["127.0.0.1"]
+    status = {r["run_id"]: (r["status"], r["message"]) for r in rows(tmp_path / "db")}
+    for exp in experiments(text):
+        state, message = status[exp.run_id]
+        assert state == ("failed" if exp.seed == 1 else "finished"), message
+        assert exp.seed != 1 or "worker process died" in message
