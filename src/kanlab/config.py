@@ -41,7 +41,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STUDY_KEYS = ("name", "description", "seeds", "budget", "depth", "data_seed", "train", "tasks", "models")
+STUDY_KEYS = ("name", "description", "seeds", "budget", "depth", "data_seed", "train", "symbolic", "tasks",
+              "models")
 MODEL_KEYS = ("label", "family", "spec", "options", "budget", "depth", "train")
 
 
@@ -69,6 +70,7 @@ class ExperimentConfig:
     task: TaskConfig
     train: TrainConfig
     seed: int
+    symbolic: Mapping[str, Any] | None = None  # SymbolicConfig fields: run the symbolic workflow instead
 
     @property
     def run_id(self) -> str:
@@ -79,7 +81,10 @@ class ExperimentConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the run folder's config.json, without run_id)."""
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        out = json.loads(json.dumps(dataclasses.asdict(self)))
+        if out["symbolic"] is None:  # absent, so plain runs keep the ids they had before the key existed
+            del out["symbolic"]
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ExperimentConfig:
@@ -89,7 +94,7 @@ class ExperimentConfig:
         return cls(
             experiment=d["experiment"], label=d["label"], family=d["family"], spec=d["spec"],
             task=_build(TaskConfig, task, "task"), train=_build(TrainConfig, d["train"], "train"),
-            seed=int(d["seed"]),
+            seed=int(d["seed"]), symbolic=d.get("symbolic"),
         )
 
 
@@ -104,6 +109,15 @@ class StudyConfig:
     seeds: tuple[int, ...] = (0,)
     train: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    symbolic: Mapping[str, Any] | None = None
+    task_symbolic: tuple[Mapping[str, Any], ...] = ()
+
+    def symbolic_of(self, n: int) -> dict[str, Any] | None:
+        """The SymbolicConfig fields of task n: the study's [symbolic] under the task's own."""
+        own = self.task_symbolic[n] if n < len(self.task_symbolic) else {}
+        if self.symbolic is None and not own:
+            return None
+        return {**(self.symbolic or {}), **own}
 
 
 def _tuples(value: Any) -> Any:
@@ -187,7 +201,8 @@ def read_study(source: str | Path) -> dict[str, Any]:
 def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
     """Validate a raw study dict into a StudyConfig."""
     if "axes" in raw:
-        raise ValueError("this file has [axes], so it is a sweep: run it with `kanlab sweep`, not run/compare")
+        raise ValueError("this file has [axes], so it is a sweep: run it with `kanlab sweep`, "
+                         "not run/compare")
     unknown = sorted(set(raw) - set(STUDY_KEYS))
     if unknown:
         raise ValueError(
@@ -200,10 +215,11 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
         raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
     train = dict(raw.get("train", {}))
     _build(TrainConfig, train, "train")  # validate early
-    tasks, task_train = [], []
+    tasks, task_train, task_symbolic = [], [], []
     for n, t in enumerate(raw["tasks"]):
         t = dict(t)
         task_train.append(t.pop("train", {}))
+        task_symbolic.append(t.pop("symbolic", {}))
         t.setdefault("seed", raw.get("data_seed", 0))
         t["encoding"] = _build(EncodingConfig, t.get("encoding", {}), f"tasks.{n}.encoding")
         tasks.append(_build(TaskConfig, t, f"tasks.{n}"))
@@ -225,10 +241,32 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
             spec=m.get("spec"), budget=budget, depth=int(m.get("depth", raw.get("depth", 1))),
             train=dict(m.get("train", {})),
         ))
-    return StudyConfig(
+    study = StudyConfig(
         name=str(raw.get("name", "study")), tasks=tuple(tasks), task_train=tuple(task_train),
         models=tuple(models), seeds=tuple(seeds), train=train, description=str(raw.get("description", "")),
+        symbolic=raw.get("symbolic"), task_symbolic=tuple(task_symbolic),
     )
+    _check_symbolic(study)
+    return study
+
+
+def _check_symbolic(study: StudyConfig) -> None:
+    """A study with [symbolic] (or tasks.N.symbolic) runs the symbolic workflow: check it can."""
+    per_task = [study.symbolic_of(n) for n in range(len(study.tasks))]
+    if all(s is None for s in per_task):
+        return
+    from kanlab.symbolic_workflow import SymbolicConfig  # sympy: only imported when needed
+
+    for n, fields in enumerate(per_task):
+        if fields is not None:
+            if "seed" in fields:
+                raise ValueError(f"symbolic of tasks.{n}: the seed comes from the study's seeds, "
+                                 "not from [symbolic]")
+            _build(SymbolicConfig, fields, f"symbolic of tasks.{n}")
+    not_kan = [m.label for m in study.models if m.family != "kan"]
+    if not_kan:
+        raise ValueError(f"the symbolic workflow needs B-spline KAN models (family 'kan'); "
+                         f"not: {', '.join(not_kan)}. Drop [symbolic] to compare other families")
 
 
 def load_study(source: str | Path, overrides: Sequence[str] = ()) -> StudyConfig:

@@ -49,6 +49,13 @@ def is_kan_like(layer: nn.Module) -> bool:
     return callable(getattr(layer, "edge_responses", None)) and not isinstance(layer, Dense)
 
 
+def _outermost_kan_like(module: nn.Module) -> list[nn.Module]:
+    """KAN-like modules of module not nested inside another KAN-like one (a wrapper counts once)."""
+    if is_kan_like(module):
+        return [module]
+    return [m for child in module.children() for m in _outermost_kan_like(child)]
+
+
 def kan_like_layers(model: nn.Module) -> list[nn.Module]:
     """The model's KAN-like layers in order; raise if some sit nested where the layer walk cannot see them.
 
@@ -59,7 +66,7 @@ def kan_like_layers(model: nn.Module) -> list[nn.Module]:
     """
     layers = stack_layers(model)
     found = [layer for layer in layers if is_kan_like(layer)]
-    inside = [m for m in model.modules() if is_kan_like(m)]
+    inside = _outermost_kan_like(model)
     if len(inside) != len(found):
         raise ValueError(
             f"{type(model).__name__} has KAN layers nested inside other modules; sparsity and grid "

@@ -13,6 +13,7 @@ import shutil
 import time
 import traceback
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ EDGE_POINTS = 200
 def expand(study: StudyConfig) -> list[ExperimentConfig]:
     """Every (task, model, seed) of a study as a resolved ExperimentConfig (widths matched)."""
     out = []
-    for task, task_train in zip(study.tasks, study.task_train, strict=True):
+    for n, (task, task_train) in enumerate(zip(study.tasks, study.task_train, strict=True)):
         data = make_dataset(task)
         for entry in study.models:
             if entry.spec is not None:
@@ -54,6 +55,7 @@ def expand(study: StudyConfig) -> list[ExperimentConfig]:
                 out.append(ExperimentConfig(
                     experiment=study.name, label=entry.label, family=entry.family, spec=spec,
                     task=task, train=_build(TrainConfig, merged, f"train of {entry.label}"), seed=seed,
+                    symbolic=study.symbolic_of(n),
                 ))
     return out
 
@@ -118,6 +120,46 @@ def _final(history: History | None, model: nn.Module, data: Dataset | None, star
     }
 
 
+@dataclass
+class RunState:
+    """What a run has produced so far (kept when it fails half way, for final.json)."""
+
+    model: nn.Module = field(default_factory=nn.Module)
+    data: Dataset | None = None
+    history: History | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # more keys for final.json
+
+
+def _train_run(exp: ExperimentConfig, tmp: Path, out: RunState,
+               progress: Callable[[int, int], None] | None) -> None:
+    """The plain run: train, then write metrics, checkpoint, predictions and edges into tmp."""
+    data = out.data = make_dataset(exp.task, dtype=DTYPES[exp.train.dtype])
+    model = out.model = build_model(exp)
+    metrics = (tmp / "metrics.jsonl").open("w")
+
+    def record(rec: dict[str, Any]) -> None:
+        rec = dict(rec)
+        is_image = data.image_shape is not None
+        rec["psnr"] = psnr(rec["test_loss"]) if is_image and np.isfinite(rec["test_loss"]) else None
+        metrics.write(json.dumps(rec) + "\n")
+        metrics.flush()
+
+    with metrics:
+        history = out.history = train(model, data, exp.train, callback=record, progress=progress)
+    for rec in history.records:  # keep the History's records in step with the file
+        if data.image_shape is not None and np.isfinite(rec["test_loss"]):
+            rec["psnr"] = psnr(rec["test_loss"])
+    torch.save(model.state_dict(), tmp / "model.pt")
+    write_outputs(tmp, model, data)
+
+
+def write_outputs(folder: Path, model: nn.Module, data: Dataset) -> None:
+    """predictions.npz (test set) and edges.npz (per-edge responses) of a trained model."""
+    _write_predictions(folder, model, data)
+    np.savez(folder / "edges.npz", allow_pickle=False, **edge_arrays(model, data.x_train))
+
+
 def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int], None] | None = None,
             plots: bool = True) -> Path:
     """Train one experiment and write its run folder; a failure is recorded, not raised.
@@ -131,32 +173,19 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
     tmp.mkdir(parents=True)
     _json(tmp / "config.json", {**exp.to_dict(), "run_id": exp.run_id})
     started = time.perf_counter()
-    model: nn.Module = nn.Module()
-    history, data, error = None, None, None
+    out = RunState()
     try:
-        data = make_dataset(exp.task, dtype=DTYPES[exp.train.dtype])
-        model = build_model(exp)
-        metrics = (tmp / "metrics.jsonl").open("w")
+        if exp.symbolic is not None:
+            from kanlab.symbolic_run import run_symbolic
 
-        def record(rec: dict[str, Any]) -> None:
-            rec = dict(rec)
-            is_image = data is not None and data.image_shape is not None
-            rec["psnr"] = psnr(rec["test_loss"]) if is_image and np.isfinite(rec["test_loss"]) else None
-            metrics.write(json.dumps(rec) + "\n")
-            metrics.flush()
-
-        with metrics:
-            history = train(model, data, exp.train, callback=record, progress=progress)
-        for rec in history.records:  # keep the History's records in step with the file
-            if data.image_shape is not None and np.isfinite(rec["test_loss"]):
-                rec["psnr"] = psnr(rec["test_loss"])
-        torch.save(model.state_dict(), tmp / "model.pt")
-        _write_predictions(tmp, model, data)
-        np.savez(tmp / "edges.npz", allow_pickle=False, **edge_arrays(model, data.x_train))
+            run_symbolic(exp, build_model(exp), tmp, out)
+        else:
+            _train_run(exp, tmp, out, progress)
     except Exception as err:  # noqa: BLE001 - a failed run is recorded and the study goes on
-        error = f"{type(err).__name__}: {err}"
+        out.error = f"{type(err).__name__}: {err}"
         (tmp / "error.txt").write_text(traceback.format_exc())
-    _json(tmp / "final.json", _final(history, model, data, started, error))
+    history, model, data, error = out.history, out.model, out.data, out.error
+    _json(tmp / "final.json", {**_final(history, model, data, started, error), **out.extra})
     if plots and error is None:
         from kanlab.report.plots import plot_run
 
@@ -178,9 +207,15 @@ def load_run(run_dir: Path) -> tuple[ExperimentConfig, nn.Module]:
     """Rebuild a run's model from its folder (weights loaded with weights_only=True)."""
     run_dir = Path(run_dir)
     cfg_path, ckpt = run_dir / "config.json", run_dir / "model.pt"
-    if not cfg_path.is_file() or not ckpt.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a finished run folder (needs config.json and model.pt)")
+    missing = FileNotFoundError(f"{run_dir} is not a finished run folder (needs config.json and model.pt)")
+    if not cfg_path.is_file():
+        raise missing
     exp = ExperimentConfig.from_dict(json.loads(cfg_path.read_text()))
+    if exp.symbolic is not None:
+        raise ValueError(f"{run_dir} is a symbolic run: its result is the formula in symbolic/symbolic.json "
+                         "and final.json, and it keeps no checkpoint to reload")
+    if not ckpt.is_file():
+        raise missing
     model = build_model(exp).to(DTYPES[exp.train.dtype])
     model.load_state_dict(torch.load(ckpt, weights_only=True, map_location="cpu"))
     return exp, model

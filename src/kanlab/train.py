@@ -196,8 +196,9 @@ def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02) -> N
     kan_like_layers(model)  # raises if a KAN layer is nested where the walk cannot reach it
     layers = stack_layers(model)
     for j, layer in enumerate(layers):
-        if isinstance(layer, KANLinear):
-            layer.update_grid(x, grid_eps)
+        update = getattr(layer, "update_grid", None)  # KANLinear, or a wrapper such as SymbolicKANLinear
+        if callable(update):
+            update(x, grid_eps)
         if j < len(layers) - 1:
             x = layer(x)  # the next layer's input, after this layer's refit
 

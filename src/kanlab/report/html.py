@@ -6,16 +6,16 @@ so the file can be mailed or opened offline. All text from configs and messages 
 
 from __future__ import annotations
 
-import base64
 import json
-import re
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from kanlab.report.parts import CSS, ROW_PX, figure, png_width, row, run_folder, slug
 from kanlab.report.plots import plot_curves, plot_edges, plot_fit, plot_image, plot_loss_vs_params
+from kanlab.report.symbolic import symbolic_section
 from kanlab.report.tables import (
     fmt_fixed,
     fmt_params,
@@ -27,70 +27,6 @@ from kanlab.report.tables import (
     winner,
 )
 from kanlab.store import ResultsStore
-
-CSS = """
-:root { --ink: #1d2330; --muted: #5b6475; --line: #d9dee7; --accent: #2f6fb3; --bad: #b3261e; }
-* { box-sizing: border-box; }
-body { margin: 0; color: var(--ink); background: #f6f7f9;
-       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
-main { max-width: 1240px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
-h1 { font-size: 1.7em; margin: 0 0 4px; } h2 { margin-top: 2.2em; border-bottom: 2px solid var(--line); }
-h3 { margin: 1.6em 0 0.5em; } .sub { color: var(--muted); margin: 0 0 18px; }
-.headline { font-size: 1.08em; border-left: 4px solid var(--accent); background: #f0f5fb;
-            padding: 10px 14px; margin: 10px 0; }
-.alert { border: 2px solid var(--bad); background: #fdf0ef; padding: 10px 14px; margin: 14px 0; }
-.alert h2 { margin-top: 0.2em; color: var(--bad); border: 0; }
-table { border-collapse: collapse; width: 100%; margin: 8px 0 4px; font-variant-numeric: tabular-nums; }
-th, td { padding: 6px 9px; border-bottom: 1px solid var(--line); text-align: right; vertical-align: top; }
-th { background: #eef1f5; font-weight: 600; } tbody tr:nth-child(even) { background: #fafbfc; }
-th.text, td.text { text-align: left; } td.num { white-space: nowrap; }
-tr.best td { font-weight: 600; background: #eaf6ea; }
-td.msg { text-align: left; white-space: pre-wrap; font-family: ui-monospace, "DejaVu Sans Mono", monospace;
-         font-size: 0.85em; }
-.note { color: var(--muted); font-size: 0.9em; }
-.plots { display: flex; flex-wrap: wrap; gap: 16px; }
-figure { margin: 0; flex: 1 1 480px; min-width: 0; } figure img { width: 100%; height: auto; display: block; }
-th:first-child, td:first-child { min-width: 9em; }
-figcaption { color: var(--muted); font-size: 0.88em; margin-top: 2px; }
-details { border: 1px solid var(--line); border-radius: 4px; margin: 8px 0; padding: 6px 12px; }
-summary { cursor: pointer; font-weight: 600; }
-pre { background: #f4f5f7; padding: 10px; overflow-x: auto; font-size: 0.82em; }
-footer { margin-top: 3em; color: var(--muted); font-size: 0.85em; }
-"""
-
-
-ROW_PX = 1650  # pixel width of plots that may share one ~1180 px row
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:60] or "x"
-
-
-def _png_width(png: Path) -> int:
-    with png.open("rb") as f:
-        return int.from_bytes(f.read(24)[16:20], "big")  # IHDR: width is bytes 16-20 of a PNG
-
-
-def _figure(png: Path | None, caption: str, *, natural: bool = False) -> str:
-    # natural: share the row in proportion to the PNGs' pixel widths, never wider than 1:1
-    if png is None:
-        return ""
-    raw = png.read_bytes()
-    style = ""
-    if natural:
-        width = int.from_bytes(raw[16:20], "big")
-        style = f' style="flex: {width} 1 0; max-width: {width}px"'
-    data = base64.b64encode(raw).decode("ascii")
-    return (f'<figure{style}><img src="data:image/png;base64,{data}" alt="{escape(caption)}">'
-            f"<figcaption>{escape(caption)}</figcaption></figure>")
-
-
-def _run_folder(row: dict[str, Any], db_path: Path) -> Path | None:
-    # The recorded path first; then the default layout next to the database, for moved run trees.
-    for folder in (Path(row["run_dir"]), db_path.parent / row["experiment"] / row["run_id"]):
-        if folder.is_dir():
-            return folder
-    return None
 
 
 def _representative(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -118,14 +54,6 @@ def _headline(task: str, win: dict[str, Any] | None) -> str:
     return text + f", {factor} lower than the best MLP, {versus}."
 
 
-def _row(cells: Sequence[str], n_text: int, tag: str = "td", cls: str = "") -> str:
-    # The first n_text cells are left-aligned text, the rest right-aligned numbers.
-    tds = "".join(f'<{tag} class="{"text" if i < n_text else "num"}">{escape(c)}</{tag}>'
-                  for i, c in enumerate(cells))
-    attr = f' class="{cls}"' if cls else ""
-    return f"<tr{attr}>{tds}</tr>"
-
-
 def _table(lines: Sequence[dict[str, Any]], best_label: str | None) -> str:
     image = any(s["psnr_mean"] is not None for s in lines)
     heads = ["Label", "Family", "Parameters", "Train MSE", "Test MSE"] + (["PSNR (dB)"] if image else [])
@@ -137,8 +65,8 @@ def _table(lines: Sequence[dict[str, Any]], best_label: str | None) -> str:
         cells += [fmt_fixed(s["psnr_mean"], s["psnr_std"])] if image else []
         cells += [fmt_time(s["time_per_step"]), fmt_time(s["total_time"]),
                   f"{s['n_finished']} / {s['n_seeds']}", f"{s['n_diverged']} / {s['n_failed']}"]
-        body.append(_row(cells, 2, cls="best" if s["label"] == best_label else ""))
-    head = _row(heads, 2, "th")
+        body.append(row(cells, 2, cls="best" if s["label"] == best_label else ""))
+    head = row(heads, 2, "th")
     return f'<table class="summary"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
 
 
@@ -150,27 +78,27 @@ def _task_section(n: int, task_rows: list[dict[str, Any]], lines: list[dict[str,
                   win: dict[str, Any] | None, curves: dict[str, list[dict[str, Any]]], db_path: Path,
                   plots: Path) -> str:
     task = task_name(task_rows[0])
-    stem = plots / f"t{n}-{_slug(task)}"
+    stem = plots / f"t{n}-{slug(task)}"
     kind = escape(task_rows[0]["task_kind"])
     parts = [f'<h2 id="task-{n}">Task: {escape(task)} <span class="note">({kind})</span></h2>',
              f'<p class="headline">{escape(_headline(task, win))}</p>',
              _table(lines, win["best"]["label"] if win else None), f'<p class="note">{escape(NOTE)}</p>',
-             _stages(task_rows)]
+             _stages(task_rows), symbolic_section(task_rows, db_path, stem)]
     run_curves = [(r["label"], curves[r["run_id"]]) for r in task_rows]
     curve_png = plot_curves(run_curves, f"{stem}-curves", title=f"{task}: test MSE during training")
     size_png = plot_loss_vs_params(task_rows, f"{stem}-params", title=f"{task}: final test MSE vs size")
     parts.append('<div class="plots">'
-                 + _figure(curve_png, "Test MSE against step; thin lines: seeds, bold line: their median.")
-                 + _figure(size_png, "Final test MSE against parameters; bars: std over seeds.") + "</div>")
+                 + figure(curve_png, "Test MSE against step; thin lines: seeds, bold line: their median.")
+                 + figure(size_png, "Final test MSE against parameters; bars: std over seeds.") + "</div>")
     for m, line in enumerate(lines):
         rep = _representative([r for r in task_rows if r["label"] == line["label"]])
         parts.append(f"<h3>{escape(line['label'])}</h3>")
-        folder = _run_folder(rep, db_path) if rep else None
+        folder = run_folder(rep, db_path) if rep else None
         if rep is None or folder is None:
             why = "no finished run" if rep is None else f"run folder of {rep['run_id']} not found"
             parts.append(f'<p class="note">No plots: {escape(why)}.</p>')
             continue
-        label_stem = f"{stem}-l{m}-{_slug(line['label'])}"
+        label_stem = f"{stem}-l{m}-{slug(line['label'])}"
         fit = plot_image(folder, f"{label_stem}-image") or plot_fit(folder, f"{label_stem}-fit")
         edges = plot_edges(folder, f"{label_stem}-edges")
         done = line["n_finished"]
@@ -179,9 +107,9 @@ def _task_section(n: int, task_rows: list[dict[str, Any]], lines: list[dict[str,
         edge_caption = f"Learned edge functions of the same run ({rep['run_id']})"
         shown = [(p, c) for p, c in ((fit, caption), (edges, edge_caption)) if p]
         # side by side when both fit at >= ~70% of their size, else one per row
-        together = sum(_png_width(p) for p, _ in shown) <= ROW_PX
+        together = sum(png_width(p) for p, _ in shown) <= ROW_PX
         for group in [shown] if together else [[item] for item in shown]:
-            figures = "".join(_figure(p, c, natural=True) for p, c in group)
+            figures = "".join(figure(p, c, natural=True) for p, c in group)
             parts.append(f'<div class="plots">{figures}</div>')
     return "\n".join(parts)
 
@@ -193,8 +121,8 @@ def _stages(task_rows: Sequence[dict[str, Any]]) -> str:
         stages = json.loads(r["final_json"] or "{}").get("stages") or []
         if len(stages) < 2:
             continue
-        head = _row(("Grid size", "Step", "Train RMSE", "Test RMSE"), 0, "th")
-        body = "".join(_row((str(st["grid_size"]), str(st["step"]), fmt_sci(st["train_rmse"]),
+        head = row(("Grid size", "Step", "Train RMSE", "Test RMSE"), 0, "th")
+        body = "".join(row((str(st["grid_size"]), str(st["step"]), fmt_sci(st["train_rmse"]),
                              fmt_sci(st["test_rmse"])), 0) for st in stages)
         out.append(f"<h3>Grid extension: {escape(r['label'])}, seed {r['seed']}</h3>"
                    f'<table class="stages"><thead>{head}</thead><tbody>{body}</tbody></table>')
@@ -211,7 +139,7 @@ def _failures(rows: Sequence[dict[str, Any]]) -> str:
         f'<td class="text">{escape(str(r["steps"]))}</td>'
         f'<td class="msg">{escape(r["message"] or "(no message)")}'
         f'<br><span class="note">{escape(r["run_id"])}</span></td></tr>' for r in bad)
-    head = _row(("Task", "Label", "Seed", "Status", "Steps", "Message"), 6, "th")
+    head = row(("Task", "Label", "Seed", "Status", "Steps", "Message"), 6, "th")
     return (f'<div class="alert" id="failures"><h2>{len(bad)} run(s) diverged or failed</h2>'
             f"<table><thead>{head}</thead><tbody>{body}</tbody></table></div>")
 

@@ -228,7 +228,7 @@ def _edge_layer(ax: Axes, xs: np.ndarray, ys: np.ndarray, knots: np.ndarray | No
     ax.set_axis_off()
 
 
-def plot_edges(run_dir: Path, out: Path | str) -> Path | None:
+def plot_edges(run_dir: Path, out: Path | str, *, title: str | None = None) -> Path | None:
     """Every learned edge function of every layer in edges.npz: a grid per layer, knots as x ticks.
 
     Rows are a layer's outputs, columns its inputs (at most MAX_EDGES of each; a note says when
@@ -239,6 +239,7 @@ def plot_edges(run_dir: Path, out: Path | str) -> Path | None:
         run_dir: run folder with edges.npz (layer{l}_x (P, in), layer{l}_y (P, out, in),
             optional layer{l}_knots (in, m), layers).
         out: output path stem.
+        title: figure title (default: the run's label, task and seed).
     Returns:
         The PNG path, or None when the run has no per-edge layers.
     """
@@ -256,7 +257,7 @@ def plot_edges(run_dir: Path, out: Path | str) -> Path | None:
     height = TOP + sum(HEAD + r * CELL_H for r, _ in grids) + BOTTOM
     with plt.style.context(STYLE):
         fig = plt.figure(figsize=(width, height))
-        fig.suptitle(f"{_run_title(run_dir)}: learned edge functions", y=1 - 0.12 / height, va="top",
+        fig.suptitle(title or f"{_run_title(run_dir)}: learned edge functions", y=1 - 0.12 / height, va="top",
                      fontsize=12)
         top = TOP
         for n, (l, (n_out, n_in), (rows, cols)) in enumerate(zip(layers, shapes, grids, strict=True)):

@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.ticker import LogFormatter
 
 from kanlab.models import count_params, parse_spec
-from kanlab.report.html import CSS
+from kanlab.report.parts import CSS
 from kanlab.report.plots import COLORS, MARKERS, STYLE
 from kanlab.report.tables import BASELINE_FAMILY, fmt_params, fmt_sci, fmt_time, task_name
 from kanlab.stats import ScalingFit, paired_ratio, scaling_fit, summarize, time_to_target

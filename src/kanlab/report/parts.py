@@ -1,0 +1,86 @@
+"""Building blocks of the HTML reports: the stylesheet, embedded figures, table rows, run folders."""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+CSS = """
+:root { --ink: #1d2330; --muted: #5b6475; --line: #d9dee7; --accent: #2f6fb3; --bad: #b3261e; }
+* { box-sizing: border-box; }
+body { margin: 0; color: var(--ink); background: #f6f7f9;
+       font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; }
+main { max-width: 1240px; margin: 0 auto; padding: 24px 28px 48px; background: #fff; }
+h1 { font-size: 1.7em; margin: 0 0 4px; } h2 { margin-top: 2.2em; border-bottom: 2px solid var(--line); }
+h3 { margin: 1.6em 0 0.5em; } .sub { color: var(--muted); margin: 0 0 18px; }
+.headline { font-size: 1.08em; border-left: 4px solid var(--accent); background: #f0f5fb;
+            padding: 10px 14px; margin: 10px 0; }
+.alert { border: 2px solid var(--bad); background: #fdf0ef; padding: 10px 14px; margin: 14px 0; }
+.alert h2 { margin-top: 0.2em; color: var(--bad); border: 0; }
+table { border-collapse: collapse; width: 100%; margin: 8px 0 4px; font-variant-numeric: tabular-nums; }
+th, td { padding: 6px 9px; border-bottom: 1px solid var(--line); text-align: right; vertical-align: top; }
+th { background: #eef1f5; font-weight: 600; } tbody tr:nth-child(even) { background: #fafbfc; }
+th.text, td.text { text-align: left; } td.num { white-space: nowrap; }
+tr.best td { font-weight: 600; background: #eaf6ea; }
+td.msg { text-align: left; white-space: pre-wrap; font-family: ui-monospace, "DejaVu Sans Mono", monospace;
+         font-size: 0.85em; }
+.note { color: var(--muted); font-size: 0.9em; }
+.plots { display: flex; flex-wrap: wrap; gap: 16px; }
+figure { margin: 0; flex: 1 1 480px; min-width: 0; } figure img { width: 100%; height: auto; display: block; }
+th:first-child, td:first-child { min-width: 9em; }
+figcaption { color: var(--muted); font-size: 0.88em; margin-top: 2px; }
+details { border: 1px solid var(--line); border-radius: 4px; margin: 8px 0; padding: 6px 12px; }
+summary { cursor: pointer; font-weight: 600; }
+pre { background: #f4f5f7; padding: 10px; overflow-x: auto; font-size: 0.82em; }
+footer { margin-top: 3em; color: var(--muted); font-size: 0.85em; }
+"""
+
+ROW_PX = 1650  # pixel width of plots that may share one ~1180 px row
+
+
+def slug(text: str) -> str:
+    """A file-name-safe short form of text."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:60] or "x"
+
+
+def png_width(png: Path) -> int:
+    """Pixel width of a PNG file, read from its header."""
+    with png.open("rb") as f:
+        return int.from_bytes(f.read(24)[16:20], "big")  # IHDR: width is bytes 16-20 of a PNG
+
+
+def figure(png: Path | None, caption: str, *, natural: bool = False) -> str:
+    """A <figure> with the PNG embedded as a data URI ("" for None).
+
+    natural: share the row in proportion to the PNGs' pixel widths, never wider than 1:1.
+    """
+    if png is None:
+        return ""
+    raw = png.read_bytes()
+    style = ""
+    if natural:
+        width = int.from_bytes(raw[16:20], "big")
+        style = f' style="flex: {width} 1 0; max-width: {width}px"'
+    data = base64.b64encode(raw).decode("ascii")
+    return (f'<figure{style}><img src="data:image/png;base64,{data}" alt="{escape(caption)}">'
+            f"<figcaption>{escape(caption)}</figcaption></figure>")
+
+
+def run_folder(row: dict[str, Any], db_path: Path) -> Path | None:
+    """A store row's run folder: the recorded path, else the default layout next to the database."""
+    for folder in (Path(row["run_dir"]), db_path.parent / row["experiment"] / row["run_id"]):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def row(cells: Sequence[str], n_text: int, tag: str = "td", cls: str = "") -> str:
+    """A table row: the first n_text cells left-aligned text, the rest right-aligned numbers."""
+    tds = "".join(f'<{tag} class="{"text" if i < n_text else "num"}">{escape(c)}</{tag}>'
+                  for i, c in enumerate(cells))
+    attr = f' class="{cls}"' if cls else ""
+    return f"<tr{attr}>{tds}</tr>"

@@ -1,0 +1,63 @@
+"""A study run with [symbolic]: the KAN paper's workflow on the run's model, into its run folder.
+
+Besides what every run folder holds (config.json; metrics.jsonl with one record per stage, the
+stage's index as its step; final.json with the formula; predictions.npz and edges.npz of the
+final model), a symbolic run writes symbolic/: symbolic.json (stages, what pruning removed, each
+edge's choice, the formula as text and LaTeX) and `<k>-<stage>/edges.npz` per stage, which the
+report draws as one edge grid per stage. It keeps no model.pt: the result is the formula, and a
+model with symbolic edges is not a spec that `kanlab eval` could rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from torch import nn
+
+from kanlab.config import ExperimentConfig, _build
+from kanlab.symbolic_workflow import SymbolicConfig, symbolic_workflow
+from kanlab.tasks import make_dataset
+from kanlab.train import History
+
+if TYPE_CHECKING:
+    from kanlab.runs import RunState
+
+
+def run_symbolic(exp: ExperimentConfig, model: nn.Module, folder: Path, out: RunState) -> None:
+    """Run the workflow on model (float64, the run's seed) and write its results into folder.
+
+    Args:
+        exp: the run; exp.symbolic holds SymbolicConfig fields (the seed is exp.seed).
+        model: the run's freshly built KAN.
+        folder: the run's (temporary) folder.
+        out: filled with the data, the final model, a History of one record per stage and the
+            formula keys of final.json, as far as the run gets.
+    """
+    from kanlab.runs import write_outputs
+
+    assert exp.symbolic is not None
+    cfg = _build(SymbolicConfig, {**exp.symbolic, "seed": exp.seed}, "symbolic")
+    data = out.data = make_dataset(exp.task, dtype=torch.float64)
+    out.model = model.double()
+    started = time.perf_counter()
+    result = symbolic_workflow(out.model, data, cfg)
+    wall = time.perf_counter() - started
+    out.model = result.model
+    result.save(folder / "symbolic")
+    # One curve point per stage, at the stage's index (several stages can end at one optimizer step).
+    records = [{"step": k, "stage": s.name, "optimizer_steps": s.step, "train_loss": s.train_rmse**2,
+                "test_loss": s.test_rmse**2, "test_rmse": s.test_rmse, "grid_size": None}
+               for k, s in enumerate(result.stages)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    steps = result.stages[-1].step
+    out.history = History(records=records, wall_time=wall, steps_done=steps,
+                          time_per_step=wall / steps if steps else 0.0)
+    summary = result.summary()
+    out.extra = {"formula": summary["formula"], "formula_latex": summary["formula_latex"],
+                 "formula_error": result.formula_error}
+    write_outputs(folder, result.model, data)
+
