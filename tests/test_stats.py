@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from kanlab.stats import paired_ratio, scaling_fit, summarize, time_to_target
+from kanlab.stats import geometric_summary, paired_ratio, scaling_fit, summarize, time_to_target
 
 
 def test_summary_matches_the_t_interval() -> None:
@@ -96,3 +96,14 @@ def test_time_to_target_is_the_first_time_at_or_below() -> None:
     assert time_to_target(times, losses, 0.2) == 3.0
     assert time_to_target(times, losses, 5.0) == 0.0
     assert time_to_target(times, losses, 0.01) is None
+
+
+def test_geometric_summary_is_the_t_interval_of_log_values_mapped_back() -> None:
+    x = [1e-3, 1e-2, 1e-1]
+    g = geometric_summary(x)
+    assert g.mean == pytest.approx(1e-2) and g.std == pytest.approx(math.log(10))
+    half = sps.t.ppf(0.975, 2) * math.log(10) / math.sqrt(3)
+    assert (g.low, g.high) == (pytest.approx(1e-2 * math.exp(-half)), pytest.approx(1e-2 * math.exp(half)))
+    assert summarize(x).low < 0 < g.low          # the plain interval of three seeds reaches below zero
+    with pytest.raises(ValueError, match="all > 0"):
+        geometric_summary([1.0, 0.0])

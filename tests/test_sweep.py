@@ -176,7 +176,8 @@ def test_the_sweep_report_has_statistics_comparisons_and_a_scaling_fit(
     page = write_sweep_report(root / "kanlab.db", "tiny", root / "tiny").read_text()
     assert page.startswith("<!DOCTYPE html>") and "data:image/png;base64," in page
     text = re.sub(r"<[^>]+>", " ", page)
-    for needle in ("Test MSE mean", "95% CI (t)", "paired comparison with the mlp", "95% CI (bootstrap)",
+    for needle in ("Test MSE mean", "Geometric mean", "95% CI (t on log)", "95% CI (t)",
+                   "paired comparison with the mlp", "95% CI (bootstrap)",
                    "Exponent alpha", "time to a target loss", "train.lr"):
         assert needle in text, needle
     # 2 budgets x 2 learning rates: one KAN-vs-MLP line each, with 3 seed pairs.

@@ -48,6 +48,26 @@ def summarize(values: Sequence[float], *, confidence: float = 0.95) -> Summary:
     return Summary(int(x.size), mean, std, mean - half, mean + half)
 
 
+def geometric_summary(values: Sequence[float], *, confidence: float = 0.95) -> Summary:
+    """Geometric mean of positive values with the t-interval of the mean log, mapped back.
+
+    Losses spread over orders of magnitude and are positive; an interval on log loss stays
+    positive where the plain t-interval of a few seeds can reach below zero.
+
+    Args:
+        values: positive numbers (e.g. one cell's final test losses over seeds).
+        confidence: coverage of the interval.
+    Returns:
+        A Summary: mean is the geometric mean, std the sample std of the natural log, low/high
+        the interval's ends (NaN for a single value).
+    """
+    x = np.asarray(values, dtype=float)
+    if x.size == 0 or not np.all(x > 0):
+        raise ValueError(f"geometric_summary needs at least one value, all > 0; got {values!r}")
+    logs = summarize(np.log(x).tolist(), confidence=confidence)
+    return Summary(logs.n, math.exp(logs.mean), logs.std, math.exp(logs.low), math.exp(logs.high))
+
+
 @dataclass(frozen=True)
 class Paired:
     """Paired comparison of losses a and b: geometric-mean ratio a/b with intervals and a p-value.

@@ -24,7 +24,7 @@ from kanlab.models import count_params, parse_spec
 from kanlab.report.parts import CSS
 from kanlab.report.plots import COLORS, MARKERS, STYLE
 from kanlab.report.tables import BASELINE_FAMILY, fmt_params, fmt_sci, fmt_time, task_name
-from kanlab.stats import ScalingFit, paired_ratio, scaling_fit, summarize, time_to_target
+from kanlab.stats import ScalingFit, geometric_summary, paired_ratio, scaling_fit, summarize, time_to_target
 from kanlab.store import ResultsStore
 
 Row = dict[str, Any]
@@ -102,13 +102,15 @@ def _cell_table(cells: list[list[Row]], names: Sequence[str]) -> str:
     body = []
     for runs in cells:
         done = [r["test_loss"] for r in runs if _ok(r)]
-        s = summarize(done) if done else None
+        s, g = (summarize(done), geometric_summary(done)) if done else (None, None)
         params = [r["param_count"] for r in runs if r["param_count"]]
         body.append([runs[0]["label"], fmt_params(runs[0]["budget"]), *_axes_text(runs[0], names),
                      fmt_params(statistics.fmean(params) if params else None), f"{len(done)} / {len(runs)}",
                      fmt_sci(s.mean if s else None), fmt_sci(s.std if s else None, 2),
-                     f"{fmt_sci(s.low)} to {fmt_sci(s.high)}" if s and s.n > 1 else "n/a"])
-    head = ["Label", "Budget", *names, "Parameters", "Finished", "Test MSE mean", "Std", "95% CI (t)"]
+                     fmt_sci(g.mean if g else None),
+                     f"{fmt_sci(g.low)} to {fmt_sci(g.high)}" if g and g.n > 1 else "n/a"])
+    head = ["Label", "Budget", *names, "Parameters", "Finished", "Test MSE mean", "Std", "Geometric mean",
+            "95% CI (t on log)"]
     return _table(head, body, 2 + len(names))
 
 
@@ -128,8 +130,10 @@ def _same_loss(base: list[Row], fit: tuple[ScalingFit, float, float] | None) -> 
         return "n/a"
     target = math.exp(statistics.fmean(math.log(v) for v in losses))
     needed = (fit[0].coefficient / target) ** (1 / fit[0].exponent)
+    if not fit[1] / 10 <= needed <= fit[2] * 10:  # a flat fit sends this anywhere: do not print it
+        return "beyond the fit"
     inside = fit[1] <= needed <= fit[2]
-    return f"{needed / statistics.fmean(params):.2g}x" + ("" if inside else " (extrapolated)")
+    return f"{needed / statistics.fmean(params):.2g}x" + ("" if inside else " (extrap.)")
 
 
 def _paired_table(cells: list[list[Row]], names: Sequence[str],
@@ -145,8 +149,8 @@ def _paired_table(cells: list[list[Row]], names: Sequence[str],
             a, b = other[0]["label"], base[0]["label"]
             same = _same_loss(base, fits.get(_series_name(other[0], names)))
             if not pairs:
-                body.append([fmt_params(base[0]["budget"]), a, b, *_axes_text(other[0], names), "0",
-                             "n/a", "n/a", "n/a", "n/a", "no finished pairs", same])
+                body.append([fmt_params(base[0]["budget"]), a, b, *_axes_text(other[0], names),
+                             "no finished pairs", "0", "n/a", "n/a", "n/a", "n/a", same])
                 continue
             p = paired_ratio([x for x, _ in pairs], [y for _, y in pairs])
             if p.winner is None:
@@ -154,14 +158,14 @@ def _paired_table(cells: list[list[Row]], names: Sequence[str],
             else:
                 lower, factor = (a, 1 / p.ratio) if p.winner == "a" else (b, p.ratio)
                 verdict = f"{lower} lower, {factor:.3g}x"
-            body.append([fmt_params(base[0]["budget"]), a, b, *_axes_text(other[0], names), str(p.n),
-                         f"{p.ratio:.3g}", f"{p.low:.3g} to {p.high:.3g}",
-                         f"{p.boot_low:.3g} to {p.boot_high:.3g}", f"{p.p_value:.2g}", verdict, same])
+            body.append([fmt_params(base[0]["budget"]), a, b, *_axes_text(other[0], names), verdict,
+                         str(p.n), f"{p.ratio:.3g}", f"{p.low:.3g} to {p.high:.3g}",
+                         f"{p.boot_low:.3g} to {p.boot_high:.3g}", f"{p.p_value:.2g}", same])
     if not body:
         return f'<p class="note">No {BASELINE_FAMILY} runs and other runs at the same budget to compare.</p>'
-    head = ["Budget", "Model", "vs", *names, "Pairs", "Loss ratio", "95% CI (t)", "95% CI (bootstrap)",
-            "p", "Verdict", "Size for the same loss"]
-    return _table(head, body, 3 + len(names))
+    head = ["Budget", "Model", "vs", *names, "Verdict", "Pairs", "Loss ratio", "95% CI (t)",
+            "95% CI (bootstrap)", "p", "Size for the same loss"]
+    return _table(head, body, 4 + len(names))
 
 
 def _series_name(row: Row, names: Sequence[str]) -> str:
@@ -271,11 +275,14 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
     parts = [f'<section class="sweep"><h2>Sweep statistics: {escape(experiment)}</h2>',
              f'<p class="note">{len(rows)} runs, {sum(_ok(r) for r in rows)} finished with a finite loss. '
              "Cells are (task, model, budget, axes) over seeds; statistics use finished runs only. "
+             "A cell's interval is the t-interval of its mean log loss, mapped back (it brackets the "
+             "geometric mean and stays positive). "
              "Loss ratios are geometric means of model / baseline test MSE over runs paired by seed "
              "(below 1: the model wins); p is a two-sided paired t-test on log losses; the bootstrap "
              "interval resamples the pairs (10,000 resamples, seed 0). 'Size for the same loss': the "
              "parameters at which the model's fitted scaling curve reaches the baseline's loss, as a "
-             "multiple of the baseline's parameters. An axis shown as 'any' does not change that model.</p>"]
+             "multiple of the baseline's parameters (extrap.: outside the fitted range). "
+             "An axis shown as 'any' does not change that model.</p>"]
     for n, task in enumerate(dict.fromkeys(r["task"] for r in rows)):
         task_rows = [r for r in rows if r["task"] == task]
         cells = _cells(task_rows, names)
