@@ -5,6 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+import sympy
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -21,3 +24,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     readme = (ROOT / "README.md").read_text()
     test_cmd = next(line for line in readme.splitlines() if line.endswith(".venv/bin/pytest"))
     assert test_cmd in (ROOT / ".ci" / "run").read_text()
+
+
+@pytest.mark.slow
+def test_readme_symbolic_example_recovers_the_formula(capsys) -> None:  # type: ignore[no-untyped-def]
+    readme = (ROOT / "README.md").read_text()
+    example = re.findall(r"```python\n(.*?)```", readme, re.S)[1]
+    exec(compile(example, "README.md", "exec"), {})  # noqa: S102 - our own README
+    text, rmse = capsys.readouterr().out.rsplit(" ", 1)
+    x_1, x_2 = sympy.symbols("x_1 x_2")
+    target = sympy.exp(x_2**2 + sympy.sin(sympy.Float(3.1416) * x_1))
+    assert sympy.simplify(sympy.sympify(text) - target) == 0
+    assert float(rmse) < 1e-10
