@@ -205,6 +205,9 @@ def test_cli_sweep_runs_resumes_and_prints_the_report(tmp_path: Path, capsys: py
     assert stamps() == before
     assert main([*args, "--address", "tcp://127.0.0.1:1"]) == 2
     assert "--address needs --executor dask" in capsys.readouterr().err
+    (tmp_path / "tiny" / "report.html").unlink()  # `kanlab report` of a sweep: the sweep report
+    assert main(["report", "tiny", "--root", str(tmp_path)]) == 0
+    assert "Sweep statistics: tiny" in (tmp_path / "tiny" / "report.html").read_text()
 
 
 def test_the_report_counts_failed_runs_and_groups_plain_studies_by_size(tmp_path: Path) -> None:

@@ -130,9 +130,18 @@ def _run_study(args: argparse.Namespace, plots: bool = True) -> tuple[str, list[
 
 
 def _write_report(name: str, args: argparse.Namespace) -> Path:
+    """The study's report, or the sweep report when its runs were recorded by `kanlab sweep`."""
     from kanlab.report.html import write_report
+    from kanlab.report.sweep import write_sweep_report
+    from kanlab.store import ResultsStore
 
-    return write_report(_db(args), name, args.root / name)
+    db = _db(args)
+    if db.is_file():
+        with ResultsStore(db) as store:
+            is_sweep = any("sweep" in json.loads(r["config_json"]) for r in store.runs(name))
+        if is_sweep:
+            return write_sweep_report(db, name, args.root / name)
+    return write_report(db, name, args.root / name)
 
 
 def _list() -> None:
