@@ -225,7 +225,7 @@ def dask_address() -> Iterator[str]:
 
 @pytest.mark.slow  # end to end: worker processes, a cluster or two CLI processes
 def test_dask_marks_a_dead_workers_run_failed_and_goes_on(tmp_path: Path, dask_address: str) -> None:
-    from kanlab.executors import DaskExecutor
+    from kanlab.clusters import DaskExecutor
 
     pool = DaskExecutor.connect(dask_address, target=crash_on_seed_1)
     retry = DaskExecutor.connect(dask_address)
@@ -264,7 +264,8 @@ from pathlib import Path
 import tomllib
 
 from kanlab.driver import run_experiments
-from kanlab.executors import RayExecutor, run_job
+from kanlab.clusters import RayExecutor
+from kanlab.executors import run_job
 from kanlab.sweep import parse_sweep
 
 

@@ -67,7 +67,7 @@ def _sweep_args(p: argparse.ArgumentParser) -> None:
 
 
 def _executor(args: argparse.Namespace) -> Executor:
-    from kanlab import executors
+    from kanlab import clusters, executors
 
     if args.address and args.executor not in ("dask", "ray"):
         raise ValueError("--address needs --executor dask or --executor ray")
@@ -76,9 +76,9 @@ def _executor(args: argparse.Namespace) -> Executor:
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     if args.executor == "dask":
-        return executors.DaskExecutor.connect(args.address)
+        return clusters.DaskExecutor.connect(args.address)
     if args.executor == "ray":
-        return executors.RayExecutor.connect(args.address, workers=args.workers)
+        return clusters.RayExecutor.connect(args.address, workers=args.workers)
     return executors.LocalExecutor(args.workers) if args.executor == "local" else executors.SerialExecutor()
 
 
