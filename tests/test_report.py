@@ -30,7 +30,7 @@ from kanlab.report import (
     winner,
     write_report,
 )
-from kanlab.report.plots import DPI
+from kanlab.report.style import DPI
 from kanlab.report.tables import fmt_sci, fmt_time
 from kanlab.store import ResultsStore
 from report_helpers import write_edges, write_run

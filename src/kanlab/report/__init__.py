@@ -1,7 +1,11 @@
 """Reports read run folders and the results store: plots, summary tables and a static HTML page."""
 
-from kanlab.report.html import write_report
-from kanlab.report.plots import (
+import matplotlib
+
+matplotlib.use("Agg")  # before any submodule imports pyplot: reports render in workers and CI, no display
+
+from kanlab.report.html import write_report  # noqa: E402
+from kanlab.report.plots import (  # noqa: E402
     plot_curves,
     plot_edges,
     plot_fit,
@@ -9,7 +13,7 @@ from kanlab.report.plots import (
     plot_loss_vs_params,
     plot_run,
 )
-from kanlab.report.tables import fmt_pm, fmt_sci, summary_table, winner
+from kanlab.report.tables import fmt_pm, fmt_sci, summary_table, winner  # noqa: E402
 
 __all__ = [
     "fmt_pm",

@@ -14,64 +14,17 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-import matplotlib.colors
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import LogFormatter
 
-matplotlib.use("Agg")  # reports render in workers and CI without a display
+from kanlab.report.edges import plot_edges
+from kanlab.report.style import COLORS, MARKERS, STYLE, read_json, run_title, save
+from kanlab.report.tables import fmt_sci, mean_std
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.axes import Axes  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import LogFormatter  # noqa: E402
-
-from kanlab.report.tables import fmt_sci, mean_std  # noqa: E402
-
-DPI = 100
-MAX_EDGES = 12  # rows (outputs) and columns (inputs) of an edge grid shown per layer
-COLORS = [plt.get_cmap("tab10")(i) for i in range(10)]
-MARKERS = {"kan": "o", "mlp": "s", "tanhquad": "^", "rbf": "D", "chebyshev": "v", "fourier": "P"}
-STYLE: dict[str, Any] = {
-    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
-    "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
-    "svg.fonttype": "none", "image.interpolation": "nearest",
-}
 LOG_KEYS = ("loss", "rmse", "mse")
 PRETTY = {"loss": "MSE", "test_loss": "test MSE", "train_loss": "train MSE", "test_rmse": "test RMSE",
           "psnr": "PSNR (dB)"}
-
-# Edge-grid geometry in inches: cell size, margins, per-layer header.
-CELL_W, CELL_H, LEFT, RIGHT, HEAD, TOP, BOTTOM, MIN_W = 1.15, 0.9, 0.75, 0.25, 0.62, 0.55, 0.55, 7.0
-
-
-def _save(fig: Figure, out: Path | str) -> Path:
-    stem = Path(out)
-    if stem.suffix.lower() in (".png", ".svg"):
-        stem = stem.with_suffix("")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    png = stem.parent / f"{stem.name}.png"
-    try:
-        fig.savefig(png, dpi=DPI)
-        fig.set_layout_engine("none")  # keep the layout just computed: the SVG need not redo it
-        fig.savefig(stem.parent / f"{stem.name}.svg")
-    finally:
-        plt.close(fig)
-    return png
-
-
-def _json(run_dir: Path, name: str) -> dict[str, Any]:
-    path = Path(run_dir) / name
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _run_title(run_dir: Path) -> str:
-    cfg = _json(run_dir, "config.json")
-    task = cfg.get("task", {})
-    name = str(task.get("name", "?"))
-    if task.get("kind", "function") != "function":
-        name = Path(name).stem
-    return f"{cfg.get('label', Path(run_dir).name)} on {name}, seed {cfg.get('seed', '?')}"
 
 
 def _predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
@@ -104,7 +57,7 @@ def plot_fit(run_dir: Path, out: Path | str) -> Path | None:
     if pred is None or pred["image_shape"].size:
         return None
     x, y, yhat = pred["coords_test"], pred["y_test"], pred["y_pred"]
-    title = f"{_run_title(run_dir)}: test MSE {fmt_sci(float(np.mean((yhat - y) ** 2)))}"
+    title = f"{run_title(run_dir)}: test MSE {fmt_sci(float(np.mean((yhat - y) ** 2)))}"
     with plt.style.context(STYLE):
         if x.shape[1] == 1:
             fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(8, 5.5), height_ratios=[3, 1], sharex=True,
@@ -140,7 +93,7 @@ def plot_fit(run_dir: Path, out: Path | str) -> Path | None:
             ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", label="perfect fit")
             ax.set(xlabel="target", ylabel="prediction", title=title)
             ax.legend(loc="upper left")
-        return _save(fig, out)
+        return save(fig, out)
 
 
 def plot_image(run_dir: Path, out: Path | str) -> Path | None:
@@ -165,7 +118,7 @@ def plot_image(run_dir: Path, out: Path | str) -> Path | None:
     else:
         shown = [target[..., 0], recon[..., 0]]
     mse = float(np.mean((recon - target) ** 2))
-    psnr = _json(run_dir, "final.json").get("psnr")
+    psnr = read_json(run_dir, "final.json").get("psnr")
     if psnr is None and mse > 0:
         psnr = 10 * math.log10(1.0 / mse)  # the runs' definition: peak 1.0
     psnr_text = "n/a" if psnr is None else f"{psnr:.2f} dB"
@@ -179,105 +132,8 @@ def plot_image(run_dir: Path, out: Path | str) -> Path | None:
         for ax, name in zip(axes, ("target", "reconstruction", "|error|"), strict=True):
             ax.set_title(name)
             ax.set_axis_off()
-        fig.suptitle(f"{_run_title(run_dir)}: PSNR {psnr_text}, test MSE {fmt_sci(mse)}")
-        return _save(fig, out)
-
-
-def _edge_layer(ax: Axes, xs: np.ndarray, ys: np.ndarray, knots: np.ndarray | None, color: Any) -> None:
-    # One axes per layer, data box [0, cols] x [0, rows] with one unit cell per edge (row 0 on top):
-    # hundreds of small axes would cost seconds per run, collections cost milliseconds.
-    _, rows, cols = ys.shape                                                       # ys: (P, r, c)
-    masked = np.ma.masked_invalid(ys)
-    y_lo = np.ma.filled(masked.min(axis=0), 0.0)                                  # (r, c)
-    amp = np.ma.filled(masked.max(axis=0), 0.0) - y_lo                            # (r, c)
-    scale = float(amp.max()) if amp.size and amp.max() > 0 else 1.0
-    curves, alphas, boxes, marks, zeros = [], [], [], [], []
-    for o in range(rows):
-        y0, y1 = rows - 1 - o + 0.06, rows - o - 0.16                             # box bottom and top
-        for i in range(cols):
-            x0, x1 = i + 0.05, i + 0.95
-            lo, hi = float(xs[:, i].min()), float(xs[:, i].max())
-            u = x0 + (x1 - x0) * (xs[:, i] - lo) / (hi - lo if hi > lo else 1.0)  # (P,)
-            gain = 0.8 * (y1 - y0) / (amp[o, i] or 1.0)  # edge value v is drawn at offset + gain * v
-            offset = y0 + 0.1 * (y1 - y0) - gain * y_lo[o, i]
-            keep = np.isfinite(ys[:, o, i])
-            if keep.sum() > 1:
-                curves.append(np.column_stack([u[keep], offset + gain * ys[keep, o, i]]))
-                alphas.append(0.3 + 0.7 * float(amp[o, i]) / scale)
-            else:  # a diverged run's edges
-                ax.text((x0 + x1) / 2, (y0 + y1) / 2, "not finite", ha="center", va="center", fontsize=7,
-                        color="0.45")
-            boxes.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)])
-            if y_lo[o, i] < 0 < y_lo[o, i] + amp[o, i]:
-                zeros.append([(x0, offset), (x1, offset)])
-            if knots is not None:
-                inside = knots[i][(knots[i] >= lo) & (knots[i] <= hi)]
-                for k in x0 + (x1 - x0) * (inside - lo) / (hi - lo if hi > lo else 1.0):
-                    marks.append([(k, y0), (k, y0 + 0.07)])
-            ax.text(x1, y1 + 0.02, f"{amp[o, i]:.2g}", ha="right", va="bottom", fontsize=6.5, color="0.45")
-            if o == 0:
-                ax.text(x0, y1 + 0.02, f"in {i}", ha="left", va="bottom", fontsize=8)
-            if i == 0:
-                ax.text(x0 - 0.06, (y0 + y1) / 2, f"out {o}", ha="right", va="center", fontsize=8)
-    rgba = [(*matplotlib.colors.to_rgb(color), a) for a in alphas]
-    layers: list[tuple[list[Any], Any, float]] = [
-        (zeros, "0.86", 0.8), (boxes, "0.78", 0.8), (marks, "0.4", 0.9), (curves, rgba, 1.6)]
-    for segments, colors, width in layers:
-        ax.add_collection(LineCollection(segments, colors=colors, linewidths=width))
-    ax.set(xlim=(0, cols), ylim=(0, rows))
-    ax.set_axis_off()
-
-
-def plot_edges(run_dir: Path, out: Path | str, *, title: str | None = None) -> Path | None:
-    """Every learned edge function of every layer in edges.npz: a grid per layer, knots as x ticks.
-
-    Rows are a layer's outputs, columns its inputs (at most MAX_EDGES of each; a note says when
-    the grid is cut). Each edge is scaled to its cell; the number above it is its peak-to-peak
-    amplitude, and a line fades with that amplitude relative to the layer's largest edge.
-
-    Args:
-        run_dir: run folder with edges.npz (layer{l}_x (P, in), layer{l}_y (P, out, in),
-            optional layer{l}_knots (in, m), layers).
-        out: output path stem.
-        title: figure title (default: the run's label, task and seed).
-    Returns:
-        The PNG path, or None when the run has no per-edge layers.
-    """
-    path = Path(run_dir) / "edges.npz"
-    if not path.is_file():
-        return None
-    with np.load(path) as z:
-        arrays = {k: np.asarray(z[k]) for k in z.files}
-    layers = [int(v) for v in arrays.get("layers", np.zeros(0))]
-    if not layers:
-        return None
-    shapes = [arrays[f"layer{l}_y"].shape[1:] for l in layers]                        # (out, in) each
-    grids = [(min(o, MAX_EDGES), min(i, MAX_EDGES)) for o, i in shapes]
-    width = max(LEFT + max(c for _, c in grids) * CELL_W + RIGHT, MIN_W)
-    height = TOP + sum(HEAD + r * CELL_H for r, _ in grids) + BOTTOM
-    with plt.style.context(STYLE):
-        fig = plt.figure(figsize=(width, height))
-        fig.suptitle(title or f"{_run_title(run_dir)}: learned edge functions", y=1 - 0.12 / height, va="top",
-                     fontsize=12)
-        top = TOP
-        for n, (l, (n_out, n_in), (rows, cols)) in enumerate(zip(layers, shapes, grids, strict=True)):
-            note = "" if (rows, cols) == (n_out, n_in) else f" (first {rows} x {cols} edges shown)"
-            dims = f"{n_in} input{'s' * (n_in != 1)} → {n_out} output{'s' * (n_out != 1)}"
-            fig.text(0.5, 1 - (top + 0.2) / height, f"layer {l}: {dims}{note}", ha="center", va="top",
-                     fontsize=10.5, weight="bold")
-            left = (width - cols * CELL_W) / 2 + (LEFT - RIGHT) / 2
-            bottom = top + HEAD + rows * CELL_H
-            box = (left / width, 1 - bottom / height, cols * CELL_W / width, rows * CELL_H / height)
-            ax = fig.add_axes(box)
-            knots = arrays.get(f"layer{l}_knots")                                  # (in, m) or None
-            _edge_layer(ax, arrays[f"layer{l}_x"][:, :cols], arrays[f"layer{l}_y"][:, :rows, :cols],
-                        None if knots is None else knots[:cols], COLORS[n % len(COLORS)])
-            top = bottom
-        caption = "x: the input range seen in training; number: peak-to-peak amplitude; faint: small edge"
-        if any(f"layer{l}_knots" in arrays for l in layers):
-            caption += "; ticks: spline knots"
-        fig.text(0.5, 0.15 / height, caption, ha="center", fontsize=8, color="0.4", wrap=True)
-        return _save(fig, out)
+        fig.suptitle(f"{run_title(run_dir)}: PSNR {psnr_text}, test MSE {fmt_sci(mse)}")
+        return save(fig, out)
 
 
 def _series(records: Sequence[dict[str, Any]], key: str, log: bool) -> dict[int, float]:
@@ -335,7 +191,7 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], out: Path 
             ax.legend(loc="best")
         else:
             ax.text(0.5, 0.5, "no finite values to plot", ha="center", transform=ax.transAxes, color="0.4")
-        return _save(fig, out)
+        return save(fig, out)
 
 
 def plot_loss_vs_params(rows: Sequence[dict[str, Any]], out: Path | str, key: str = "test_loss",
@@ -380,7 +236,7 @@ def plot_loss_vs_params(rows: Sequence[dict[str, Any]], out: Path | str, key: st
             ax.legend(loc="best")
         else:
             ax.text(0.5, 0.5, "no finished runs", ha="center", transform=ax.transAxes, color="0.4")
-        return _save(fig, out)
+        return save(fig, out)
 
 
 def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
@@ -405,5 +261,5 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
         records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         both = [(name, [{"step": r["step"], "loss": r.get(f"{name}_loss")} for r in records])
                 for name in ("train", "test")]
-        written.append(plot_curves(both, out_dir / "curves", key="loss", title=_run_title(run_dir)))
+        written.append(plot_curves(both, out_dir / "curves", key="loss", title=run_title(run_dir)))
     return written
