@@ -34,10 +34,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _common import reexec_with_peers  # benchmarks/ is sys.path[0] when run as a script
 from torch import nn
 
-ROOT = Path(__file__).resolve().parent.parent
-PEERS_PYTHON = ROOT / "benchmarks" / ".peers-venv" / "bin" / "python"
 K = 3
 
 
@@ -260,11 +259,8 @@ def main() -> None:
     if args.measure_memory:
         measure_memory(args.measure_memory)
         return
-    if args.with_peers and Path(sys.prefix).resolve() != PEERS_PYTHON.parent.parent.resolve():
-        if not PEERS_PYTHON.exists():
-            sys.exit("no peers environment: run `bash benchmarks/setup_peers.sh` first")
-        argv = [a for a in sys.argv[1:] if a != "--with-peers"]
-        os.execv(str(PEERS_PYTHON), [str(PEERS_PYTHON), __file__, *argv])
+    if args.with_peers:
+        reexec_with_peers(__file__)
     torch.set_num_threads(args.threads)
     shapes = [(64, 64, 1024)] if args.quick else [(64, 64, 1024), (256, 256, 1024)]
     if args.full:

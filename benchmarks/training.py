@@ -16,17 +16,13 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
+from _common import reexec_with_peers  # benchmarks/ is sys.path[0] when run as a script
 from torch import nn
-
-ROOT = Path(__file__).resolve().parent.parent
-PEERS_PYTHON = ROOT / "benchmarks" / ".peers-venv" / "bin" / "python"
 
 
 def image_data(n_batches: int, batch: int) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -108,11 +104,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--with-peers", action="store_true", help="rerun under benchmarks/.peers-venv")
     args = ap.parse_args()
-    if args.with_peers and Path(sys.prefix).resolve() != PEERS_PYTHON.parent.parent.resolve():
-        if not PEERS_PYTHON.exists():
-            sys.exit("no peers environment: run `bash benchmarks/setup_peers.sh` first")
-        argv = [a for a in sys.argv[1:] if a != "--with-peers"]
-        os.execv(str(PEERS_PYTHON), [str(PEERS_PYTHON), __file__, *argv])
+    if args.with_peers:
+        reexec_with_peers(__file__)
     torch.set_num_threads(args.threads)
     adam_steps, lbfgs_steps = (10, 10) if args.quick else (500, 200) if args.full else (30, 30)
     from kanlab.budget import match_params

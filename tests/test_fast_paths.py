@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from kanlab import KANLinear, splines
-from kanlab.layers import _fast
+from kanlab.layers import _fast, _fast_dense, _fast_gather
 
 FAST = ["dense", "gather"]
 SWITCHES = list(
@@ -63,6 +63,27 @@ def assert_same(layer: KANLinear, ref: KANLinear, x: torch.Tensor, rtol: float) 
 @pytest.mark.parametrize("path", FAST)
 def test_every_order_matches_reference_float64(path: str, order: int, uniform: bool) -> None:
     layer, ref = make(path, order=order, grid_size=4, uniform=uniform)
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
+
+
+@pytest.mark.parametrize("switches", [(True, True, "silu", True), (False, False, None, False)])
+def test_dense_path_in_batch_chunks_matches_reference(
+    monkeypatch: pytest.MonkeyPatch, switches: tuple  # type: ignore[type-arg]
+) -> None:
+    # Large batches go through the dense path in chunks; a tiny chunk size makes these inputs span
+    # several chunks, the last one partial.
+    monkeypatch.setattr(_fast_dense, "CHUNK_BYTES", 2000)  # 5 rows of 3 float64 inputs
+    layer, ref = make("dense", switches=switches)
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
+
+
+@pytest.mark.parametrize("uniform", [True, False], ids=["uniform", "quantile-grid"])
+def test_gather_table_gradient_with_a_bag_per_row_matches_reference(
+    monkeypatch: pytest.MonkeyPatch, uniform: bool
+) -> None:
+    # Large tables take one bag per table row (the other branch of _table_grad).
+    monkeypatch.setattr(_fast_gather, "BAG_PER_SHIFT_BYTES", 0)
+    layer, ref = make("gather", grid_size=7, uniform=uniform)
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
 
 

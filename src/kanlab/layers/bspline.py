@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanlab import splines
-from kanlab.layers import _fast
+from kanlab.layers import _fast, _fast_dense, _fast_gather
 from kanlab.layers._common import check_choice, check_input, check_positive_int
 
 BASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -46,7 +46,7 @@ class KANLinear(nn.Module):
         check_finite: raise on NaN/inf inputs (one reduction per call; False skips it).
         path: forward implementation: "reference" (Cox-de Boor basis + matmul, the readable one),
             "uniform" (closed-form dense basis + matmul), "dense" and "gather" (local values and a
-            hand-written backward, see layers/_fast.py), or "auto": dense for coarse grids, gather
+            hand-written backward, see layers/_fast*.py), or "auto": dense for coarse grids, gather
             for fine ones (any grid, uniform or not, any order).
         device, dtype: where and in what precision to create the parameters.
     """
@@ -167,13 +167,13 @@ class KANLinear(nn.Module):
         path = self.resolved_path()
         base_fn = None if self.base is None else BASES[self.base]
         if path == "dense":  # base branch and bias fused into the one GEMM
-            return _fast.DenseKAN.apply(
+            return _fast_dense.DenseKAN.apply(
                 x, self.coef, self.spline_weight, self.base_weight, self.bias, self.grid, self.order,
                 self.uniform, self.base,
             )
         if path == "gather":
-            table = _fast.gather_table(self.coef, self.spline_weight, self.order)  # (i * (c + 2k + 2), o)
-            y = _fast.GatherSpline.apply(x, table, self.grid, self.order, self.uniform)
+            y = _fast_gather.GatherSpline.apply(x, self.coef, self.spline_weight, self.grid, self.order,
+                                                self.uniform)
         else:
             basis = self.basis(x)                                          # (b, i, c)
             coef = self._scaled_coef()                                     # (o, i, c)

@@ -1,0 +1,137 @@
+"""The "dense" KANLinear path: the whole layer (spline, base branch, bias) as one GEMM.
+
+The k + 1 local values of each input (see _fast.local_basis) are scattered into a padded feature
+buffer whose real part is (b, c + 1, i), with b(x) as the last slab; y = features @ weights.T.
+The work grows with c at GEMM speed: the fastest path while c is small. Backward rebuilds the
+features from the saved local values instead of keeping them.
+
+The batch goes in chunks whose buffer stays a few MB: a buffer above glibc's mmap threshold
+(32 MB) is fresh pages on every call, and first touches of those cost more than the GEMM here
+(measured ~0.5 ms per MB on the 2-core dev VM); chunks also keep the scatter and gather in cache.
+
+Legend: b batch, i in_features, o out_features, k order, c = grid_size + k bases per input.
+Features are (b, slab, i) and indexed flat: PyTorch's scatter/gather along a dim cost about 3x
+those over a flat index.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from kanlab.layers._fast import BASES, graph_grads, local_basis, reference_layer
+
+CHUNK_BYTES = 4 << 20  # feature buffer per chunk (measured: 2-8 MB are equally fast, 43 MB 1.5x slower)
+
+
+def _chunks(b: int, row_bytes: int) -> list[tuple[int, int]]:
+    step = max(1, CHUNK_BYTES // row_bytes)
+    return [(lo, min(b, lo + step)) for lo in range(0, b, step)]
+
+
+def _slots(start: torch.Tensor, k: int, c: int) -> torch.Tensor:
+    # Flat index (k + 1, b, i) of basis start + r in a (b, c + 2k + 2, i) buffer whose slabs are
+    # [k + 1 spare | c bases | base branch b(x) | k spare]: bases off the grid land in spare slabs
+    # (or in the base slab, which is written after them), so nothing needs masking.
+    b, i = start.shape
+    row = torch.arange(b, device=start.device).mul_(c + 2 * k + 2).add_(k + 1).unsqueeze(1)
+    first = (start + row).mul_(i).add_(torch.arange(i, device=start.device))  # (b, i)
+    return first + torch.arange(0, (k + 1) * i, i, device=start.device).view(k + 1, 1, 1)
+
+
+def _features(start: torch.Tensor, values: torch.Tensor, x: torch.Tensor, c: int, k: int,
+              base: str | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # The (b, c + 2k + 2, i) buffer filled for this chunk, its (b, (c + 1) * i) view of the c bases
+    # and the base slab, and the flat slots (k + 1, b, i) the local values went to.
+    b, i = start.shape
+    buf = x.new_empty(b, c + 2 * k + 2, i)
+    feats = buf.view(b, -1)[:, (k + 1) * i : (k + 2 + c) * i]
+    feats.zero_()
+    slots = _slots(start, k, c)
+    buf.view(-1).scatter_(0, slots.view(-1), values.reshape(-1))
+    buf[:, k + 1 + c] = 0.0 if base is None else BASES[base][0](x)     # after the scatter
+    return buf, feats, slots
+
+
+def _weights(coef: torch.Tensor, scale: torch.Tensor | None, base_weight: torch.Tensor | None,
+             base: str | None) -> torch.Tensor:
+    # (o, c + 1, i): s * coef with c before i, then the base weights (1 without base_weight, 0
+    # without a base branch), matching the feature layout.
+    o, i, c = coef.shape
+    w = coef.new_empty(o, c + 1, i)
+    if scale is None:
+        w[:, :c] = coef.transpose(1, 2)
+    else:
+        torch.mul(coef.transpose(1, 2), scale.unsqueeze(1), out=w[:, :c])
+    w[:, c] = (base_weight if base_weight is not None else 1.0) if base is not None else 0.0
+    return w
+
+
+class DenseKAN(torch.autograd.Function):
+    """The layer as one GEMM: y = [basis(x) | b(x)] @ [s * coef | w].T + bias.
+
+    Saves O(b * i * (k + 1)) for backward (the local starts, values and derivatives, and x),
+    never the (b, (c + 1) * i) features, which backward rebuilds by one scatter per chunk.
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor | None,
+        base_weight: torch.Tensor | None, bias: torch.Tensor | None,
+        grid: torch.Tensor, order: int, uniform: bool, base: str | None,
+    ) -> torch.Tensor:
+        b, i = x.shape
+        o, _, c = coef.shape
+        k = order
+        start, values, dvalues = local_basis(x, grid, k, uniform, derivative=ctx.needs_input_grad[0])
+        weight = _weights(coef, scale, base_weight, base).view(o, -1)      # (o, (c + 1) * i)
+        y = x.new_empty(b, o)
+        for lo, hi in _chunks(b, (c + 2 * k + 2) * i * x.element_size()):
+            _, feats, _ = _features(start[lo:hi], values[:, lo:hi], x[lo:hi], c, k, base)
+            if bias is None:
+                torch.mm(feats, weight.T, out=y[lo:hi])                    # (chunk, o)
+            else:
+                torch.addmm(bias, feats, weight.T, out=y[lo:hi])
+        ctx.save_for_backward(start, values, dvalues, weight, x, coef, scale, base_weight, bias, grid)
+        ctx.meta = (k, base)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
+        start, values, dvalues, weight, x, coef, scale, base_weight, bias, grid = ctx.saved_tensors
+        k, base = ctx.meta
+        b, i = x.shape
+        o, _, c = coef.shape
+        needs = ctx.needs_input_grad[:5]
+        if torch.is_grad_enabled():  # create_graph=True: higher derivatives through the general path
+            inputs = (x, coef, scale, base_weight, bias)
+            return (*graph_grads(needs, gy, inputs, functools.partial(reference_layer, grid, k, base)),
+                    None, None, None, None)
+        gy = gy.contiguous()
+        gw = gy.new_zeros(o, (c + 1) * i) if any(needs[1:4]) else None     # (o, (c + 1) * i)
+        gx = x.new_empty(b, i) if needs[0] else None
+        for lo, hi in _chunks(b, (c + 2 * k + 2) * i * x.element_size()):
+            g = gy[lo:hi]                                                   # (chunk, o)
+            buf, feats, slots = _features(start[lo:hi], values[:, lo:hi], x[lo:hi], c, k, base)
+            if gw is not None:
+                gw.addmm_(g.T, feats)
+            if gx is not None:
+                torch.mm(g, weight, out=feats)                             # (chunk, (c + 1) * i)
+                gbx = None if base is None else buf[:, k + 1 + c] * BASES[base][1](x[lo:hi])
+                buf[:, : k + 1].zero_()                                    # off-grid bases read 0
+                buf[:, k + 1 + c :].zero_()
+                local = buf.view(-1).index_select(0, slots.view(-1)).view(k + 1, hi - lo, i)
+                torch.sum(local.mul_(dvalues[:, lo:hi]), 0, out=gx[lo:hi])  # (chunk, i)
+                if gbx is not None:
+                    gx[lo:hi] += gbx
+        gcoef = gscale = gbase = None
+        if gw is not None:
+            gw3 = gw.view(o, c + 1, i)
+            gspline = gw3[:, :c].transpose(1, 2)                           # (o, i, c)
+            gcoef = (gspline if scale is None else gspline * scale.unsqueeze(-1)).contiguous()
+            gscale = (gspline * coef).sum(-1) if needs[2] else None
+            gbase = gw3[:, c].contiguous() if needs[3] else None
+        gbias = gy.sum(0) if needs[4] else None
+        return gx, gcoef if needs[1] else None, gscale, gbase, gbias, None, None, None, None
