@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from kanlab.report.parts import CSS, ROW_PX, figure, png_width, row, run_folder, slug
+from kanlab.report.parts import CSS, ROW_PX, figure, png_width, read_experiment, row, run_folder, slug
 from kanlab.report.plots import plot_curves, plot_edges, plot_fit, plot_image, plot_loss_vs_params
 from kanlab.report.symbolic import symbolic_section
 from kanlab.report.tables import (
@@ -26,7 +26,6 @@ from kanlab.report.tables import (
     task_name,
     winner,
 )
-from kanlab.store import ResultsStore
 
 
 def _representative(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -173,14 +172,7 @@ def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | 
         The path of report.html.
     """
     db_path, out_dir = Path(db_path), Path(out_dir)
-    if not db_path.is_file():  # the store would create an empty database: say what is wrong instead
-        raise FileNotFoundError(f"no results database at {db_path}")
-    with ResultsStore(db_path) as store:
-        rows = store.runs(experiment)
-        if not rows:
-            known = ", ".join(store.experiments()) or "none"
-            raise ValueError(f"experiment {experiment!r} has no runs in {db_path} (recorded: {known})")
-        curves = {r["run_id"]: store.curves(r["run_id"]) for r in rows}
+    rows, curves = read_experiment(db_path, experiment)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     summary = summary_table(rows)

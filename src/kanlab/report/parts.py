@@ -9,6 +9,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from kanlab.store import ResultsStore
+
 CSS = """
 :root { --ink: #1d2330; --muted: #5b6475; --line: #d9dee7; --accent: #2f6fb3; --bad: #b3261e; }
 * { box-sizing: border-box; }
@@ -84,3 +86,22 @@ def row(cells: Sequence[str], n_text: int, tag: str = "td", cls: str = "") -> st
                   for i, c in enumerate(cells))
     attr = f' class="{cls}"' if cls else ""
     return f"<tr{attr}>{tds}</tr>"
+
+
+Row = dict[str, Any]
+
+
+def read_experiment(db_path: Path, experiment: str) -> tuple[list[Row], dict[str, list[Row]]]:
+    """An experiment's store rows and each run's curve, with clear errors for a missing db or name.
+
+    Returns:
+        (rows, curves by run_id).
+    """
+    if not db_path.is_file():  # the store would create an empty database: say what is wrong instead
+        raise FileNotFoundError(f"no results database at {db_path}")
+    with ResultsStore(db_path) as store:
+        rows = store.runs(experiment)
+        if not rows:
+            known = ", ".join(store.experiments()) or "none"
+            raise ValueError(f"experiment {experiment!r} has no runs in {db_path} (recorded: {known})")
+        return rows, {r["run_id"]: store.curves(r["run_id"]) for r in rows}

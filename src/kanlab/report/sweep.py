@@ -21,11 +21,10 @@ import numpy as np
 from matplotlib.ticker import LogFormatter
 
 from kanlab.models import count_params, parse_spec
-from kanlab.report.parts import CSS
+from kanlab.report.parts import CSS, read_experiment, row
 from kanlab.report.plots import COLORS, MARKERS, STYLE
 from kanlab.report.tables import BASELINE_FAMILY, fmt_params, fmt_sci, fmt_time, task_name
 from kanlab.stats import ScalingFit, geometric_summary, paired_ratio, scaling_fit, summarize, time_to_target
-from kanlab.store import ResultsStore
 
 Row = dict[str, Any]
 
@@ -90,12 +89,8 @@ def _axes_text(row: Row, names: Sequence[str]) -> list[str]:
 
 
 def _table(head: Sequence[str], body: Sequence[Sequence[str]], n_text: int) -> str:
-    def tr(cells: Sequence[str], tag: str) -> str:
-        return "<tr>" + "".join(f'<{tag} class="{"text" if i < n_text else "num"}">{escape(c)}</{tag}>'
-                                for i, c in enumerate(cells)) + "</tr>"
-
-    return (f"<table><thead>{tr(head, 'th')}</thead><tbody>"
-            + "".join(tr(cells, "td") for cells in body) + "</tbody></table>")
+    return (f"<table><thead>{row(head, n_text, 'th')}</thead><tbody>"
+            + "".join(row(cells, n_text) for cells in body) + "</tbody></table>")
 
 
 def _cell_table(cells: list[list[Row]], names: Sequence[str]) -> str:
@@ -263,14 +258,7 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
         HTML: per task, cell statistics, paired comparisons, scaling fits and time to target.
     """
     db_path = Path(db_path)
-    if not db_path.is_file():
-        raise FileNotFoundError(f"no results database at {db_path}")
-    with ResultsStore(db_path) as store:
-        raw = store.runs(experiment)
-        if not raw:
-            known = ", ".join(store.experiments()) or "none"
-            raise ValueError(f"experiment {experiment!r} has no runs in {db_path} (recorded: {known})")
-        curves = {r["run_id"]: store.curves(r["run_id"]) for r in raw if r["status"] == "finished"}
+    raw, curves = read_experiment(db_path, experiment)
     rows, names = _prepare(raw)
     parts = [f'<section class="sweep"><h2>Sweep statistics: {escape(experiment)}</h2>',
              f'<p class="note">{len(rows)} runs, {sum(_ok(r) for r in rows)} finished with a finite loss. '
