@@ -14,7 +14,8 @@ per round, and each reports the median over rounds, so a slow spell on a shared 
 of them alike. Ratios are to the MLP layer.
 Peak memory: a fresh process per (case, candidate) runs one fwd+bwd and reports the growth of its
 peak RSS (VmHWM, reset just before) over its RSS then (parameters and input already allocated),
-and the bytes autograd saved for backward (saved_tensors_hooks; parameters included).
+and the bytes autograd saved for backward (saved_tensors_hooks; parameters included). Candidates
+that use torch.compile (kanlab compiled, flashkan, inkan) run one fwd+bwd before, to compile.
 
 Legend: b batch, i in_features, o out_features, G grid_size, k order, c = G + k.
 """
@@ -100,7 +101,7 @@ def candidates(i: int, o: int, grid: int, b: int, args: argparse.Namespace) -> M
         "mlp (same params)": lambda: MLPLayer(i, o, grid),
         "gemm floor": lambda: Gemm(i, o, grid, b),
     }
-    for path in ("auto", "dense", "gather", "uniform", "reference"):
+    for path in ("auto", "dense", "gather", "compiled", "uniform", "reference"):
         if path in ("uniform", "reference") and big and not args.full:
             continue
         out[f"kanlab {path}"] = lambda p=path: KANLinear(i, o, grid, K, path=p, check_finite=False)
@@ -214,6 +215,11 @@ def measure_memory(spec: str) -> None:
     make = candidates(cfg["i"], cfg["o"], cfg["grid"], cfg["b"], ns)[cfg["name"]]
     layer = make()
     x = (torch.rand(cfg["b"], cfg["i"]) * 2 - 1).requires_grad_(True)
+    if is_compiled(cfg["name"]):  # compile first: its memory is not the layer's
+        layer(x).sum().backward()
+        x.grad = None
+        for p in layer.parameters():
+            p.grad = None
     saved = [0]
 
     def pack(t: torch.Tensor) -> torch.Tensor:
@@ -239,7 +245,13 @@ def memory(name: str, i: int, o: int, grid: int, b: int, threads: int) -> dict[s
     return json.loads(run.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
-MEMORY_OF = ("kanlab auto", "mlp (same params)", "dense reference", "flashkan 0.2.0", "inkan 0.5.2")
+MEMORY_OF = ("kanlab auto", "kanlab compiled", "mlp (same params)", "dense reference", "flashkan 0.2.0",
+             "inkan 0.5.2")
+
+
+def is_compiled(name: str) -> bool:
+    """Candidates whose first call runs torch.compile."""
+    return name == "kanlab compiled" or name.startswith(("flashkan", "inkan"))
 
 
 # ---- the run ------------------------------------------------------------------------------------
@@ -298,6 +310,10 @@ def print_case(r: dict) -> None:  # type: ignore[type-arg]
         saved = f"{m['saved_mb']:.1f}" if m else ""
         print(f"| {name} | {v['fwd']:.2f} | {v['fwd+bwd']:.2f} | {v['fwd'] / base['fwd']:.2f} | "
               f"{v['fwd+bwd'] / base['fwd+bwd']:.2f} | {peak} | {saved} |")
+    compiled = [n for n in t if is_compiled(n)]
+    if compiled:  # their first fwd+bwd includes torch.compile, excluded from the times above
+        print("first fwd+bwd (torch.compile, not in the times): "
+              + ", ".join(f"{n} {t[n]['first_s']:.1f} s" for n in compiled))
     sys.stdout.flush()
 
 

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanlab import splines
-from kanlab.layers import _fast, _fast_dense, _fast_gather
+from kanlab.layers import _compiled, _fast, _fast_dense, _fast_gather
 from kanlab.layers._common import check_choice, check_input, check_positive_int
 
 BASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -26,7 +26,7 @@ BASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
 }
 INITS = ("pykan", "uniform")
-PATHS = ("auto", "reference", "uniform", "dense", "gather")
+PATHS = ("auto", "reference", "uniform", "dense", "gather", "compiled")
 
 
 class KANLinear(nn.Module):
@@ -46,8 +46,11 @@ class KANLinear(nn.Module):
         check_finite: raise on NaN/inf inputs (one reduction per call; False skips it).
         path: forward implementation: "reference" (Cox-de Boor basis + matmul, the readable one),
             "uniform" (closed-form dense basis + matmul), "dense" and "gather" (local values and a
-            hand-written backward, see layers/_fast*.py), or "auto": dense for coarse grids, gather
-            for fine ones (any grid, uniform or not, any order).
+            hand-written backward, see layers/_fast*.py), "auto": dense for coarse grids, gather
+            for fine ones (any grid, uniform or not, any order), or "compiled": the closed-form
+            dense basis fused by torch.compile (layers/_compiled.py; ~10-20 s to compile per
+            shape on first call, then the fastest at coarse grids; no double backward; uniform
+            grids and order >= 2 only, else what "auto" picks).
         device, dtype: where and in what precision to create the parameters.
     """
 
@@ -157,15 +160,18 @@ class KANLinear(nn.Module):
 
     def resolved_path(self) -> str:
         """The implementation forward uses now: self.path, or what "auto" picks for this grid."""
-        if self.path != "auto":
-            return self.path
-        return _fast.auto_path(self.grid_size, self.order)
+        if self.path == "auto" or (self.path == "compiled" and not (self.uniform and self.order >= 2)):
+            return _fast.auto_path(self.grid_size, self.order)
+        return self.path
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
         check_input(x, self.in_features, check_finite=self.check_finite, name="KANLinear")
         path = self.resolved_path()
         base_fn = None if self.base is None else BASES[self.base]
+        if path == "compiled":
+            return _compiled.compiled()(x, self.coef, self.spline_weight, self.base_weight, self.bias,
+                                        self.grid, self.order, self.base)
         if path == "dense":  # base branch and bias fused into the one GEMM
             return _fast_dense.DenseKAN.apply(
                 x, self.coef, self.spline_weight, self.base_weight, self.bias, self.grid, self.order,

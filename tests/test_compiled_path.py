@@ -1,0 +1,72 @@
+"""KANLinear(path="compiled") against the reference path, and where it falls back to the eager paths.
+
+Compiling costs seconds per variant, so the comparisons are slow tests (CI runs them); the
+fallbacks compile nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from kanlab.layers import _compiled, _fast
+from test_fast_paths import assert_same, inputs, make
+
+slow = pytest.mark.slow
+
+
+@slow
+@pytest.mark.parametrize("order", [2, 3, 5])
+def test_every_order_matches_reference_float64(order: int) -> None:
+    layer, ref = make("compiled", order=order)
+    assert layer.resolved_path() == "compiled"
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
+
+
+@slow
+@pytest.mark.parametrize("switches", [(False, False, None, False), (True, False, "identity", False),
+                                      (False, True, "tanh", True)], ids=str)
+def test_switches_match_reference_float64(switches: tuple) -> None:  # type: ignore[type-arg]
+    layer, ref = make("compiled", switches=switches)
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
+
+
+@slow
+@pytest.mark.parametrize("grid_size", [5, 20])
+def test_float32_matches_reference(grid_size: int) -> None:
+    layer, ref = make("compiled", grid_size=grid_size, dtype=torch.float32)
+    assert_same(layer, ref, inputs(layer, torch.float32), rtol=1e-5)
+
+
+@slow
+def test_gradcheck_and_a_retained_graph() -> None:
+    layer, _ = make("compiled")
+    x = inputs(layer, n=6)
+
+    def f(x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(layer, dict(zip([n for n, _ in layer.named_parameters()], params,
+                                                          strict=True)), (x,))
+
+    assert torch.autograd.gradcheck(f, (x, *layer.parameters()))
+    y = layer(x).sum()
+    first = torch.autograd.grad(y, x, retain_graph=True)[0]
+    torch.testing.assert_close(torch.autograd.grad(y, x)[0], first, rtol=0, atol=0)
+
+
+def _no_compile(*args: object, **kwargs: object) -> None:
+    raise AssertionError("the compiled function was called")
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_orders_below_two_run_the_eager_paths(order: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_compiled, "compiled", _no_compile)
+    layer, ref = make("compiled", order=order)
+    assert layer.resolved_path() == _fast.auto_path(layer.grid_size, order)
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
+
+
+def test_moved_grids_run_the_eager_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_compiled, "compiled", _no_compile)
+    layer, ref = make("compiled", uniform=False)
+    assert layer.resolved_path() == "dense"
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
