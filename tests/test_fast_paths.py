@@ -104,6 +104,17 @@ def test_gather_table_gradient_with_a_bag_per_row_matches_reference(
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
 
 
+@pytest.mark.parametrize("block_bytes", [0, 1200], ids=["one-input-blocks", "two-input-blocks"])
+def test_gather_forward_in_blocks_of_inputs_matches_reference(
+    monkeypatch: pytest.MonkeyPatch, block_bytes: int
+) -> None:
+    # Large tables are read in blocks of inputs (_gather_sum). At grid 7 an input has 18 rows of 4
+    # float64 (576 bytes): 1200 bytes make blocks of two, so the 3 inputs give a full and a partial one.
+    monkeypatch.setattr(_fast_gather, "TABLE_BLOCK_BYTES", block_bytes)
+    layer, ref = make("gather", grid_size=7)
+    assert_same(layer, ref, inputs(layer), rtol=1e-12)
+
+
 @pytest.mark.parametrize("uniform", [True, False], ids=["uniform", "quantile-grid"])
 @pytest.mark.parametrize("grid_size", [5, 20])
 @pytest.mark.parametrize("path", FAST)

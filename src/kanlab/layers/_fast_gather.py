@@ -44,15 +44,10 @@ class GatherSpline(torch.autograd.Function):
         ctx: Any, x: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor | None, grid: torch.Tensor,
         order: int, uniform: bool,
     ) -> torch.Tensor:
-        b = x.shape[0]
         need_x = ctx.needs_input_grad[0]
         table = gather_table(coef, scale, order)                            # (i * (c + 2k + 2), o)
         first, rows, values, dvalues = _rows(x, grid, order, uniform, derivative=need_x)
-        k1, _, i = rows.shape
-        # One bag per (r, sample): its i members are contiguous in the (k + 1, b, i) layout.
-        offsets = torch.arange(0, k1 * b * i, i, device=x.device)
-        y = F.embedding_bag(rows.view(-1), table, offsets, per_sample_weights=values.view(-1),
-                            mode="sum").view(k1, b, -1).sum(0)              # (b, o)
+        y = _gather_sum(rows, values, table)                                # (b, o)
         ctx.save_for_backward(first, values, dvalues, table, x, coef, scale, grid)
         return y
 
@@ -78,6 +73,34 @@ class GatherSpline(torch.autograd.Function):
             rows = first + torch.arange(k + 1, device=first.device).view(-1, 1, 1)
             gx = _sampled_dots(rows, dvalues, table, gy)
         return gx, gcoef, gscale, None, None, None
+
+
+def _gather_sum(rows: torch.Tensor, values: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    # y[b] = sum_{r, i} values[r, b, i] * table[rows[r, b, i]]: (b, o).
+    k1, b, i = rows.shape
+    o = table.shape[1]
+    if table.numel() * table.element_size() <= TABLE_BLOCK_BYTES:
+        # One bag per (r, sample): its i members are contiguous in the (k + 1, b, i) layout.
+        offsets = torch.arange(0, k1 * b * i, i, device=rows.device)
+        return F.embedding_bag(rows.view(-1), table, offsets, per_sample_weights=values.view(-1),
+                               mode="sum").view(k1, b, o).sum(0)
+    # A table of tens of MB is read at random rows from memory; in blocks of inputs whose rows stay
+    # in cache, one bag per sample each, the same reads are 1.1-1.5x faster (256->256, grid 20-100).
+    step = max(1, TABLE_BLOCK_BYTES // (table.shape[0] // i * o * table.element_size()))
+    y = None
+    for lo in range(0, i, step):
+        hi = min(i, lo + step)
+        members = (hi - lo) * k1
+        idx = rows[:, :, lo:hi].permute(1, 2, 0).reshape(-1)                # (b, block, k + 1)
+        weights = values[:, :, lo:hi].permute(1, 2, 0).reshape(-1)
+        offsets = torch.arange(0, b * members, members, device=rows.device)
+        part = F.embedding_bag(idx, table, offsets, per_sample_weights=weights, mode="sum")
+        y = part if y is None else y.add_(part)
+    assert y is not None
+    return y
+
+
+TABLE_BLOCK_BYTES = 4 << 20  # forward reads the table in blocks of inputs this large (when larger)
 
 
 def _table_grad(first: torch.Tensor, values: torch.Tensor, gy: torch.Tensor, n_rows: int) -> torch.Tensor:
