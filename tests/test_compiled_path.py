@@ -12,7 +12,12 @@ import torch
 from kanlab.layers import _compiled, _fast
 from test_fast_paths import assert_same, inputs, make
 
-slow = pytest.mark.slow
+needs_compiler = pytest.mark.skipif(not _compiled.has_cpu_compiler(),
+                                    reason="torch.compile finds no C++ compiler (g++ or $CXX)")
+
+
+def slow(test):  # type: ignore[no-untyped-def]
+    return pytest.mark.slow(needs_compiler(test))
 
 
 @slow
@@ -63,6 +68,14 @@ def test_orders_below_two_run_the_eager_paths(order: int, monkeypatch: pytest.Mo
     layer, ref = make("compiled", order=order)
     assert layer.resolved_path() == _fast.auto_path(layer.grid_size, order)
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
+
+
+def test_without_a_compiler_the_error_names_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_compiled, "has_cpu_compiler", lambda: False)
+    monkeypatch.setattr(_compiled, "compiled", _no_compile)
+    layer, _ = make("compiled")
+    with pytest.raises(RuntimeError, match="needs a C.. compiler on CPU.*g\\+\\+.*path=\"auto\""):
+        layer(inputs(layer))
 
 
 def test_moved_grids_run_the_eager_paths(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -78,6 +78,27 @@ RECOMPILE_LIMIT = 64
 
 
 @functools.cache
+def has_cpu_compiler() -> bool:
+    """Whether torch.compile finds the C++ compiler it builds CPU kernels with (g++, or $CXX)."""
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception:  # inductor raises its own InvalidCxxCompiler, or OSError
+        return False
+    return True
+
+
+def check_device(x: torch.Tensor) -> None:
+    """Raise a RuntimeError naming the fix when x is on CPU and no C++ compiler is installed."""
+    if x.device.type == "cpu" and not has_cpu_compiler():
+        raise RuntimeError(
+            'KANLinear(path="compiled") needs a C++ compiler on CPU (torch.compile builds C++ '
+            'kernels): install g++ (e.g. apt install g++) or set $CXX, or use path="auto"'
+        )
+
+
+@functools.cache
 def compiled() -> Callable[..., torch.Tensor]:
     """dense_layer under torch.compile (built on first use; compiles per shape and switches)."""
     # Donated buffers make a second backward through a retained graph (retain_graph=True,
