@@ -12,7 +12,8 @@ import pytest
 import torch
 from numpy.polynomial import chebyshev
 
-from kanlab.layers.activations import RBFKAN, ChebyshevKAN, FourierKAN, TanhQuadratic
+from kanlab.layers.activations import RBFKAN, ChebyshevKAN, FourierKAN
+from kanlab.layers.tanh_quadratic import TanhQuadratic
 
 NUMPY_BASES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "silu": lambda v: v / (1.0 + np.exp(-v)),

@@ -15,9 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kanlab.budget import match_params
-from kanlab.layers.activations import RBFKAN, ChebyshevKAN, FourierKAN, TanhQuadratic
+from kanlab.layers.activations import RBFKAN, ChebyshevKAN, FourierKAN
 from kanlab.layers.bspline import KANLinear
 from kanlab.layers.dense import ACTIVATIONS, Dense
+from kanlab.layers.tanh_quadratic import TanhQuadratic
 from kanlab.models import (
     KAN,
     MLP,

@@ -35,9 +35,10 @@ from typing import Any, Protocol, SupportsIndex
 from torch import nn
 
 from kanlab.layers._common import check_choice
-from kanlab.layers.activations import RBFKAN, ChebyshevKAN, FourierKAN, TanhQuadratic
+from kanlab.layers.activations import RBFKAN, ChebyshevKAN, FourierKAN
 from kanlab.layers.bspline import KANLinear
 from kanlab.layers.dense import ACTIVATIONS, Dense
+from kanlab.layers.tanh_quadratic import TanhQuadratic
 
 
 class LayerClass(Protocol):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -38,3 +40,22 @@ def check_positive_int(value: object, what: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{what} must be an integer >= {minimum}, got {value!r}")
     return value
+
+
+def check_flags(**flags: object) -> None:
+    """Raise a ValueError naming the first flag that is not a bool."""
+    for name, value in flags.items():
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_widths(in_features: int, out_features: int) -> tuple[int, int]:
+    """(in_features, out_features), each checked to be a positive int."""
+    return check_positive_int(in_features, "in_features"), check_positive_int(out_features, "out_features")
+
+
+def layer_repr(layer: Any, **options: object) -> str:
+    """extra_repr of the RBF, Chebyshev, Fourier and tanh-quadratic layers: widths, options, flags."""
+    opts = [f"{k}={v}" for k, v in options.items()]
+    flags = [f"bias={layer.bias is not None}", f"check_finite={layer.check_finite}"]
+    return ", ".join([str(layer.in_features), str(layer.out_features), *opts, *flags])

@@ -1,9 +1,10 @@
-"""Cheaper learnable activations tried in place of B-splines: tanh-quadratic, RBF, Chebyshev, Fourier.
+"""Basis-function edges tried in place of B-splines: Gaussian RBF, Chebyshev, Fourier (TanhQuadratic,
+the other cheaper activation, is in tanh_quadratic.py).
 
 Every layer here follows the KANLinear contract: (b, i) -> (b, o), edge_responses (b, i) -> (b, o, i),
-a static num_params, and forward == edge_responses(x).sum(-1) + bias (TanhQuadratic's after_sum
-mode applies tanh to that sum). Biases start at zero; edge parameters start so that an output has
-variance of order 1 or less for inputs of order 1, whatever the widths and basis size.
+a static num_params, and forward == edge_responses(x).sum(-1) + bias. Biases start at zero; edge
+parameters start so that an output has variance of order 1 or less for inputs of order 1, whatever
+the widths and basis size.
 
 Legend: b batch, i in_features, o out_features, c basis functions per input
 (grid_size for RBF, degree + 1 for Chebyshev, frequencies for each of Fourier's cos and sin).
@@ -17,102 +18,21 @@ from typing import Any
 import torch
 from torch import nn
 
-from kanlab.layers._common import check_choice, check_input, check_positive_int
+from kanlab.layers._common import (
+    check_choice,
+    check_flags,
+    check_input,
+    check_positive_int,
+    check_widths,
+    layer_repr,
+)
 from kanlab.layers.bspline import BASES
 from kanlab.splines import check_grid_range
-
-
-def _check_flags(**flags: object) -> None:
-    for name, value in flags.items():
-        if not isinstance(value, bool):
-            raise ValueError(f"{name} must be True or False, got {value!r}")
-
-
-def _widths(in_features: int, out_features: int) -> tuple[int, int]:
-    return check_positive_int(in_features, "in_features"), check_positive_int(out_features, "out_features")
 
 
 def _combine(basis: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
     # One matmul over (input, basis) pairs: (b, i, c) x (o, i, c) -> (b, o).
     return basis.flatten(1) @ coef.flatten(1).T
-
-
-def _repr(layer: Any, **options: object) -> str:
-    opts = [f"{k}={v}" for k, v in options.items()]
-    flags = [f"bias={layer.bias is not None}", f"check_finite={layer.check_finite}"]
-    return ", ".join([str(layer.in_features), str(layer.out_features), *opts, *flags])
-
-
-class TanhQuadratic(nn.Module):
-    """Per-edge tanh of a learnable quadratic: y_o = sum_i tanh(a_oi x_i^2 + b_oi x_i) + beta_o.
-
-    With after_sum=True the tanh moves outside the sum, y_o = tanh(sum_i (a_oi x_i^2 + b_oi x_i) + beta_o),
-    which is what from-scratch attempts often end up with: a tanh MLP layer on the features
-    (x^2, x), two matmuls, but no longer a KAN (its edges are plain quadratics).
-
-    The default mode is the one family whose forward forms a (b, o, i) tensor: tanh acts on each
-    edge before the sum, so no matmul factorisation exists. Autograd keeps up to two such tensors,
-    so memory grows as batch * out * in; split large batches for evaluation.
-
-    Args:
-        in_features, out_features: layer widths.
-        bias: learnable node bias beta_o (starts at 0).
-        after_sum: apply tanh to the node sum instead of to each edge.
-        check_finite: raise on NaN/inf inputs (one reduction per call; False skips it).
-        device, dtype: where and in what precision to create the parameters.
-    Init: a_oi, b_oi ~ U(-1/sqrt(in), 1/sqrt(in)), nn.Linear's weight distribution.
-    """
-
-    def __init__(
-        self, in_features: int, out_features: int, *,
-        bias: bool = True, after_sum: bool = False, check_finite: bool = True,
-        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        self.in_features, self.out_features = _widths(in_features, out_features)
-        _check_flags(bias=bias, after_sum=after_sum, check_finite=check_finite)
-        self.after_sum, self.check_finite = after_sum, check_finite
-        factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.quad_weight = nn.Parameter(torch.empty(out_features, in_features, **factory))  # a, (o, i)
-        self.lin_weight = nn.Parameter(torch.empty(out_features, in_features, **factory))  # b, (o, i)
-        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
-        self.reset_parameters()
-
-    @staticmethod
-    def num_params(in_features: int, out_features: int, *, bias: bool = True, **_: Any) -> int:
-        """Parameter count of a layer built with these options, without building it."""
-        return 2 * in_features * out_features + (out_features if bias else 0)
-
-    @torch.no_grad()
-    def reset_parameters(self) -> None:
-        """Draw fresh parameters as the class docstring says (uses the global torch RNG)."""
-        bound = 1.0 / math.sqrt(self.in_features)
-        self.quad_weight.uniform_(-bound, bound)
-        self.lin_weight.uniform_(-bound, bound)
-        if self.bias is not None:
-            self.bias.zero_()
-
-    def extra_repr(self) -> str:
-        return _repr(self, after_sum=self.after_sum)
-
-    def _quadratics(self, x: torch.Tensor) -> torch.Tensor:
-        xe = x.unsqueeze(1)                                                # (b, 1, i)
-        return torch.addcmul(self.lin_weight, self.quad_weight, xe) * xe  # (b, o, i)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Layer output: (b, i) -> (b, o)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
-        if self.after_sum:
-            y = (x * x) @ self.quad_weight.T + x @ self.lin_weight.T       # (b, o)
-            return torch.tanh(y if self.bias is None else y + self.bias)
-        y = torch.tanh(self._quadratics(x)).sum(-1)                        # (b, o)
-        return y if self.bias is None else y + self.bias
-
-    def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-edge tanh(a x^2 + b x), or the pre-tanh a x^2 + b x with after_sum: (b, i) -> (b, o, i)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
-        q = self._quadratics(x)
-        return q if self.after_sum else torch.tanh(q)
 
 
 class RBFKAN(nn.Module):
@@ -141,12 +61,12 @@ class RBFKAN(nn.Module):
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.in_features, self.out_features = _widths(in_features, out_features)
+        self.in_features, self.out_features = check_widths(in_features, out_features)
         self.grid_size = check_positive_int(grid_size, "grid_size", minimum=2)
         self.grid_range = check_grid_range(grid_range)
         if base is not None:
             check_choice(base, tuple(BASES), "base")
-        _check_flags(bias=bias, check_finite=check_finite)
+        check_flags(bias=bias, check_finite=check_finite)
         self.base, self.check_finite = base, check_finite
         self.h = (self.grid_range[1] - self.grid_range[0]) / (grid_size - 1)
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
@@ -177,7 +97,7 @@ class RBFKAN(nn.Module):
             self.bias.zero_()
 
     def extra_repr(self) -> str:
-        return _repr(self, grid_size=self.grid_size, grid_range=self.grid_range, base=self.base)
+        return layer_repr(self, grid_size=self.grid_size, grid_range=self.grid_range, base=self.base)
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """Gaussian bumps at each center: (b, i) -> (b, i, c)."""
@@ -224,9 +144,9 @@ class ChebyshevKAN(nn.Module):
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.in_features, self.out_features = _widths(in_features, out_features)
+        self.in_features, self.out_features = check_widths(in_features, out_features)
         self.degree = check_positive_int(degree, "degree", minimum=0)
-        _check_flags(bias=bias, check_finite=check_finite)
+        check_flags(bias=bias, check_finite=check_finite)
         self.check_finite = check_finite
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         self.coef = nn.Parameter(torch.empty(out_features, in_features, degree + 1, **factory))  # (o, i, c)
@@ -248,7 +168,7 @@ class ChebyshevKAN(nn.Module):
             self.bias.zero_()
 
     def extra_repr(self) -> str:
-        return _repr(self, degree=self.degree)
+        return layer_repr(self, degree=self.degree)
 
     def basis(self, x: torch.Tensor) -> torch.Tensor:
         """T_0..T_degree of tanh(x): (b, i) -> (b, i, c)."""
@@ -290,9 +210,9 @@ class FourierKAN(nn.Module):
         device: torch.device | str | None = None, dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        self.in_features, self.out_features = _widths(in_features, out_features)
+        self.in_features, self.out_features = check_widths(in_features, out_features)
         self.frequencies = check_positive_int(frequencies, "frequencies")
-        _check_flags(bias=bias, check_finite=check_finite)
+        check_flags(bias=bias, check_finite=check_finite)
         self.check_finite = check_finite
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         shape = (out_features, in_features, frequencies)
@@ -318,7 +238,7 @@ class FourierKAN(nn.Module):
             self.bias.zero_()
 
     def extra_repr(self) -> str:
-        return _repr(self, frequencies=self.frequencies)
+        return layer_repr(self, frequencies=self.frequencies)
 
     def _angles(self, x: torch.Tensor) -> torch.Tensor:
         k = torch.arange(1, self.frequencies + 1, dtype=x.dtype, device=x.device)  # (c,)
