@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -91,3 +91,36 @@ def param_count(model: nn.Module) -> int:
 def count_params(cfg: ModelConfig) -> int:
     """Parameter count of build(cfg), from each layer class's num_params; builds nothing."""
     return sum(cls.num_params(a, o, **opts) for cls, a, o, opts in _all_layer_args(cfg))
+
+
+class EdgeLayer(Protocol):
+    """A layer that can report its per-edge responses (every family but Dense)."""
+
+    def edge_responses(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@torch.no_grad()
+def layer_inputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The input of each layer of model.layers (or of model itself) when model runs on x: (n, width) each."""
+    inputs = []
+    for layer in getattr(model, "layers", [model]):
+        inputs.append(x)
+        x = layer(x)
+    return inputs
+
+
+@torch.no_grad()
+def edge_samples(layer: EdgeLayer, h: torch.Tensor, points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every edge's response on a uniform grid over the range of the layer input h.
+
+    Args:
+        layer: a layer with edge_responses (any family but Dense).
+        h: (n, i) the layer's inputs on the data.
+        points: grid points per input.
+    Returns:
+        xs (P, i) and responses (P, o, i).
+    """
+    lo, hi = h.min(0).values, h.max(0).values
+    t = torch.linspace(0, 1, points, dtype=h.dtype, device=h.device).unsqueeze(1)
+    xs = lo + (hi - lo) * t                                                          # (P, i)
+    return xs, layer.edge_responses(xs)                                              # (P, o, i)

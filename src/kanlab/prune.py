@@ -26,8 +26,8 @@ import torch
 from torch import nn
 
 from kanlab.layers.bspline import KANLinear
-from kanlab.models import Stack, param_count
-from kanlab.snap import layer_inputs, stack_of
+from kanlab.models import Stack, layer_inputs, param_count
+from kanlab.snap import stack_of
 from kanlab.symbolic_layer import KanLayer, SymbolicKANLinear
 
 

@@ -71,28 +71,18 @@ def _json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, default=float) + "\n")
 
 
-def _layer_inputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    inputs, h = [], x
-    for layer in getattr(model, "layers", [model]):
-        inputs.append(h)
-        h = layer(h)
-    return inputs
-
-
 @torch.no_grad()
 def edge_arrays(model: nn.Module, x_train: torch.Tensor) -> dict[str, np.ndarray]:
     """Per-edge responses of every learnable-activation layer over the input range it saw."""
     arrays: dict[str, np.ndarray] = {}
     layers = list(getattr(model, "layers", [model]))
     present = []
-    for index, (layer, h) in enumerate(zip(layers, _layer_inputs(model, x_train), strict=True)):
+    for index, (layer, h) in enumerate(zip(layers, models.layer_inputs(model, x_train), strict=True)):
         if isinstance(layer, Dense) or not hasattr(layer, "edge_responses"):
             continue
-        lo, hi = h.min(0).values, h.max(0).values
-        t = torch.linspace(0, 1, EDGE_POINTS, dtype=h.dtype).unsqueeze(1)
-        xs = lo + (hi - lo) * t                                             # (P, in)
+        xs, ys = models.edge_samples(layer, h, EDGE_POINTS)                # (P, in), (P, out, in)
         arrays[f"layer{index}_x"] = xs.cpu().numpy()
-        arrays[f"layer{index}_y"] = layer.edge_responses(xs).cpu().numpy()  # (P, out, in)
+        arrays[f"layer{index}_y"] = ys.cpu().numpy()
         if isinstance(layer, KANLinear):
             arrays[f"layer{index}_knots"] = layer.grid.cpu().numpy()
         present.append(index)

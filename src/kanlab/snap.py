@@ -19,7 +19,7 @@ from torch import nn
 
 from kanlab import symlib
 from kanlab.layers.bspline import KANLinear
-from kanlab.models import Stack
+from kanlab.models import Stack, edge_samples, layer_inputs
 from kanlab.symbolic import EdgeFit, fit_function, suggest
 from kanlab.symbolic_layer import KanLayer, SymbolicKANLinear
 
@@ -55,33 +55,6 @@ def symbolize(model: nn.Module) -> Stack:
         layer = copy.deepcopy(layer)
         layers.append(layer if isinstance(layer, SymbolicKANLinear) else SymbolicKANLinear(layer))
     return Stack(layers)
-
-
-@torch.no_grad()
-def layer_inputs(model: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
-    """The input of each layer when model runs on x: one (n, width) tensor per layer."""
-    inputs = []
-    for layer in stack_of(model):
-        inputs.append(x)
-        x = layer(x)
-    return inputs
-
-
-@torch.no_grad()
-def edge_samples(layer: KanLayer, h: torch.Tensor, points: int = POINTS) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every edge's response on a uniform grid over the range of the layer input h.
-
-    Args:
-        layer: a KAN layer.
-        h: (n, i) the layer's inputs on the data.
-        points: grid points per input.
-    Returns:
-        xs (P, i) and responses (P, o, i).
-    """
-    lo, hi = h.min(0).values, h.max(0).values
-    t = torch.linspace(0, 1, points, dtype=h.dtype, device=h.device).unsqueeze(1)
-    xs = lo + (hi - lo) * t                                                          # (P, i)
-    return xs, layer.edge_responses(xs)                                              # (P, o, i)
 
 
 def _symbolic_layer(model: nn.Module, index: int) -> SymbolicKANLinear:
