@@ -42,7 +42,7 @@ def dense_layer(
     Args:
         x: (b, i) inputs.
         coef, scale, base_weight, bias: KANLinear's parameters ((o, i, c), (o, i), (o, i), (o,)).
-        grid: (i, m) uniform knots per input (float64 in KANLinear: u is computed in it).
+        grid: (i, m) uniform knots per input (float64 in KANLinear; u is computed in x's dtype).
         order: spline order k.
         base: name of the base function, or None.
     Returns:
