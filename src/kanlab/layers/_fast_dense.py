@@ -92,19 +92,17 @@ class DenseKAN(torch.autograd.Function):
         weight = _weights(coef, scale, base_weight, base).view(o, -1)      # (o, (c + 1) * i)
         y = x.new_empty(b, o)
         chunks = _chunks(b, (c + 2 * k + 2) * i * x.element_size())
-        kept: tuple[torch.Tensor | None, torch.Tensor | None] = (None, None)
         for lo, hi in chunks:
             buf, feats, slots = _features(start[lo:hi], values[:, lo:hi], x[lo:hi], c, k, base)
             if bias is None:
                 torch.mm(feats, weight.T, out=y[lo:hi])                    # (chunk, o)
             else:
                 torch.addmm(bias, feats, weight.T, out=y[lo:hi])
-            if len(chunks) == 1:  # at most CHUNK_BYTES: backward reuses it instead of rebuilding
-                kept = (buf, slots)
         ctx.save_for_backward(start, values, dvalues, weight, x, coef, scale, base_weight, bias, grid)
-        # Held on ctx, not saved: backward overwrites it, which a saved tensor may not be (a graph
+        # One chunk (at most CHUNK_BYTES): backward reuses its buffer instead of rebuilding it. Held
+        # on ctx, not saved: backward overwrites it, which a saved tensor may not be (a graph
         # retained for a second backward would refuse). Used once, then dropped.
-        ctx.kept = kept
+        ctx.kept = (buf, slots) if len(chunks) == 1 else (None, None)
         ctx.meta = (k, base)
         return y
 

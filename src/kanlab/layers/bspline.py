@@ -48,7 +48,7 @@ class KANLinear(nn.Module):
             "uniform" (closed-form dense basis + matmul), "dense" and "gather" (local values and a
             hand-written backward, see layers/_fast*.py), "auto": dense for coarse grids, gather
             for fine ones (any grid, uniform or not, any order), or "compiled": the closed-form
-            dense basis fused by torch.compile (layers/_compiled.py; ~10-20 s to compile per
+            dense basis fused by torch.compile (layers/_compiled.py; ~5-20 s to compile per
             shape on first call, then the fastest at coarse grids; no double backward; uniform
             grids and order >= 2 only, else what "auto" picks).
         device, dtype: where and in what precision to create the parameters.
