@@ -213,6 +213,19 @@ def test_bad_inputs_are_named() -> None:
     assert torch.isnan(fast(x)[2]).any()  # skipped on request: NaN flows through
 
 
+def test_the_finite_check_records_nothing_for_autograd() -> None:
+    # The check runs on every call: on x itself, isfinite's composite ops would be recorded and
+    # would keep x for a backward that never comes. Only the layer's own backward saves anything.
+    x = torch.rand(5, 3, requires_grad=True)
+    counts = []
+    for check in (True, False):
+        saved: list[torch.Tensor] = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t, s=saved: s.append(t) or t, lambda t: t):
+            KANLinear(3, 2, path="dense", check_finite=check)(x)
+        counts.append(len(saved))
+    assert counts[0] == counts[1] > 0
+
+
 def test_bases_registry_matches_the_numpy_reference() -> None:
     v = torch.linspace(-3, 3, 13, dtype=torch.float64)
     for name, fn in BASES.items():

@@ -21,7 +21,9 @@ def check_input(x: torch.Tensor, in_features: int, *, check_finite: bool, name: 
             f"{name} expects input of shape (batch, {in_features}), got {tuple(x.shape)}; "
             f"reshape to (-1, {in_features}) or build the layer with in_features={x.shape[-1]}"
         )
-    if check_finite and not bool(torch.isfinite(x).all()):
+    # On x.detach(): isfinite is composite (abs among its ops), and on x itself autograd would
+    # record those ops and keep a reference to x for a backward that never comes.
+    if check_finite and not bool(torch.isfinite(x.detach()).all()):
         bad = (~torch.isfinite(x)).nonzero()[0].tolist()
         raise ValueError(
             f"{name} got a non-finite input (first at index {bad}); clean the data, "
