@@ -6,6 +6,8 @@ fallbacks compile nothing.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -83,3 +85,38 @@ def test_moved_grids_run_the_eager_paths(monkeypatch: pytest.MonkeyPatch) -> Non
     layer, ref = make("compiled", uniform=False)
     assert layer.resolved_path() == "dense"
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
+
+
+@slow
+@pytest.mark.parametrize("weights_need_grad", [True, False])
+def test_backward_keeps_inputs_parameters_and_features_only(weights_need_grad: bool) -> None:
+    # No piece masks or basis copies: x, the parameters, the knots and (only when a weight needs a
+    # gradient) the (b, i * (c + 1)) features the forward multiplied.
+    layer, _ = make("compiled")
+    layer.requires_grad_(weights_need_grad)
+    x = inputs(layer)
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = layer(x)
+    b, i = x.shape
+    c = layer.coef.shape[-1]
+    expected = x.numel() + layer.grid.numel() + sum(p.numel() for p in layer.parameters())
+    if weights_need_grad:
+        expected += b * i * (c + 1)
+    assert sum(t.numel() for t in saved) == expected
+    gx = torch.autograd.grad(y.sum(), x)[0]
+    ref = copy.deepcopy(layer)
+    ref.path = "reference"
+    torch.testing.assert_close(gx, torch.autograd.grad(ref(x).sum(), x)[0], rtol=1e-12, atol=1e-12)
+
+
+@slow
+def test_double_backward_through_the_reference_ops() -> None:
+    layer, ref = make("compiled")
+    x = inputs(layer, n=6)
+    assert torch.autograd.gradgradcheck(lambda x: layer(x), (x,))
+    for model in (layer, ref):
+        model.zero_grad()
+    hess = [torch.autograd.grad(torch.autograd.grad(m(x).square().sum(), x, create_graph=True)[0].sum(),
+                                m.coef)[0] for m in (layer, ref)]
+    torch.testing.assert_close(hess[0], hess[1], rtol=1e-12, atol=1e-12)

@@ -48,9 +48,9 @@ class KANLinear(nn.Module):
             "uniform" (closed-form dense basis + matmul), "dense" and "gather" (local values and a
             hand-written backward, see layers/_fast*.py), "auto": dense for coarse grids, gather
             for fine ones (any grid, uniform or not, any order), or "compiled": the closed-form
-            dense basis fused by torch.compile (layers/_compiled.py; ~5-20 s to compile per
-            shape on first call, then the fastest at coarse grids; no double backward; uniform
-            grids and order >= 2 only, else what "auto" picks).
+            dense basis and its hand-written backward fused by torch.compile
+            (layers/_compiled.py; ~5-20 s to compile per shape on first call, then the fastest
+            at coarse grids; uniform grids and order >= 2 only, else what "auto" picks).
         device, dtype: where and in what precision to create the parameters.
     """
 
@@ -171,8 +171,8 @@ class KANLinear(nn.Module):
         base_fn = None if self.base is None else BASES[self.base]
         if path == "compiled":
             _compiled.check_device(x)
-            return _compiled.compiled()(x, self.coef, self.spline_weight, self.base_weight, self.bias,
-                                        self.grid, self.order, self.base)
+            return _compiled.CompiledKAN.apply(x, self.coef, self.spline_weight, self.base_weight,
+                                               self.bias, self.grid, self.order, self.base)
         if path == "dense":  # base branch and bias fused into the one GEMM
             return _fast_dense.DenseKAN.apply(
                 x, self.coef, self.spline_weight, self.base_weight, self.bias, self.grid, self.order,
