@@ -105,3 +105,9 @@ def read_experiment(db_path: Path, experiment: str) -> tuple[list[Row], dict[str
             known = ", ".join(store.experiments()) or "none"
             raise ValueError(f"experiment {experiment!r} has no runs in {db_path} (recorded: {known})")
         return rows, {r["run_id"]: store.curves(r["run_id"]) for r in rows}
+
+
+def table(head: Sequence[str], body: Sequence[Sequence[str]], n_text: int) -> str:
+    """An HTML table; the first n_text columns are text (left-aligned), the rest numbers."""
+    return (f"<table><thead>{row(head, n_text, 'th')}</thead><tbody>"
+            + "".join(row(cells, n_text) for cells in body) + "</tbody></table>")

@@ -7,7 +7,6 @@ Losses are final test MSEs of finished runs; diverged and failed runs are counte
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import statistics
@@ -16,22 +15,14 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-import matplotlib.pyplot as plt
-import numpy as np
-from matplotlib.ticker import LogFormatter
-
 from kanlab.models import count_params, parse_spec
-from kanlab.report.parts import CSS, read_experiment, row
-from kanlab.report.plots import COLORS, MARKERS, STYLE
+from kanlab.report import scaling
+from kanlab.report.parts import CSS, read_experiment, table
+from kanlab.report.scaling import finished
 from kanlab.report.tables import BASELINE_FAMILY, fmt_params, fmt_sci, fmt_time, task_name
-from kanlab.stats import ScalingFit, geometric_summary, paired_ratio, scaling_fit, summarize, time_to_target
+from kanlab.stats import ScalingFit, geometric_summary, paired_ratio, summarize, time_to_target
 
 Row = dict[str, Any]
-
-
-def _ok(row: Row) -> bool:
-    loss = row["test_loss"]
-    return row["status"] == "finished" and loss is not None and math.isfinite(loss) and loss > 0
 
 
 def _budgets(rows: Sequence[Row]) -> dict[str, int | None]:
@@ -88,15 +79,10 @@ def _axes_text(row: Row, names: Sequence[str]) -> list[str]:
     return ["any" if row["axes"].get(k) is None else str(row["axes"][k]) for k in names]
 
 
-def _table(head: Sequence[str], body: Sequence[Sequence[str]], n_text: int) -> str:
-    return (f"<table><thead>{row(head, n_text, 'th')}</thead><tbody>"
-            + "".join(row(cells, n_text) for cells in body) + "</tbody></table>")
-
-
 def _cell_table(cells: list[list[Row]], names: Sequence[str]) -> str:
     body = []
     for runs in cells:
-        done = [r["test_loss"] for r in runs if _ok(r)]
+        done = [r["test_loss"] for r in runs if finished(r)]
         s, g = (summarize(done), geometric_summary(done)) if done else (None, None)
         params = [r["param_count"] for r in runs if r["param_count"]]
         body.append([runs[0]["label"], fmt_params(runs[0]["budget"]), *_axes_text(runs[0], names),
@@ -106,7 +92,7 @@ def _cell_table(cells: list[list[Row]], names: Sequence[str]) -> str:
                      f"{fmt_sci(g.low)} to {fmt_sci(g.high)}" if g and g.n > 1 else "n/a"])
     head = ["Label", "Budget", *names, "Parameters", "Finished", "Test MSE mean", "Std", "Geometric mean",
             "95% CI (t on log)"]
-    return _table(head, body, 2 + len(names))
+    return table(head, body, 2 + len(names))
 
 
 def _comparable(a: Row, b: Row, names: Sequence[str]) -> bool:
@@ -119,8 +105,8 @@ def _comparable(a: Row, b: Row, names: Sequence[str]) -> bool:
 def _same_loss(base: list[Row], fit: tuple[ScalingFit, float, float] | None) -> str:
     # Parameters the challenger's fitted curve needs for the baseline's (geometric mean) loss, as a
     # multiple of the baseline's parameters: the founding question, "the same loss at half the size?".
-    losses = [r["test_loss"] for r in base if _ok(r)]
-    params = [r["param_count"] for r in base if _ok(r) and r["param_count"]]
+    losses = [r["test_loss"] for r in base if finished(r)]
+    params = [r["param_count"] for r in base if finished(r) and r["param_count"]]
     if fit is None or not losses or not params or not fit[0].exponent > 0:
         return "n/a"
     target = math.exp(statistics.fmean(math.log(v) for v in losses))
@@ -138,11 +124,11 @@ def _paired_table(cells: list[list[Row]], names: Sequence[str],
         for other in (c for c in cells if c[0]["family"] != BASELINE_FAMILY):
             if not _comparable(other[0], base[0], names):
                 continue
-            by_seed = {r["seed"]: r for r in base if _ok(r)}
+            by_seed = {r["seed"]: r for r in base if finished(r)}
             pairs = [(r["test_loss"], by_seed[r["seed"]]["test_loss"]) for r in other
-                     if _ok(r) and r["seed"] in by_seed]
+                     if finished(r) and r["seed"] in by_seed]
             a, b = other[0]["label"], base[0]["label"]
-            same = _same_loss(base, fits.get(_series_name(other[0], names)))
+            same = _same_loss(base, fits.get(scaling.series_name(other[0], names)))
             if not pairs:
                 body.append([fmt_params(base[0]["budget"]), a, b, *_axes_text(other[0], names),
                              "no finished pairs", "0", "n/a", "n/a", "n/a", "n/a", same])
@@ -160,91 +146,28 @@ def _paired_table(cells: list[list[Row]], names: Sequence[str],
         return f'<p class="note">No {BASELINE_FAMILY} runs and other runs at the same budget to compare.</p>'
     head = ["Budget", "Model", "vs", *names, "Verdict", "Pairs", "Loss ratio", "95% CI (t)",
             "95% CI (bootstrap)", "p", "Size for the same loss"]
-    return _table(head, body, 4 + len(names))
-
-
-def _series_name(row: Row, names: Sequence[str]) -> str:
-    extra = ", ".join(f"{k}={v}" for k, v in row["axes"].items() if k in names and v is not None)
-    return row["label"] + (f" [{extra}]" if extra else "")
-
-
-def _series(rows: Sequence[Row], names: Sequence[str]) -> dict[str, list[Row]]:
-    out: dict[str, list[Row]] = {}
-    for r in rows:
-        out.setdefault(_series_name(r, names), []).append(r)
-    return out
-
-
-def _fits(task_rows: Sequence[Row], names: Sequence[str]) -> dict[str, tuple[ScalingFit, float, float]]:
-    """Per series with two or more sizes: its fit and the range of parameter counts it was fitted on."""
-    out = {}
-    for name, runs in _series(task_rows, names).items():
-        done = [r for r in runs if _ok(r) and r["param_count"]]
-        x = [float(r["param_count"]) for r in done]
-        if len(set(x)) >= 2:
-            out[name] = (scaling_fit(x, [r["test_loss"] for r in done]), min(x), max(x))
-    return out
-
-
-def _scaling(task_rows: Sequence[Row], names: Sequence[str], fits: dict[str, tuple[ScalingFit, float, float]],
-             png: Path) -> tuple[str, str]:
-    """The log-log plot of loss against parameters with one fit per series, and its table."""
-    body = []
-    with plt.style.context(STYLE):
-        fig, ax = plt.subplots(figsize=(7.5, 5), layout="constrained")
-        for n, (name, runs) in enumerate(_series(task_rows, names).items()):
-            done = [r for r in runs if _ok(r) and r["param_count"]]
-            color = COLORS[n % len(COLORS)]
-            x = np.array([r["param_count"] for r in done], dtype=float)
-            y = np.array([r["test_loss"] for r in done], dtype=float)
-            label = name
-            if name in fits:
-                fit = fits[name][0]
-                grid = np.geomspace(x.min(), x.max(), 50)
-                ax.plot(grid, fit.predict(grid), color=color, lw=1.4)
-                label = f"{name}: alpha = {fit.exponent:.2f} ± {fit.stderr:.2f}"
-                body.append([name, str(fit.n), f"{fit.exponent:.3g}", f"{fit.stderr:.2g}",
-                             fmt_sci(fit.coefficient)])
-            if done:
-                ax.scatter(x, y, color=color, marker=MARKERS.get(runs[0]["family"], "o"), s=22, alpha=0.75,
-                           label=label)
-        ax.set(xscale="log", yscale="log", xlabel="parameters", ylabel="final test MSE",
-               title=f"{task_name(task_rows[0])}: loss ~ C * parameters^-alpha")
-        ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))  # "300", not "3 x 10^2"
-        ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best", fontsize=8)
-        png.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(png, dpi=100)
-        plt.close(fig)
-    data = base64.b64encode(png.read_bytes()).decode("ascii")
-    caption = "Final test MSE of every finished run against its parameter count; lines: least-squares fits."
-    figure = (f'<div class="plots"><figure><img src="data:image/png;base64,{data}" alt="{escape(caption)}">'
-              f"<figcaption>{escape(caption)}</figcaption></figure></div>")
-    if not body:
-        return figure, '<p class="note">No series has two or more parameter counts: no exponent to fit.</p>'
-    return figure, _table(["Series", "Runs", "Exponent alpha", "Std error", "C"], body, 1)
+    return table(head, body, 4 + len(names))
 
 
 def _target_table(cells: list[list[Row]], names: Sequence[str], curves: dict[str, list[Row]]) -> str:
     body = []
     for budget in dict.fromkeys(c[0]["budget"] for c in cells):
         group = [c for c in cells if c[0]["budget"] == budget]
-        medians = [statistics.median(r["test_loss"] for r in c if _ok(r))
-                   for c in group if any(_ok(r) for r in c)]
+        medians = [statistics.median(r["test_loss"] for r in c if finished(r))
+                   for c in group if any(finished(r) for r in c)]
         if not medians:
             continue
         target = max(medians)  # the loss every cell's median run reaches by the end
         for c in group:
             times = [time_to_target([p["time"] for p in curves.get(r["run_id"], [])],
                                     [p["test_loss"] for p in curves.get(r["run_id"], [])], target)
-                     for r in c if _ok(r)]
+                     for r in c if finished(r)]
             reached = [t for t in times if t is not None]
             body.append([fmt_params(budget), c[0]["label"], *_axes_text(c[0], names), fmt_sci(target),
                          fmt_time(statistics.median(reached)) if reached else "not reached",
                          f"{len(reached)} / {len(c)}"])
     head = ["Budget", "Label", *names, "Target MSE", "Median time", "Reached"]
-    return _table(head, body, 2 + len(names))
+    return table(head, body, 2 + len(names))
 
 
 def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
@@ -261,7 +184,8 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
     raw, curves = read_experiment(db_path, experiment)
     rows, names = _prepare(raw)
     parts = [f'<section class="sweep"><h2>Sweep statistics: {escape(experiment)}</h2>',
-             f'<p class="note">{len(rows)} runs, {sum(_ok(r) for r in rows)} finished with a finite loss. '
+             f'<p class="note">{len(rows)} runs, {sum(finished(r) for r in rows)} finished with a finite '
+             "loss. "
              "Cells are (task, model, budget, axes) over seeds; statistics use finished runs only. "
              "A cell's interval is the t-interval of its mean log loss, mapped back (it brackets the "
              "geometric mean and stays positive). "
@@ -274,13 +198,13 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
     for n, task in enumerate(dict.fromkeys(r["task"] for r in rows)):
         task_rows = [r for r in rows if r["task"] == task]
         cells = _cells(task_rows, names)
-        fits = _fits(task_rows, names)
+        task_fits = scaling.fits(task_rows, names)
         png = Path(out_dir) / "plots" / f"sweep-scaling-{n}.png"
-        figure, fit_table = _scaling(task_rows, names, fits, png)
+        figure, fit_table = scaling.scaling_figure(task_rows, names, task_fits, png)
         name = escape(task_name(task_rows[0]))
         parts += [f"<h3>{name}: test MSE over seeds</h3>", _cell_table(cells, names),
                   f"<h3>{name}: paired comparison with the {BASELINE_FAMILY} at each budget</h3>",
-                  _paired_table(cells, names, fits), f"<h3>{name}: scaling</h3>", figure, fit_table,
+                  _paired_table(cells, names, task_fits), f"<h3>{name}: scaling</h3>", figure, fit_table,
                   f"<h3>{name}: time to a target loss</h3>",
                   '<p class="note">Target: per budget, the highest median final test MSE of any cell, so the '
                   "median run of every cell reaches it; time is wall time from the start of training "
