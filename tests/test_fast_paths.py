@@ -127,6 +127,17 @@ def test_gather_forward_in_blocks_of_inputs_matches_reference(
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
 
 
+def test_gather_input_gradient_in_chunks_of_inputs_matches_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    # dx goes in chunks of inputs (_sampled_dots); 80 samples x 4 outputs x 2 inputs per chunk make
+    # the 3 inputs a full chunk and a partial one.
+    x_rows, outputs = 80, 4
+    monkeypatch.setattr(_fast_gather, "DOTS_CHUNK_ELEMS", 2 * x_rows * outputs)
+    layer, ref = make("gather", grid_size=7)
+    x = inputs(layer)
+    assert x.shape[0] == x_rows and layer.out_features == outputs
+    assert_same(layer, ref, x, rtol=1e-12)
+
+
 @pytest.mark.parametrize("uniform", [True, False], ids=["uniform", "quantile-grid"])
 @pytest.mark.parametrize("grid_size", [5, 20])
 @pytest.mark.parametrize("path", FAST)

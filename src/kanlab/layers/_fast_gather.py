@@ -72,8 +72,7 @@ class GatherSpline(torch.autograd.Function):
             if needs[1]:
                 gcoef = gspline if scale is None else gspline.mul_(scale.unsqueeze(-1))
         if needs[0]:
-            rows = first + torch.arange(k + 1, device=first.device).view(-1, 1, 1)
-            gx = _sampled_dots(rows, dvalues, table, gy)
+            gx = _sampled_dots(first, dvalues, table, gy)
         return gx, gcoef, gscale, None, None, None
 
 
@@ -136,23 +135,29 @@ def _table_grad(first: torch.Tensor, values: torch.Tensor, gy: torch.Tensor, n_r
 BAG_PER_SHIFT_BYTES = 32 << 20  # glibc's mmap threshold: above it the per-shift buffer is fresh pages
 
 
-def _sampled_dots(rows: torch.Tensor, dvalues: torch.Tensor, table: torch.Tensor, gy: torch.Tensor,
-                  chunk_elems: int = 1 << 20) -> torch.Tensor:
-    # x.grad[b, i] = gy[b] . sum_r dvalues[r, b, i] * table[rows[r, b, i]]. The inner sum is an
-    # embedding_bag per (i, b) (members contiguous, hence (i, b, k + 1)); it is a (i, b, o) tensor,
-    # so go in chunks of inputs that keep it in cache. Input-major order reads one input's block of
-    # table rows for the whole batch at a time: 2x faster than sample-major on a table of tens of MB.
-    k1, b, i = rows.shape
+def _sampled_dots(first: torch.Tensor, dvalues: torch.Tensor, table: torch.Tensor,
+                  gy: torch.Tensor) -> torch.Tensor:
+    # x.grad[b, i] = gy[b] . sum_r dvalues[r, b, i] * table[first[b, i] + r]. The inner sum is an
+    # embedding_bag per (i, b) (members contiguous, hence (i, b, k + 1), laid out once: slicing the
+    # (k + 1, b, i) tensors per chunk cost more than the bags at 256->256 G 100); it is a (i, b, o)
+    # tensor, so go in chunks of inputs that keep it in cache. Input-major order reads one input's
+    # block of table rows for the whole batch at a time: 2x faster than sample-major on a table of
+    # tens of MB.
+    k1, b, i = dvalues.shape
     o = table.shape[1]
-    step = max(1, chunk_elems // (b * o))
+    bags = first.T.contiguous().unsqueeze(-1) + torch.arange(k1, device=first.device)  # (i, b, k + 1)
+    weights = dvalues.permute(2, 1, 0).contiguous()                        # (i, b, k + 1)
+    step = max(1, DOTS_CHUNK_ELEMS // (b * o))
     out = gy.new_empty(i, b)
     for lo in range(0, i, step):
         hi = min(i, lo + step)
-        bags = rows[:, :, lo:hi].permute(2, 1, 0).reshape(-1, k1)
-        weights = dvalues[:, :, lo:hi].permute(2, 1, 0).reshape(-1, k1)
-        d = F.embedding_bag(bags, table, per_sample_weights=weights, mode="sum").view(hi - lo, b, o)
-        torch.linalg.vecdot(d, gy, out=out[lo:hi])                          # (chunk, b)
+        d = F.embedding_bag(bags[lo:hi].view(-1, k1), table, per_sample_weights=weights[lo:hi].view(-1, k1),
+                            mode="sum").view(hi - lo, b, o)
+        torch.sum(d.mul_(gy), -1, out=out[lo:hi])                          # (chunk, b), d is ours
     return out.T.contiguous()                                             # (b, i)
+
+
+DOTS_CHUNK_ELEMS = 1 << 20  # dx's (inputs, b, o) bag sums per chunk of inputs (4 MB in float32)
 
 
 def gather_table(coef: torch.Tensor, scale: torch.Tensor | None, order: int) -> torch.Tensor:
