@@ -7,7 +7,9 @@ and a tanh MLP, on the same data, seed and number of steps, in one process.
     coordinate (16 features), KAN (grid 5, order 3) and tanh MLP of ~30k parameters each, batch
     16384 drawn with a seeded generator, Adam at lr 5e-3, float32.
 (b) "toy": the KAN paper's toy exp(sin(pi x) + y^2), KAN [2, 5, 1] at grid 5, 1000 points,
-    torch.optim.LBFGS (strong Wolfe, history 10) for both libraries, float64.
+    torch.optim.LBFGS (strong Wolfe, history 10) for both libraries, float64. The tanh MLP
+    [2, 5, 1] beside them (three small ops per forward) shows the floor that torch's LBFGS and
+    autograd set at this size.
 No grid updates in either: the same optimizer on the same model size is what is compared.
 steps/s leave out the first step, which for kanlab's path="compiled" includes torch.compile (its
 seconds are the "first step" column); the 10 --quick steps are too few for a steady rate.
@@ -117,7 +119,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     adam_steps, lbfgs_steps = (10, 10) if args.quick else (500, 200) if args.full else (30, 30)
     from kanlab.budget import match_params
-    from kanlab.models import param_count
+    from kanlab.models import MLP, param_count
 
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
           f"{os.getloadavg()[0]:.1f} at start")
@@ -152,6 +154,7 @@ def main() -> None:
     toy: dict[str, Callable[[], nn.Module | None]] = {
         "kanlab KAN [2, 5, 1]": lambda: _kanlab_toy("auto"),
         "kanlab KAN [2, 5, 1] compiled": lambda: _kanlab_toy("compiled"),
+        "kanlab MLP tanh [2, 5, 1]": lambda: MLP([2, 5, 1], activation="tanh").double(),
         "pykan 0.2.8 [2, 5, 1]": lambda: pykan([2, 5, 1], torch.float64),
     }
     for name, make in toy.items():
