@@ -120,3 +120,13 @@ def test_double_backward_through_the_reference_ops() -> None:
     hess = [torch.autograd.grad(torch.autograd.grad(m(x).square().sum(), x, create_graph=True)[0].sum(),
                                 m.coef)[0] for m in (layer, ref)]
     torch.testing.assert_close(hess[0], hess[1], rtol=1e-12, atol=1e-12)
+
+
+@slow
+def test_inside_the_callers_torch_compile() -> None:
+    # torch.compile(model) traces the layer's plain ops (CompiledKAN's saved features cannot cross
+    # dynamo's autograd.Function capture); outputs and gradients still match the reference.
+    layer, ref = make("compiled")
+    layer.check_finite = ref.check_finite = False  # its .item() would split the graph
+    x = inputs(layer, n=10)
+    assert_same(torch.compile(layer, fullgraph=True), ref, x, rtol=1e-12)  # type: ignore[arg-type]

@@ -170,6 +170,18 @@ class CompiledKAN(torch.autograd.Function):
         return (*grads, None, None, None)
 
 
+def layer(
+    x: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor | None, base_weight: torch.Tensor | None,
+    bias: torch.Tensor | None, grid: torch.Tensor, order: int, base: str | None,
+) -> torch.Tensor:
+    """KANLinear's compiled path: CompiledKAN, or, while the caller's own torch.compile traces the
+    model, dense_layer itself (that compile then fuses and differentiates it with the rest)."""
+    if torch.compiler.is_compiling():
+        return dense_layer(x, coef, scale, base_weight, bias, grid, order, base)[0]
+    check_device(x)
+    return CompiledKAN.apply(x, coef, scale, base_weight, bias, grid, order, base)
+
+
 RECOMPILE_LIMIT = 64
 
 

@@ -170,9 +170,8 @@ class KANLinear(nn.Module):
         path = self.resolved_path()
         base_fn = None if self.base is None else BASES[self.base]
         if path == "compiled":
-            _compiled.check_device(x)
-            return _compiled.CompiledKAN.apply(x, self.coef, self.spline_weight, self.base_weight,
-                                               self.bias, self.grid, self.order, self.base)
+            return _compiled.layer(x, self.coef, self.spline_weight, self.base_weight, self.bias,
+                                   self.grid, self.order, self.base)
         if path == "dense":  # base branch and bias fused into the one GEMM
             return _fast_dense.DenseKAN.apply(
                 x, self.coef, self.spline_weight, self.base_weight, self.bias, self.grid, self.order,
