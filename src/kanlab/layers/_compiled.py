@@ -31,8 +31,10 @@ import torch
 from kanlab import splines
 from kanlab.layers._fast import BASES, cardinal_coefficients, graph_grads, reference_layer
 
-# M[r][p] by order, as plain constants for the traced functions (not the cached function itself).
+# M[r][p] by order, as plain constants for the traced functions (not the cached function itself),
+# and the coefficients of each piece's d/ds, sum_p p * M[r][p] s^(p - 1).
 PIECES = tuple(cardinal_coefficients(k) for k in range(splines.MAX_ORDER + 1))
+SLOPES = tuple(tuple(tuple(p * m for p, m in enumerate(poly))[1:] for poly in pieces) for pieces in PIECES)
 
 
 def _horner(poly: tuple[float, ...], s: torch.Tensor) -> torch.Tensor:
@@ -57,11 +59,11 @@ def _basis(x: torch.Tensor, grid: torch.Tensor, c: int, k: int,
     d = cell.unsqueeze(-1) - torch.arange(c, device=x.device, dtype=x.dtype)  # (b, i, c)
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     basis, dbasis = zero, zero
-    for r, poly in enumerate(PIECES[k]):                                   # piece r: cell - n = k - r
+    for r in range(k + 1):                                                 # piece r: cell - n = k - r
         hit = d == k - r
-        basis = torch.where(hit, _horner(poly, s), basis)
+        basis = torch.where(hit, _horner(PIECES[k][r], s), basis)
         if slope:
-            dbasis = torch.where(hit, _horner(tuple(p * q for p, q in enumerate(poly))[1:], s), dbasis)
+            dbasis = torch.where(hit, _horner(SLOPES[k][r], s), dbasis)
     return basis, (dbasis * inv_h.unsqueeze(-1) if slope else None)
 
 
@@ -110,18 +112,18 @@ def dense_layer_backward(
     """Gradients of dense_layer for (x, coef, scale, base_weight, bias), where needs says: the
     backward torch.compile traces. feats are the forward's (None when no weight needs a gradient)."""
     b, i = x.shape
-    c = coef.shape[-1]
-    weight = _weight(coef, scale, base_weight, base)                       # (o, i, c + 1)
+    o, _, c = coef.shape
     gx = gcoef = gscale = gbase = None
     if needs[0]:
         _, dbasis = _basis(x, grid, c, order, slope=True)
         assert dbasis is not None
+        weight = _weight(coef, scale, base_weight, base)                   # (o, i, c + 1)
         gf = (gy @ weight.flatten(1)).view(b, i, -1)                       # (b, i, c + 1)
         gx = (gf[..., :c] * dbasis).sum(-1)
         if base is not None:
             gx = gx + gf[..., c] * BASES[base][1](x)
     if feats is not None:
-        gw = (gy.T @ feats).view(weight.shape)                             # (o, i, c + 1)
+        gw = (gy.T @ feats).view(o, i, -1)                                 # (o, i, c + 1)
         gspline = gw[..., :c]
         if needs[1]:
             gcoef = gspline if scale is None else gspline * scale.unsqueeze(-1)
