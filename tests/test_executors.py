@@ -59,6 +59,26 @@ def crash_on_seed_1(job: Job) -> bytes:
     return run_job(job)
 
 
+def echo_raise_or_die(job: Job) -> bytes:
+    """A worker function keyed by seed: 0 raises, 1 is killed by SIGKILL, others echo their pid."""
+    seed = job.config["seed"]
+    if seed == 0:
+        raise ValueError("bad seed 0")
+    if seed == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return f"{seed}:{os.getpid()}".encode()
+
+
+def exit_leaving_a_child(job: Job) -> bytes:
+    """A worker function that forks a child (which keeps the worker's pipe open), then exits."""
+    child = os.fork()
+    if child == 0:
+        time.sleep(120)
+        os._exit(0)
+    Path(job.config["pid_file"]).write_text(str(child))
+    os._exit(5)
+
+
 def sweep_text(name: str, seeds: int, steps: int = 5, budgets: tuple[int, ...] = (300, 1000)) -> str:
     return SWEEP.format(name=name, seeds=list(range(seeds)), steps=steps, budgets=list(budgets))
 
@@ -163,6 +183,39 @@ def test_local_pool_marks_a_dead_workers_run_failed_and_goes_on(tmp_path: Path) 
     finally:
         pool.close()
         retry.close()
+
+
+def test_local_pool_names_each_outcome_and_replaces_only_the_dead_worker() -> None:
+    jobs = [Job(f"r{seed}", {"seed": seed}) for seed in (2, 0, 3, 1, 4, 5, 6)]
+    pool = LocalExecutor(2, target=echo_raise_or_die)
+    try:
+        outcomes = {o.job.run_id: o for o in pool.run(jobs)}
+        again = {o.job.run_id: o for o in pool.run(jobs[-2:])}
+    finally:
+        pool.close()
+    assert sorted(outcomes) == sorted(j.run_id for j in jobs)
+    assert outcomes["r0"].error == "ValueError: bad seed 0" and not outcomes["r0"].died
+    assert outcomes["r1"].died and outcomes["r1"].packed is None
+    assert outcomes["r1"].error is not None and outcomes["r1"].error.endswith("(signal SIGKILL)")
+    echoed = {k: o.packed.decode().split(":") for k, o in outcomes.items() if o.packed is not None}
+    assert {k: int(v[0]) for k, v in echoed.items()} == {"r2": 2, "r3": 3, "r4": 4, "r5": 5, "r6": 6}
+    pids = {v[1] for v in echoed.values()}
+    pids |= {o.packed.decode().split(":")[1] for o in again.values() if o.packed}
+    assert len(again) == 2 and all(o.packed for o in again.values()) and str(os.getpid()) not in pids
+    assert len(pids) == 3  # two workers kept across both runs, and one replacement for the dead one
+
+
+@pytest.mark.timeout(60)  # the bug this guards against is a hang
+def test_local_pool_sees_a_worker_exit_while_its_child_holds_the_pipe(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child.pid"
+    pool = LocalExecutor(1, target=exit_leaving_a_child)
+    try:
+        (outcome,) = pool.run([Job("r", {"pid_file": str(pid_file)})])
+    finally:
+        pool.close()
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    assert outcome.died and outcome.error is not None and outcome.error.endswith("(exit code 5)")
 
 
 def kill_midway_then_resume(tmp_path: Path, options: list[str]) -> None:

@@ -6,8 +6,8 @@ with the driver: the driver alone unpacks each folder atomically and records it.
 
 Every executor yields an Outcome per job as jobs finish, in any order. A job whose worker process
 died is reported with `died=True` once the executor is sure which job killed it (Dask and Ray
-retry a task on another worker first; the local pool reruns the jobs that shared the pool with
-the dead worker one at a time), and the executor goes on with the rest. Dask and Ray live in
+retry a task on another worker first; each local pool worker has its own pipe, so its death
+names its job), and the executor goes on with the rest. Dask and Ray live in
 kanlab.clusters.
 """
 
@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import tarfile
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import ALL_COMPLETED, FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from multiprocessing import get_all_start_methods, get_context
-from multiprocessing.context import BaseContext
+from multiprocessing import connection, get_all_start_methods, get_context
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkServerContext, SpawnContext
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -157,10 +158,10 @@ class SerialExecutor:
         """Nothing to release."""
 
 
-def _pool_context() -> BaseContext:
+def _pool_context() -> ForkServerContext | SpawnContext:
     # forkserver: each worker forks from a server process that has only imported kanlab and torch,
-    # so a fresh worker starts in milliseconds (the local pool restarts after a worker dies). Plain
-    # fork is unsafe once torch has started thread pools in this process; spawn is the fallback.
+    # so a fresh worker starts in milliseconds (the pool replaces a worker that died). Plain fork is
+    # unsafe once torch has started thread pools in this process; spawn is the fallback.
     # torch._dynamo too: torch's optimizers import it on first use, which takes seconds.
     if "forkserver" not in get_all_start_methods():
         return get_context("spawn")
@@ -169,8 +170,55 @@ def _pool_context() -> BaseContext:
     return context
 
 
+def _serve(target: Target, conn: Connection) -> None:
+    """A pool worker: run each Job the driver sends, reply b"R" + packed folder or b"E" + error text."""
+    import torch
+
+    torch.set_num_threads(1)
+    while True:
+        try:
+            job = conn.recv()  # from our own driver, over a private pipe
+        except EOFError:  # the driver closed the pipe: no more work
+            return
+        try:
+            reply = b"R" + target(job)
+        except Exception as err:  # noqa: BLE001 - any error is this job's outcome, not the worker's end
+            reply = b"E" + error_text(err).encode()
+        conn.send_bytes(reply)
+
+
+def death_text(exitcode: int | None) -> str:
+    """DIED, with how the worker process ended (its exit code or the signal that killed it)."""
+    if exitcode is not None and exitcode < 0:
+        try:
+            return f"{DIED} (signal {signal.Signals(-exitcode).name})"
+        except ValueError:
+            return f"{DIED} (signal {-exitcode})"
+    return f"{DIED} (exit code {exitcode})"
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    job: Job | None = None
+
+    def stop(self, *, kill: bool = False) -> int | None:
+        """End the process (politely by closing its pipe, or killed) and return its exit code."""
+        self.conn.close()
+        if not kill:
+            self.process.join(timeout=10)  # an idle worker returns as soon as it reads the EOF
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        return self.process.exitcode
+
+
 class LocalExecutor:
     """A pool of worker processes on this machine (forkserver or spawn, one torch thread each).
+
+    Each worker has its own pipe, so when one dies the driver knows which job it was running:
+    that job is reported as died, the worker is replaced and the other jobs go on untouched.
 
     Args:
         workers: number of processes (default: the cores this process may use).
@@ -183,59 +231,63 @@ class LocalExecutor:
             raise ValueError(f"workers must be >= 1, got {workers!r}")
         self.target = target
         self.description = f"a local pool of {self.workers} process(es)"
-        self._pool: ProcessPoolExecutor | None = None
+        self._idle: list[_Worker] = []
+        self._busy: dict[Connection, _Worker] = {}
 
-    def _fresh_pool(self) -> ProcessPoolExecutor:
-        pool = ProcessPoolExecutor(self.workers, mp_context=_pool_context())
-        self._pool = pool
-        return pool
+    def _start(self) -> _Worker:
+        context = _pool_context()
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_serve, args=(self.target, theirs), name="kanlab-worker")
+        process.start()
+        theirs.close()  # the worker holds the other end: its death reads as EOF here
+        return _Worker(process, ours)
 
-    def _fill(self, pool: ProcessPoolExecutor, waiting: deque[Job], suspects: deque[Job],
-              running: dict[Future[bytes], Job]) -> bool:
-        # Only as many jobs as workers are submitted, so every running job is really running when a
-        # worker dies. Those jobs become suspects and rerun one at a time: one that kills the pool
-        # while alone is the culprit. False: the pool broke meanwhile (the job goes back in line).
-        while (suspects and not running) or (waiting and not suspects and len(running) < self.workers):
-            line = suspects if suspects else waiting
-            job = line.popleft()
-            try:
-                running[pool.submit(in_one_thread, self.target, job)] = job
-            except BrokenProcessPool:
-                line.appendleft(job)
-                return False
-        return True
+    def _give(self, job: Job) -> None:
+        worker = self._idle.pop() if self._idle else self._start()
+        worker.job = job
+        try:
+            worker.conn.send(job)
+        except OSError:  # the idle worker had died: a fresh one takes the job
+            worker.stop(kill=True)
+            self._give(job)
+            return
+        self._busy[worker.conn] = worker
+
+    def _collect(self, worker: _Worker) -> Outcome:
+        job = worker.job
+        assert job is not None  # only busy workers are collected
+        worker.job = None
+        try:
+            if not worker.conn.poll():  # exited without a reply (its pipe may live on in a child of its own)
+                raise EOFError
+            reply = worker.conn.recv_bytes()
+        except (EOFError, OSError):
+            return Outcome(job, None, death_text(worker.stop(kill=True)), died=True)
+        self._idle.append(worker)
+        if reply[:1] == b"R":
+            return Outcome(job, reply[1:])
+        return Outcome(job, None, reply[1:].decode(errors="replace"))
 
     def run(self, jobs: Iterable[Job]) -> Iterator[Outcome]:
-        """Execute jobs, at most one per worker at a time; a dead worker's job is found and reported."""
-        waiting, suspects = deque(jobs), deque[Job]()
-        running: dict[Future[bytes], Job] = {}
-        while waiting or suspects or running:
-            pool = self._pool or self._fresh_pool()
-            whole = self._fill(pool, waiting, suspects, running)
-            done, _ = wait(running, return_when=FIRST_COMPLETED if whole else ALL_COMPLETED)
-            if any(isinstance(f.exception(), BrokenProcessPool) for f in done):
-                whole = False
-                done, _ = wait(running)  # the pool is dead: every future resolves now
-            dead: list[Job] = []
-            for future in done:
-                job = running.pop(future)
-                err = future.exception()
-                if isinstance(err, BrokenProcessPool):
-                    dead.append(job)
-                elif err is not None:
-                    yield Outcome(job, None, error_text(err))
-                else:
-                    yield Outcome(job, future.result())
-            if not whole:
-                self._pool = None
-                pool.shutdown(wait=True)
-                if len(dead) == 1:
-                    yield Outcome(dead[0], None, DIED, died=True)
-                else:
-                    suspects.extend(dead)
+        """Execute jobs, at most one per worker at a time, yielding outcomes as they finish."""
+        waiting = deque(jobs)
+        try:
+            while waiting or self._busy:
+                while waiting and len(self._busy) < self.workers:
+                    self._give(waiting.popleft())
+                # A reply, or a worker that ended: its exit is seen even if a process it forked
+                # still holds its end of the pipe open.
+                ready = connection.wait([*self._busy, *(w.process.sentinel for w in self._busy.values())])
+                for conn in [c for c, w in self._busy.items() if c in ready or w.process.sentinel in ready]:
+                    yield self._collect(self._busy.pop(conn))
+        finally:
+            for worker in self._busy.values():  # abandoned mid-sweep: stop what still runs
+                worker.stop(kill=True)
+            self._busy.clear()
 
     def close(self) -> None:
         """Stop the worker processes."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        for worker in [*self._idle, *self._busy.values()]:
+            worker.stop(kill=worker.job is not None)
+        self._idle.clear()
+        self._busy.clear()
