@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from kanlab import symlib
+from kanlab.evaluation import evaluate as evaluate_model
 from kanlab.formula import evaluate, formula
 from kanlab.models import param_count
 from kanlab.polish import polish_constants
@@ -34,7 +35,6 @@ from kanlab.prune import PruneReport, prune
 from kanlab.runs import edge_arrays
 from kanlab.snap import EdgeChoice, auto_fix, spline_edges, stack_of, symbolize
 from kanlab.train import Data, TrainConfig, train
-from kanlab.train import evaluate as evaluate_model
 
 LIBRARY = ("x", "x^2", "x^3", "x^4", "exp", "log", "sqrt", "tanh", "sin", "abs", "0")
 

@@ -12,13 +12,14 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.optim import lr_scheduler
 
+from kanlab.evaluation import Data, evaluate
 from kanlab.layers.bspline import KANLinear
 from kanlab.regularization import forward_with_sparsity, kan_like_layers, stack_layers
 from kanlab.trainconfig import DTYPES, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -29,19 +30,6 @@ __all__ = ["DTYPES", "OPTIMIZERS", "SCHEDULES", "Data", "History", "TrainConfig"
 Record = dict[str, Any]
 Callback = Callable[[Record], None]  # gets each evaluation record
 Progress = Callable[[int, int], None]  # gets (step, total_steps) after each step
-
-
-class Data(Protocol):
-    """What train needs from a dataset (kanlab.tasks.Dataset is one): (n, d) inputs, (n, t) targets."""
-
-    @property
-    def x_train(self) -> torch.Tensor: ...
-    @property
-    def y_train(self) -> torch.Tensor: ...
-    @property
-    def x_test(self) -> torch.Tensor: ...
-    @property
-    def y_test(self) -> torch.Tensor: ...
 
 
 @dataclass
@@ -115,35 +103,6 @@ def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02) -> N
             update(x, grid_eps)
         if j < len(layers) - 1:
             x = layer(x)  # the next layer's input, after this layer's refit
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Data, *, chunk: int = 65536) -> dict[str, float]:
-    """Full-set MSE of model on the train and test sets, in chunks of rows, without gradients.
-
-    Args:
-        model: maps (n, d) -> (n, t); data is cast to its first parameter's dtype and device.
-        data: any object with x_train, y_train, x_test, y_test.
-        chunk: rows per forward pass (bounds memory on image tasks).
-    Returns:
-        {"train_loss", "test_loss", "test_rmse"} as Python floats (MSE over all n * t entries).
-    """
-    p = next(model.parameters())
-    was_training = model.training
-    model.eval()
-    try:
-        out = {}
-        for split in ("train", "test"):
-            x = getattr(data, f"x_{split}").to(p.device, p.dtype)
-            y = getattr(data, f"y_{split}").to(p.device, p.dtype)
-            sse = sum(  # (chunk, t) squared errors
-                ((model(x[i : i + chunk]) - y[i : i + chunk]) ** 2).sum()
-                for i in range(0, len(x), chunk))
-            out[f"{split}_loss"] = float(sse) / y.numel()
-    finally:
-        model.train(was_training)
-    out["test_rmse"] = math.sqrt(out["test_loss"]) if out["test_loss"] >= 0 else math.nan
-    return out
 
 
 def _nonfinite_inside(model: nn.Module, x: torch.Tensor) -> bool:
