@@ -218,6 +218,20 @@ def test_local_pool_sees_a_worker_exit_while_its_child_holds_the_pipe(tmp_path: 
     assert outcome.died and outcome.error is not None and outcome.error.endswith("(exit code 5)")
 
 
+@pytest.mark.slow  # end to end: a second interpreter and its pool
+def test_a_pool_left_open_does_not_hold_the_interpreter_at_exit(tmp_path: Path) -> None:
+    script = (
+        "from kanlab.executors import Job, LocalExecutor\n"
+        "from tests.test_executors import echo_raise_or_die\n"
+        "pool = LocalExecutor(2, target=echo_raise_or_die)\n"
+        "print([o.packed for o in pool.run([Job('a', {'seed': 2}), Job('b', {'seed': 3})])])\n"
+    )  # no pool.close(): the idle workers must still stop when the interpreter exits
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parent.parent)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("b'") == 2
+
+
 def kill_midway_then_resume(tmp_path: Path, options: list[str]) -> None:
     text = sweep_text("killed", 6, steps=20)
     spec = tmp_path / "killed.toml"

@@ -18,6 +18,7 @@ import os
 import signal
 import tarfile
 import tempfile
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -233,6 +234,9 @@ class LocalExecutor:
         self.description = f"a local pool of {self.workers} process(es)"
         self._idle: list[_Worker] = []
         self._busy: dict[Connection, _Worker] = {}
+        # Workers wait for jobs until their pipe closes, and multiprocessing joins them at exit:
+        # stop them when this executor is collected or the interpreter exits without close().
+        weakref.finalize(self, _stop_all, self._idle, self._busy)
 
     def _start(self) -> _Worker:
         context = _pool_context()
@@ -287,7 +291,11 @@ class LocalExecutor:
 
     def close(self) -> None:
         """Stop the worker processes."""
-        for worker in [*self._idle, *self._busy.values()]:
-            worker.stop(kill=worker.job is not None)
-        self._idle.clear()
-        self._busy.clear()
+        _stop_all(self._idle, self._busy)
+
+
+def _stop_all(idle: list[_Worker], busy: dict[Connection, _Worker]) -> None:
+    for worker in [*idle, *busy.values()]:
+        worker.stop(kill=worker.job is not None)
+    idle.clear()
+    busy.clear()
