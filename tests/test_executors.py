@@ -205,6 +205,22 @@ def test_local_pool_names_each_outcome_and_replaces_only_the_dead_worker() -> No
     assert len(pids) == 3  # two workers kept across both runs, and one replacement for the dead one
 
 
+def test_local_pool_replaces_a_worker_that_died_while_idle() -> None:
+    pool = LocalExecutor(1, target=echo_raise_or_die)
+    try:
+        (first,) = pool.run([Job("a", {"seed": 2})])
+        assert first.packed is not None
+        old_pid = int(first.packed.decode().split(":")[1])
+        os.kill(old_pid, signal.SIGKILL)  # between jobs: nothing of ours is lost
+        time.sleep(0.5)
+        (second,) = pool.run([Job("b", {"seed": 3})])
+    finally:
+        pool.close()
+    assert not second.died and second.packed is not None
+    seed, pid = second.packed.decode().split(":")
+    assert seed == "3" and int(pid) != old_pid
+
+
 @pytest.mark.timeout(60)  # the bug this guards against is a hang
 def test_local_pool_sees_a_worker_exit_while_its_child_holds_the_pipe(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"

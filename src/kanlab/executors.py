@@ -248,13 +248,15 @@ class LocalExecutor:
 
     def _give(self, job: Job) -> None:
         worker = self._idle.pop() if self._idle else self._start()
-        worker.job = job
         try:
+            if not worker.process.is_alive():
+                raise BrokenPipeError
             worker.conn.send(job)
-        except OSError:  # the idle worker had died: a fresh one takes the job
+        except OSError:  # the idle worker had died meanwhile: a fresh one takes the job
             worker.stop(kill=True)
             self._give(job)
             return
+        worker.job = job
         self._busy[worker.conn] = worker
 
     def _collect(self, worker: _Worker) -> Outcome:
