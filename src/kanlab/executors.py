@@ -22,9 +22,9 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from multiprocessing import connection, get_all_start_methods, get_context
+from multiprocessing import connection, get_context
 from multiprocessing.connection import Connection
-from multiprocessing.context import ForkServerContext, SpawnContext
+from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol
@@ -159,16 +159,12 @@ class SerialExecutor:
         """Nothing to release."""
 
 
-def _pool_context() -> ForkServerContext | SpawnContext:
-    # forkserver: each worker forks from a server process that has only imported kanlab and torch,
-    # so a fresh worker starts in milliseconds (the pool replaces a worker that died). Plain fork is
-    # unsafe once torch has started thread pools in this process; spawn is the fallback.
-    # torch._dynamo too: torch's optimizers import it on first use, which takes seconds.
-    if "forkserver" not in get_all_start_methods():
-        return get_context("spawn")
-    context = get_context("forkserver")
-    context.set_forkserver_preload(["kanlab.executors", "torch._dynamo"])
-    return context
+def _pool_context() -> SpawnContext:
+    # spawn: each worker is a fresh interpreter. Forking (directly or from a forkserver) copies a
+    # process that already runs BLAS and torch threads, which can leave a child deadlocked on a
+    # lock some other thread held; a worker that hangs at start is a sweep that never ends. A
+    # fresh worker takes a few seconds to import torch, paid once per worker (and per replacement).
+    return get_context("spawn")
 
 
 def _serve(target: Target, conn: Connection) -> None:
@@ -216,10 +212,12 @@ class _Worker:
 
 
 class LocalExecutor:
-    """A pool of worker processes on this machine (forkserver or spawn, one torch thread each).
+    """A pool of worker processes on this machine (fresh interpreters, one torch thread each).
 
     Each worker has its own pipe, so when one dies the driver knows which job it was running:
     that job is reported as died, the worker is replaced and the other jobs go on untouched.
+    Workers are spawned, so a script that uses this pool must start from an
+    `if __name__ == "__main__":` block, as with any spawn-based pool.
 
     Args:
         workers: number of processes (default: the cores this process may use).
@@ -281,10 +279,12 @@ class LocalExecutor:
             while waiting or self._busy:
                 while waiting and len(self._busy) < self.workers:
                     self._give(waiting.popleft())
-                # A reply, or a worker that ended: its exit is seen even if a process it forked
-                # still holds its end of the pipe open.
-                ready = connection.wait([*self._busy, *(w.process.sentinel for w in self._busy.values())])
-                for conn in [c for c, w in self._busy.items() if c in ready or w.process.sentinel in ready]:
+                # A reply, or a worker that ended. A process the worker forked may hold its pipe and
+                # its sentinel open after it died, hence also a look at each busy worker every second.
+                ready = connection.wait([*self._busy, *(w.process.sentinel for w in self._busy.values())],
+                                        timeout=1.0)
+                for conn in [c for c, w in self._busy.items()
+                             if c in ready or w.process.sentinel in ready or not w.process.is_alive()]:
                     yield self._collect(self._busy.pop(conn))
         finally:
             for worker in self._busy.values():  # abandoned mid-sweep: stop what still runs
