@@ -122,3 +122,29 @@ def test_kan_paper_toy_reports_rmse_at_each_grid_size(tmp_path: Path) -> None:
 
     for s in stages:
         assert f"<td>{fmt_sci(s['test_rmse'])}</td>" in html.replace('<td class="num">', "<td>")
+
+
+def test_ctrl_c_mid_study_keeps_finished_runs_and_a_rerun_completes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    import kanlab.runs
+
+    real, calls = kanlab.runs.train, []
+
+    def interrupted_second(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kanlab.runs, "train", interrupted_second)
+    assert main(["run", "smoke", "--root", str(tmp_path), *SMALL]) == 130
+    assert "interrupted; finished runs are saved" in capsys.readouterr().err
+    first = rows(tmp_path)
+    assert len(first) == 1 and first[0]["status"] == "finished"
+    stamp = (Path(first[0]["run_dir"]) / "final.json").stat().st_mtime_ns
+    monkeypatch.setattr(kanlab.runs, "train", real)
+    assert main(["run", "smoke", "--root", str(tmp_path), *SMALL]) == 0
+    again = rows(tmp_path)
+    assert len(again) == 4 and {r["status"] for r in again} == {"finished"}
+    assert (Path(first[0]["run_dir"]) / "final.json").stat().st_mtime_ns == stamp  # not redone
+    assert not list(Path(first[0]["run_dir"]).parent.glob(".tmp-*"))

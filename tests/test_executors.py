@@ -248,7 +248,7 @@ def test_a_pool_left_open_does_not_hold_the_interpreter_at_exit(tmp_path: Path) 
     assert done.stdout.count("b'") == 2
 
 
-def kill_midway_then_resume(tmp_path: Path, options: list[str]) -> None:
+def kill_midway_then_resume(tmp_path: Path, options: list[str], sig: int = signal.SIGKILL) -> None:
     text = sweep_text("killed", 6, steps=20)
     spec = tmp_path / "killed.toml"
     spec.write_text(text)
@@ -264,8 +264,11 @@ def kill_midway_then_resume(tmp_path: Path, options: list[str]) -> None:
             assert time.monotonic() < deadline, "no run finished within 120 s"
             time.sleep(0.02)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the driver and its pool workers, mid-sweep
-        proc.communicate()
+        os.killpg(proc.pid, sig)  # the driver and its pool workers, mid-sweep
+        _, err = proc.communicate(timeout=60)
+    if sig == signal.SIGINT:  # Ctrl-C: the driver stops its workers and says how to resume
+        assert proc.returncode == 130 and err.decode().strip() == (
+            "kanlab: interrupted; finished runs are saved: run the same command again to resume")
     before = stamps(root / "killed")
     assert 0 < len(before) < len(exps)
     again = subprocess.run(command, capture_output=True, text=True, timeout=300)
@@ -281,6 +284,11 @@ def kill_midway_then_resume(tmp_path: Path, options: list[str]) -> None:
 @pytest.mark.slow  # end to end: worker processes, a cluster or two CLI processes
 def test_sigkill_of_the_driver_then_rerun_completes_the_local_sweep(tmp_path: Path) -> None:
     kill_midway_then_resume(tmp_path, ["--workers", "2"])
+
+
+@pytest.mark.slow  # end to end: worker processes, a cluster or two CLI processes
+def test_ctrl_c_stops_the_local_sweep_cleanly_and_a_rerun_completes_it(tmp_path: Path) -> None:
+    kill_midway_then_resume(tmp_path, ["--workers", "2"], signal.SIGINT)
 
 
 def closed_port() -> int:

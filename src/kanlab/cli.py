@@ -185,6 +185,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, KeyError) as err:
         print(f"kanlab: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.command in ("run", "compare", "sweep"):
+            print("kanlab: interrupted; finished runs are saved: run the same command again to resume",
+                  file=sys.stderr)
+        else:
+            print("kanlab: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

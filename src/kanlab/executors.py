@@ -171,6 +171,8 @@ def _serve(target: Target, conn: Connection) -> None:
     """A pool worker: run each Job the driver sends, reply b"R" + packed folder or b"E" + error text."""
     import torch
 
+    # Ctrl-C reaches the whole process group: the driver alone handles it (and stops its workers).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(1)
     while True:
         try:
