@@ -269,7 +269,9 @@ def kill_midway_then_resume(tmp_path: Path, options: list[str], sig: int = signa
         os.killpg(proc.pid, sig)  # the driver and its pool workers, mid-sweep
         _, err = proc.communicate(timeout=60)
     if sig == signal.SIGINT:  # Ctrl-C: the driver stops its workers and says how to resume
-        assert proc.returncode == 130 and err.decode().strip() == (
+        text = err.decode()
+        assert proc.returncode == 130 and "Traceback" not in text, text
+        assert text.strip().splitlines()[-1] == (
             "kanlab: interrupted; finished runs are saved: run the same command again to resume")
     before = stamps(root / "killed")
     assert 0 < len(before) < len(exps)
