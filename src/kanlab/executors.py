@@ -18,6 +18,7 @@ import os
 import signal
 import tarfile
 import tempfile
+import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -183,7 +184,10 @@ def _serve(target: Target, conn: Connection) -> None:
             reply = b"R" + target(job)
         except Exception as err:  # noqa: BLE001 - any error is this job's outcome, not the worker's end
             reply = b"E" + error_text(err).encode()
-        conn.send_bytes(reply)
+        try:
+            conn.send_bytes(reply)
+        except OSError:  # the driver is gone or gave up on this job: nobody to tell
+            return
 
 
 def death_text(exitcode: int | None) -> str:
@@ -204,12 +208,13 @@ class _Worker:
 
     def stop(self, *, kill: bool = False) -> int | None:
         """End the process (politely by closing its pipe, or killed) and return its exit code."""
+        if kill:
+            self.process.kill()
         self.conn.close()
-        if not kill:
-            self.process.join(timeout=10)  # an idle worker returns as soon as it reads the EOF
+        self.process.join(timeout=None if kill else 10)  # an idle worker returns once it reads the EOF
         if self.process.is_alive():
             self.process.kill()
-        self.process.join()
+            self.process.join()
         return self.process.exitcode
 
 
@@ -242,7 +247,15 @@ class LocalExecutor:
         context = _pool_context()
         ours, theirs = context.Pipe()
         process = context.Process(target=_serve, args=(self.target, theirs), name="kanlab-worker")
-        process.start()
+        # Started with SIGINT ignored, which the new interpreter keeps: a Ctrl-C while it imports
+        # torch is the driver's to handle, like one later (see _serve).
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            process.start()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
         theirs.close()  # the worker holds the other end: its death reads as EOF here
         return _Worker(process, ours)
 
