@@ -25,7 +25,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from multiprocessing import connection, get_context
 from multiprocessing.connection import Connection
-from multiprocessing.context import SpawnContext
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol
@@ -160,28 +159,17 @@ class SerialExecutor:
         """Nothing to release."""
 
 
-def _pool_context() -> SpawnContext:
-    # spawn: each worker is a fresh interpreter. Forking (directly or from a forkserver) copies a
-    # process that already runs BLAS and torch threads, which can leave a child deadlocked on a
-    # lock some other thread held; a worker that hangs at start is a sweep that never ends. A
-    # fresh worker takes a few seconds to import torch, paid once per worker (and per replacement).
-    return get_context("spawn")
-
-
 def _serve(target: Target, conn: Connection) -> None:
     """A pool worker: run each Job the driver sends, reply b"R" + packed folder or b"E" + error text."""
-    import torch
-
     # Ctrl-C reaches the whole process group: the driver alone handles it (and stops its workers).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(1)
     while True:
         try:
             job = conn.recv()  # from our own driver, over a private pipe
         except EOFError:  # the driver closed the pipe: no more work
             return
         try:
-            reply = b"R" + target(job)
+            reply = b"R" + in_one_thread(target, job)
         except Exception as err:  # noqa: BLE001 - any error is this job's outcome, not the worker's end
             reply = b"E" + error_text(err).encode()
         try:
@@ -244,7 +232,11 @@ class LocalExecutor:
         weakref.finalize(self, _stop_all, self._idle, self._busy)
 
     def _start(self) -> _Worker:
-        context = _pool_context()
+        # spawn: each worker is a fresh interpreter. Forking (directly or from a forkserver) copies
+        # a process that already runs BLAS and torch threads, which can leave a child deadlocked on
+        # a lock some other thread held; a worker that hangs at start is a sweep that never ends. A
+        # fresh worker takes a few seconds to import torch, paid once per worker (and replacement).
+        context = get_context("spawn")
         ours, theirs = context.Pipe()
         process = context.Process(target=_serve, args=(self.target, theirs), name="kanlab-worker")
         # Started with SIGINT ignored, which the new interpreter keeps: a Ctrl-C while it imports
