@@ -154,6 +154,7 @@ def main() -> None:
     toy: dict[str, Callable[[], nn.Module | None]] = {
         "kanlab KAN [2, 5, 1]": lambda: _kanlab_toy("auto"),
         "kanlab KAN [2, 5, 1] compiled": lambda: _kanlab_toy("compiled"),
+        "kanlab KAN [2, 5, 1] native": lambda: _kanlab_toy("native"),
         "kanlab MLP tanh [2, 5, 1]": lambda: MLP([2, 5, 1], activation="tanh").double(),
         "pykan 0.2.8 [2, 5, 1]": lambda: pykan([2, 5, 1], torch.float64),
     }

@@ -1,4 +1,4 @@
-"""The dense and gather paths of KANLinear against the reference path: values, gradients, memory."""
+"""The dense, gather and native paths of KANLinear against the reference path: values, gradients, memory."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from kanlab import KANLinear, splines
 from kanlab.layers import _fast, _fast_dense, _fast_gather
 
-FAST = ["dense", "gather"]
+FAST = ["dense", "gather", "native"]
 SWITCHES = list(
     itertools.product([True, False], [True, False], ["silu", "identity", "tanh", None], [True, False])
 )
@@ -205,11 +205,12 @@ def test_update_grid_and_refine_work_on_every_path(path: str) -> None:
 
 
 def test_auto_picks_dense_for_coarse_grids_and_gather_for_fine_ones() -> None:
-    assert KANLinear(2, 2, grid_size=5).resolved_path() == "dense"
-    assert KANLinear(2, 2, grid_size=100).resolved_path() == "gather"
-    assert KANLinear(2, 2, grid_size=100, path="dense").resolved_path() == "dense"
+    # 16 -> 16 is past the layers auto runs natively (tests/test_native.py)
+    assert KANLinear(16, 16, grid_size=5).resolved_path() == "dense"
+    assert KANLinear(16, 16, grid_size=100).resolved_path() == "gather"
+    assert KANLinear(16, 16, grid_size=100, path="dense").resolved_path() == "dense"
     assert KANLinear(2, 2, grid_size=3, order=0).resolved_path() in FAST  # every order is supported
-    layer = KANLinear(2, 2, grid_size=5)
+    layer = KANLinear(16, 16, grid_size=5)
     layer.refine(100)
     assert layer.resolved_path() == "gather"  # follows the grid as it is refined
 

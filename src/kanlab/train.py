@@ -21,6 +21,7 @@ from torch.optim import lr_scheduler
 
 from kanlab.evaluation import Data, evaluate
 from kanlab.layers.bspline import KANLinear
+from kanlab.optim import LBFGS
 from kanlab.regularization import forward_with_sparsity, kan_like_layers, stack_layers
 from kanlab.trainconfig import DTYPES, OPTIMIZERS, SCHEDULES, TrainConfig
 
@@ -58,15 +59,14 @@ class History:
 
 
 def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer cfg names, over params (LBFGS with a strong-Wolfe line search)."""
+    """The optimizer cfg names, over params (LBFGS: kanlab.optim's, with a strong-Wolfe line search)."""
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.LBFGS(params, lr=cfg.lr, max_iter=cfg.lbfgs_max_iter, history_size=cfg.lbfgs_history,
-                             line_search_fn="strong_wolfe")
+    return LBFGS(params, lr=cfg.lr, max_iter=cfg.lbfgs_max_iter, history_size=cfg.lbfgs_history)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> lr_scheduler.LRScheduler | None:

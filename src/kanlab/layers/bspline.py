@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from kanlab import splines
-from kanlab.layers import _compiled, _fast, _fast_dense, _fast_gather
+from kanlab.layers import _compiled, _fast, _fast_dense, _fast_gather, _native
 from kanlab.layers._common import check_choice, check_input, check_positive_int
 
 BASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -26,7 +26,7 @@ BASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "tanh": torch.tanh,
 }
 INITS = ("pykan", "uniform")
-PATHS = ("auto", "reference", "uniform", "dense", "gather", "compiled")
+PATHS = ("auto", "reference", "uniform", "dense", "gather", "compiled", "native")
 
 
 class KANLinear(nn.Module):
@@ -46,11 +46,15 @@ class KANLinear(nn.Module):
         check_finite: raise on NaN/inf inputs (one reduction per call; False skips it).
         path: forward implementation: "reference" (Cox-de Boor basis + matmul, the readable one),
             "uniform" (closed-form dense basis + matmul), "dense" and "gather" (local values and a
-            hand-written backward, see layers/_fast*.py), "auto": dense for coarse grids, gather
-            for fine ones (any grid, uniform or not, any order), or "compiled": the closed-form
+            hand-written backward, see layers/_fast*.py), "auto": native for the smallest layers
+            (at most 32 edges, where it can run), else dense for coarse grids and gather for fine
+            ones (any grid, uniform or not, any order), or "compiled": the closed-form
             dense basis and its hand-written backward fused by torch.compile
             (layers/_compiled.py; ~5-20 s to compile per shape on first call, then the fastest
-            at coarse grids; uniform grids and order >= 2 only, else what "auto" picks).
+            at coarse grids; uniform grids and order >= 2 only, else what "auto" picks), or
+            "native": the whole layer as C loops compiled on first use (layers/_native.py; the
+            fastest for small layers such as the KAN paper's; CPU, uniform grids, order 2..5
+            and a C compiler only, else what "auto" picks).
         device, dtype: where and in what precision to create the parameters.
     """
 
@@ -160,9 +164,15 @@ class KANLinear(nn.Module):
 
     def resolved_path(self) -> str:
         """The implementation forward uses now: self.path, or what "auto" picks for this grid."""
-        if self.path == "auto" or (self.path == "compiled" and not (self.uniform and self.order >= 2)):
-            return _fast.auto_path(self.grid_size, self.order)
-        return self.path
+        closed_form = self.uniform and self.order >= 2
+        if self.path not in ("auto", "native", "compiled") or (self.path == "compiled" and closed_form):
+            return self.path
+        small = self.in_features * self.out_features <= _native.SMALL_EDGES
+        if (self.path == "native" or small) and closed_form and self.order <= _native.MAX_ORDER:
+            asked = self.path == "native"
+            if self.coef.device.type == "cpu" and _native.available(self.coef.dtype, asked=asked):
+                return "native"
+        return _fast.auto_path(self.grid_size, self.order)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
@@ -172,6 +182,9 @@ class KANLinear(nn.Module):
         if path == "compiled":
             return _compiled.layer(x, self.coef, self.spline_weight, self.base_weight, self.bias,
                                    self.grid, self.order, self.base)
+        if path == "native":
+            return _native.NativeKAN.apply(x, self.coef, self.spline_weight, self.base_weight, self.bias,
+                                           self.grid, self.order, self.base)
         if path == "dense":  # base branch and bias fused into the one GEMM
             return _fast_dense.DenseKAN.apply(
                 x, self.coef, self.spline_weight, self.base_weight, self.bias, self.grid, self.order,

@@ -1,0 +1,188 @@
+"""The "native" KANLinear path: a small layer's forward and backward as plain C loops.
+
+At the sizes of the KAN paper's examples ([2, 5, 1], a thousand points) every other path spends
+its time dispatching tensor operations (a few microseconds each, a few hundred per LBFGS closure),
+not computing. _native.c does the whole layer, uniform-grid basis included, in one call each way.
+It is compiled with the system's C compiler on first use (well under a second; cached in
+~/.cache/kanlab/native, or $KANLAB_CACHE/native) and loaded with ctypes. Where no compiler works,
+KANLinear runs the "dense" or "gather" path instead: silently under path="auto" (which picks
+native for the smallest layers), after one RuntimeWarning under path="native".
+
+The loops run on one thread and read the coefficient table once per sample and input: fast while
+a layer is small (see SMALL_EDGES), slower than the GEMM paths beyond. CPU only; float32 and
+float64 (sums in double either way); uniform grids of order 2..5.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from kanlab.layers._fast import _power_matrix, graph_grads, reference_layer
+
+SOURCE = Path(__file__).with_name("_native.c")
+C_TYPES = {torch.float32: "float", torch.float64: "double"}
+BASE_CODES = {None: 0, "silu": 1, "identity": 2, "tanh": 3}
+# "auto" runs native for layers with at most this many edges (in * out): measured against "dense"
+# (fwd+bwd, 2 threads, batch 1000-16384) native is 0.4-0.7x at 2->5, 5->1 and 16->4, even at 8->8,
+# and 2-10x slower from 16->16 on.
+SMALL_EDGES = 32
+MAX_ORDER = 5  # MAX_K in _native.c
+
+_LOCK = threading.Lock()
+_LIBS: dict[torch.dtype, ctypes.CDLL | None] = {}
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels are kept: $KANLAB_CACHE/native, else ~/.cache/kanlab/native."""
+    root = os.environ.get("KANLAB_CACHE")
+    if root:
+        return Path(root) / "native"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kanlab" / "native"
+
+
+_FAILED: dict[torch.dtype, str] = {}  # why a build failed, until it is reported
+
+
+def library(dtype: torch.dtype) -> ctypes.CDLL | None:
+    """The kernels for dtype, built on first use (once per process); None if they cannot be."""
+    with _LOCK:
+        if dtype not in _LIBS:
+            try:
+                if sys.platform == "win32":
+                    raise RuntimeError("not built on Windows")
+                _LIBS[dtype] = _load(build(C_TYPES[dtype]))
+            except (OSError, RuntimeError, subprocess.SubprocessError) as err:
+                _LIBS[dtype], _FAILED[dtype] = None, str(err)
+        return _LIBS[dtype]
+
+
+def available(dtype: torch.dtype, *, asked: bool = False) -> bool:
+    """Whether the native path can run for dtype here (builds the kernels if needed).
+
+    asked: the caller chose path="native": warn (once per dtype) when it cannot run.
+    """
+    ok = dtype in C_TYPES and library(dtype) is not None
+    if not ok and asked and dtype in _FAILED:
+        warnings.warn(f"kanlab: the native KAN path is unavailable ({_FAILED.pop(dtype)}); KANLinear "
+                      "runs what path='auto' picks instead. Install a C compiler (gcc or clang) or set "
+                      "CC to use it.", RuntimeWarning, stacklevel=3)
+    return ok
+
+
+def build(c_type: str) -> Path:
+    """Compile _native.c for c_type ("float" or "double") unless a build of this source exists."""
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+    if cc is None:
+        raise RuntimeError("no C compiler found")
+    flags = ["-O3", "-shared", "-fPIC", f"-DREAL={c_type}"]
+    stamp = " ".join([cc, *flags, platform.machine(), sys.platform]).encode()
+    key = hashlib.sha256(SOURCE.read_bytes() + stamp).hexdigest()[:16]
+    out = cache_dir() / f"kan_{c_type}_{key}.so"
+    if out.exists():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        done = subprocess.run([cc, *flags, str(SOURCE), "-o", str(tmp), "-lm"], capture_output=True,
+                              text=True, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-1000:]}")
+        os.replace(tmp, out)  # atomic: a sweep's workers building at once never load half a file
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    lib = ctypes.CDLL(str(path))
+    i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    head: list[Any] = [i64, i64, i64, i64, cint, ptr, ptr, ptr, ptr, ptr, ptr, ptr, cint]
+    lib.kan_forward.argtypes = [*head, ptr, ptr]
+    lib.kan_backward.argtypes = [*head, ptr, ptr, ptr, ptr, ptr, ptr]
+    lib.kan_forward.restype = lib.kan_backward.restype = cint
+    return lib
+
+
+@functools.cache
+def _poly(order: int) -> torch.Tensor:
+    return _power_matrix(order, True, torch.float64, torch.device("cpu")).contiguous()
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def _aux(x: torch.Tensor, base: str | None) -> torch.Tensor | None:
+    # What the kernels read to get b(x) and b'(x) without calling exp per element: torch's
+    # vectorized sigmoid or tanh of x, once per forward, kept for backward.
+    return torch.sigmoid(x) if base == "silu" else torch.tanh(x) if base == "tanh" else None
+
+
+def _head(x: torch.Tensor, aux: torch.Tensor | None, coef: torch.Tensor, scale: torch.Tensor | None,
+          base_weight: torch.Tensor | None, grid: torch.Tensor, k: int, base: str | None) -> list[Any]:
+    # The arguments both kernels start with; every tensor is contiguous and of x's dtype.
+    (b, i), (o, _, c) = x.shape, coef.shape
+    return [b, i, o, c + k + 1, k, _ptr(x), _ptr(aux), _ptr(grid), _ptr(_poly(k)), _ptr(coef),
+            _ptr(scale), _ptr(base_weight), BASE_CODES[base]]
+
+
+def _check(status: int) -> None:
+    if status != 0:
+        raise MemoryError("the native KAN kernel could not allocate its accumulators")
+
+
+class NativeKAN(torch.autograd.Function):
+    """y = sum_i [s * phi(x_i) + w * b(x_i)] + bias by _native.c; saves only the inputs."""
+
+    @staticmethod
+    def forward(
+        ctx: Any, x: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor | None,
+        base_weight: torch.Tensor | None, bias: torch.Tensor | None, grid: torch.Tensor,
+        order: int, base: str | None,
+    ) -> torch.Tensor:
+        lib = library(x.dtype)
+        assert lib is not None, "KANLinear only picks the native path where library() built it"
+        for name, t in (("coef", coef), ("scale", scale), ("base_weight", base_weight), ("bias", bias)):
+            if t is not None and t.dtype != x.dtype:
+                raise TypeError(f"KANLinear: the input is {x.dtype} but the layer's {name} is {t.dtype}: "
+                                "convert one to the other (model.double() or x.float())")
+        x, coef, grid = x.contiguous(), coef.contiguous(), grid.contiguous()
+        scale, base_weight, bias = (None if t is None else t.contiguous() for t in (scale, base_weight, bias))
+        y = x.new_empty(x.shape[0], coef.shape[0])
+        aux = _aux(x, base)
+        _check(lib.kan_forward(*_head(x, aux, coef, scale, base_weight, grid, order, base), _ptr(bias),
+                               _ptr(y)))
+        ctx.save_for_backward(x, aux, coef, scale, base_weight, bias, grid)
+        ctx.meta = (order, base)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
+        x, aux, coef, scale, base_weight, bias, grid = ctx.saved_tensors
+        k, base = ctx.meta
+        inputs = (x, coef, scale, base_weight, bias)
+        needs = ctx.needs_input_grad[:5]
+        if torch.is_grad_enabled():  # create_graph=True: higher derivatives through the general path
+            return (*graph_grads(needs, gy, inputs, functools.partial(reference_layer, grid, k, base)),
+                    None, None, None)
+        grads = [torch.empty_like(t) if need and t is not None else None
+                 for t, need in zip(inputs, needs, strict=True)]
+        gy = gy.contiguous()  # held by a name: the kernel reads it after _ptr returns
+        lib = library(x.dtype)
+        assert lib is not None
+        _check(lib.kan_backward(*_head(x, aux, coef, scale, base_weight, grid, k, base), _ptr(gy),
+                                *map(_ptr, grads)))
+        return (*grads, None, None, None)

@@ -1,0 +1,235 @@
+"""LBFGS with a strong-Wolfe line search, for full-batch fits of small models.
+
+torch.optim.LBFGS runs its two-loop recursion and line search as a few hundred tensor operations
+per iteration, one per history pair and parameter; on a model as small as the KAN paper's [2, 5, 1]
+those cost more than the model's own forward and backward (benchmarks/README.md). This one runs
+the same method with the parameters as one flat vector: the history pairs sit in one matrix whose
+dot products with each new gradient take one matrix-vector product, the two-loop recursion runs on
+those dot products as Python floats, and the search direction is one more product. Its iterates
+match torch's to round-off on smooth problems (tests/test_optim.py).
+
+References: Nocedal & Wright, Numerical Optimization (2nd ed.), Algorithm 7.4 (two-loop
+recursion), Algorithms 3.5 and 3.6 (strong-Wolfe line search with zoom) and eq. 3.59 (cubic
+interpolation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+C1, C2 = 1e-4, 0.9  # sufficient decrease and curvature constants of the Wolfe conditions
+MAX_LINE_SEARCH = 25  # evaluations per line search
+
+
+@dataclass
+class _Point:
+    """One evaluation along the search line: step t, loss f, flat gradient g, slope g.d."""
+
+    t: float
+    f: float
+    g: torch.Tensor
+    slope: float
+
+
+def _cubic_min(a: _Point, b: _Point, lo: float, hi: float) -> float:
+    # Minimizer of the cubic matching f and slope at a and b (N&W eq. 3.59), kept in [lo, hi];
+    # the middle of [lo, hi] when the cubic has no minimum.
+    if a.t == b.t:
+        return (lo + hi) / 2
+    d1 = a.slope + b.slope - 3 * (a.f - b.f) / (a.t - b.t)
+    square = d1 * d1 - a.slope * b.slope
+    if not square >= 0:  # also NaN
+        return (lo + hi) / 2
+    d2 = math.copysign(math.sqrt(square), b.t - a.t)
+    den = b.slope - a.slope + 2 * d2
+    if den == 0:
+        return (lo + hi) / 2
+    t = b.t - (b.t - a.t) * (b.slope + d2 - d1) / den
+    return min(max(t, lo), hi) if math.isfinite(t) else (lo + hi) / 2
+
+
+class LBFGS(torch.optim.Optimizer):
+    """Limited-memory BFGS over all parameters as one vector, with a strong-Wolfe line search.
+
+    The method and arguments of torch.optim.LBFGS(line_search_fn="strong_wolfe"), at a fraction of
+    its overhead per iteration. Unlike torch's, a trial step whose loss is NaN or inf is treated as
+    too long (the search backs off), so a huge lr costs evaluations rather than the run. One
+    parameter group; step(closure) as torch's: closure clears the gradients, computes the loss,
+    calls backward and returns the loss; step returns the first loss.
+
+    Args:
+        params: the parameters (one group).
+        lr: the first trial step of each line search after the first iteration.
+        max_iter: iterations per step() call.
+        max_eval: closure calls per step() (default max_iter * 5 / 4).
+        tolerance_grad: stop when the largest gradient entry is at most this.
+        tolerance_change: stop when the loss or the step changes by less than this.
+        history_size: curvature pairs kept.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float = 1.0, max_iter: int = 20,
+                 max_eval: int | None = None, tolerance_grad: float = 1e-7,
+                 tolerance_change: float = 1e-9, history_size: int = 100) -> None:
+        if not lr > 0:
+            raise ValueError(f"LBFGS lr must be > 0, got {lr!r}")
+        if max_iter < 1 or history_size < 1:
+            raise ValueError(f"LBFGS max_iter and history_size must be >= 1, got {max_iter}, {history_size}")
+        defaults = {"lr": lr, "max_iter": max_iter, "max_eval": max_eval or max_iter * 5 // 4,
+                    "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change,
+                    "history_size": history_size}
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1:
+            raise ValueError("LBFGS takes one parameter group")
+        self._params: list[torch.Tensor] = self.param_groups[0]["params"]
+        self._sizes = [p.numel() for p in self._params]
+
+    # ---- the flat view of the parameters ---------------------------------------------------
+    def _flat_params(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self._params])
+
+    def _flat_grad(self) -> torch.Tensor:
+        return torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
+                          for p in self._params])
+
+    @torch.no_grad()
+    def _set_params(self, flat: torch.Tensor) -> None:
+        for p, v in zip(self._params, flat.split(self._sizes), strict=True):
+            p.copy_(v.view_as(p))
+
+    def _evaluate(self, closure: Callable[[], torch.Tensor], x: torch.Tensor, t: float,
+                  d: torch.Tensor) -> _Point:
+        self._set_params(torch.add(x, d, alpha=t))
+        with torch.enable_grad():
+            f = float(closure().detach())
+        g = self._flat_grad()
+        return _Point(t, f, g, float(g.dot(d)))
+
+    # ---- the search direction: two-loop recursion on dot products --------------------------
+    def _direction(self, state: dict[str, Any], g: torch.Tensor) -> torch.Tensor:
+        order: list[int] = state.get("order", [])  # slots of the pairs, oldest first
+        if not order:
+            return g.neg()
+        pairs: torch.Tensor = state["pairs"]  # (2 * h, n): s in rows 0..h-1, y in rows h..2h-1
+        h = pairs.shape[0] // 2
+        sy, yy, rho = state["sy"], state["yy"], state["rho"]
+        dots = torch.mv(pairs, g).tolist()  # s_i . g, then y_i . g
+        alpha: dict[int, float] = {}
+        for pos in range(len(order) - 1, -1, -1):  # q = g - sum_{later j} alpha_j y_j
+            i = order[pos]
+            alpha[i] = rho[i] * (dots[i] - sum(alpha[j] * sy[i][j] for j in order[pos + 1 :]))
+        gamma = state["gamma"]
+        coef = [0.0] * (2 * h)  # r = gamma * g + sum coef * pairs, the direction is -r
+        for j in order:
+            coef[h + j] = -gamma * alpha[j]
+        for pos, i in enumerate(order):  # beta_i = rho_i y_i . r with r so far
+            y_dot_r = gamma * dots[h + i] + sum(coef[h + j] * yy[i][j] for j in order)
+            y_dot_r += sum(coef[j] * sy[j][i] for j in order[:pos])
+            coef[i] = alpha[i] - rho[i] * y_dot_r
+        r = torch.addmv(g, pairs.T, torch.tensor(coef, dtype=g.dtype, device=g.device), beta=gamma)
+        return r.neg_()
+
+    def _remember(self, state: dict[str, Any], s: torch.Tensor, y: torch.Tensor, ys: float) -> None:
+        h = self.param_groups[0]["history_size"]
+        if "pairs" not in state:
+            state.update(pairs=s.new_zeros(2 * h, s.numel()), order=[], rho=[0.0] * h,
+                         sy=[[0.0] * h for _ in range(h)], yy=[[0.0] * h for _ in range(h)])
+        pairs, order = state["pairs"], state["order"]
+        slot = order.pop(0) if len(order) == h else len(order)
+        order.append(slot)
+        pairs[slot].copy_(s)
+        pairs[h + slot].copy_(y)
+        dots = (pairs @ torch.stack([s, y], 1)).tolist()  # (2h, 2): rows . s, rows . y
+        sy, yy = state["sy"], state["yy"]
+        for j in order:
+            sy[j][slot] = dots[j][1]      # s_j . y_new
+            sy[slot][j] = dots[h + j][0]  # s_new . y_j
+            yy[j][slot] = yy[slot][j] = dots[h + j][1]
+        state["rho"][slot] = 1.0 / ys
+        state["gamma"] = ys / yy[slot][slot]
+
+    # ---- the line search -------------------------------------------------------------------
+    def _line_search(self, closure: Callable[[], torch.Tensor], x: torch.Tensor, d: torch.Tensor,
+                     start: _Point, t: float) -> tuple[_Point, int]:
+        tol = self.param_groups[0]["tolerance_change"]
+        d_norm = float(d.abs().max())
+        prev, evals = start, 0
+        lo = hi = None
+        while evals < MAX_LINE_SEARCH:
+            p = self._evaluate(closure, x, t, d)
+            evals += 1
+            # "not <=": a NaN or inf loss fails the decrease test too, and the search backs off
+            if not p.f <= start.f + C1 * t * start.slope or (evals > 1 and p.f >= prev.f):
+                lo, hi = prev, p
+                break
+            if abs(p.slope) <= -C2 * start.slope:
+                return p, evals
+            if p.slope >= 0:
+                lo, hi = p, prev
+                break
+            t = _cubic_min(prev, p, t + 0.01 * (t - prev.t), t * 10)
+            prev = p
+        else:
+            return prev if prev.f < p.f else p, evals
+        while evals < MAX_LINE_SEARCH and abs(hi.t - lo.t) * d_norm >= tol:
+            span = abs(hi.t - lo.t)
+            left, right = min(lo.t, hi.t), max(lo.t, hi.t)
+            t = _cubic_min(lo, hi, left + 0.1 * span, right - 0.1 * span)
+            p = self._evaluate(closure, x, t, d)
+            evals += 1
+            if not p.f <= start.f + C1 * t * start.slope or p.f >= lo.f:
+                hi = p
+                continue
+            if abs(p.slope) <= -C2 * start.slope:
+                return p, evals
+            if p.slope * (hi.t - lo.t) >= 0:
+                hi = lo
+            lo = p
+        return lo, evals
+
+    # ---- the step --------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
+        """Up to max_iter LBFGS iterations; returns the loss closure gave at the start."""
+        group = self.param_groups[0]
+        tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
+        state = self.state[self._params[0]]
+        state.setdefault("n_iter", 0)
+        with torch.enable_grad():
+            first = closure()
+        x = self._flat_params()
+        g = self._flat_grad()
+        here = _Point(0.0, float(first.detach()), g, 0.0)
+        evals = 1
+        if float(g.abs().max()) <= tol_grad:
+            return first
+        for it in range(1, group["max_iter"] + 1):
+            state["n_iter"] += 1
+            if "last" in state:  # the curvature pair of the previous iteration
+                s, g_old = state.pop("last")
+                y = g - g_old
+                ys = float(y.dot(s))
+                if ys > 1e-10:
+                    self._remember(state, s, y, ys)
+            d = self._direction(state, g)
+            slope = float(g.dot(d))
+            if slope > -tol_change:
+                break
+            t = min(1.0, 1.0 / float(g.abs().sum())) * group["lr"] if state["n_iter"] == 1 else group["lr"]
+            here.slope = slope
+            found, used = self._line_search(closure, x, d, here, t)
+            evals += used
+            step_vec = d.mul(found.t)
+            x = x + step_vec
+            state["last"] = (step_vec, g)
+            f_change = abs(found.f - here.f)
+            here, g = _Point(0.0, found.f, found.g, 0.0), found.g
+            if (it == group["max_iter"] or evals >= group["max_eval"] or float(g.abs().max()) <= tol_grad
+                    or float(step_vec.abs().max()) <= tol_change or f_change < tol_change):
+                break
+        self._set_params(x)
+        return first

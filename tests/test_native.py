@@ -1,0 +1,105 @@
+"""The native (C) KANLinear path: what test_fast_paths.py does not cover, i.e. batches past one
+chunk, NaN inputs, dtype mismatches, which layers "auto" runs natively and the fallback when no C
+compiler works. Values and gradients against the reference path are in test_fast_paths.py."""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+
+import pytest
+import torch
+
+from kanlab import KANLinear
+from kanlab.layers import _native
+
+NATIVE_OK = _native.available(torch.float64)
+needs_native = pytest.mark.skipif(not NATIVE_OK, reason="no C compiler builds the native kernels here")
+
+
+def twins(i: int = 3, o: int = 4, **kw: object) -> tuple[KANLinear, KANLinear]:
+    layer = KANLinear(i, o, init="uniform", path="native", **kw).double()  # type: ignore[arg-type]
+    ref = copy.deepcopy(layer)
+    ref.path = "reference"
+    return layer, ref
+
+
+@needs_native
+@pytest.mark.parametrize("batch", [1, 127, 128, 129, 1000])
+def test_batches_across_chunks_match_reference(batch: int) -> None:
+    # The kernels take 128 samples at a time: batches around that size and several chunks.
+    layer, ref = twins(grid_size=7)
+    x = (torch.rand(batch, 3, dtype=torch.float64) * 2.6 - 1.3).requires_grad_(True)
+    y, y_ref = layer(x), ref(x)
+    torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    gy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, *layer.parameters()], gy)
+    grads_ref = torch.autograd.grad(y_ref, [x, *ref.parameters()], gy)
+    for g, w in zip(grads, grads_ref, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12 * w.abs().max().item())
+
+
+@needs_native
+def test_nan_input_gives_nan_in_its_own_row_only() -> None:
+    layer = KANLinear(2, 3, path="native", check_finite=False).double()
+    x = torch.tensor([[0.1, 0.2], [float("nan"), 0.3], [0.5, -0.5]], dtype=torch.float64)
+    y = layer(x)
+    assert torch.isnan(y[1]).all()
+    assert torch.isfinite(y[[0, 2]]).all()
+    ref = copy.deepcopy(layer)
+    ref.path = "reference"
+    torch.testing.assert_close(y[[0, 2]], ref(x[[0, 2]]), rtol=1e-12, atol=1e-12)
+
+
+@needs_native
+def test_input_of_another_dtype_is_refused_with_the_fix() -> None:
+    layer = KANLinear(2, 3, path="native").double()
+    with pytest.raises(TypeError, match=r"float32 but the layer's coef is torch.float64.*model.double\(\)"):
+        layer(torch.rand(4, 2))
+
+
+@needs_native
+def test_auto_runs_native_for_the_smallest_layers_only() -> None:
+    assert KANLinear(2, 5).resolved_path() == "native"
+    assert KANLinear(4, 8).resolved_path() == "native"            # 32 edges
+    assert KANLinear(8, 8).resolved_path() == "dense"             # 64 edges
+    assert KANLinear(2, 5, order=1).resolved_path() == "dense"    # no closed form below order 2
+    layer = KANLinear(2, 5)
+    layer.update_grid(torch.rand(100, 2) ** 3, grid_eps=0.0)      # quantile knots: not uniform
+    assert layer.resolved_path() == "dense"
+
+
+@pytest.fixture
+def no_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
+    monkeypatch.setenv("CC", os.path.join(str(tmp_path), "no-such-cc"))
+    monkeypatch.setenv("KANLAB_CACHE", str(tmp_path))  # nothing built there yet
+    monkeypatch.setattr(_native, "_LIBS", {})
+    monkeypatch.setattr(_native, "_FAILED", {})
+
+
+@pytest.mark.usefixtures("no_compiler")
+def test_without_a_compiler_native_warns_once_and_runs_auto() -> None:
+    layer, ref = twins()
+    x = torch.rand(20, 3, dtype=torch.float64)
+    with pytest.warns(RuntimeWarning, match=r"native KAN path is unavailable .*no-such-cc.*C compiler"):
+        assert layer.resolved_path() == "dense"
+    torch.testing.assert_close(layer(x), ref(x), rtol=1e-12, atol=1e-12)  # no second warning (error)
+
+
+@pytest.mark.usefixtures("no_compiler")
+def test_without_a_compiler_auto_falls_back_silently() -> None:
+    layer = KANLinear(2, 5).double()
+    assert layer.resolved_path() == "dense"  # filterwarnings = error: any warning would fail this
+
+
+@needs_native
+@pytest.mark.skipif(sys.platform == "win32", reason="the native kernels are not built on Windows")
+def test_a_build_is_cached_by_source_and_flags(monkeypatch: pytest.MonkeyPatch,
+                                               tmp_path: os.PathLike[str]) -> None:
+    monkeypatch.setenv("KANLAB_CACHE", str(tmp_path))
+    first = _native.build("double")
+    stamp = first.stat().st_mtime_ns
+    assert _native.build("double") == first and first.stat().st_mtime_ns == stamp  # not rebuilt
+    assert _native.build("float") != first
+    assert [p.name for p in first.parent.iterdir() if p.suffix == ".tmp"] == []

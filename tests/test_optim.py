@@ -1,0 +1,124 @@
+"""kanlab.optim.LBFGS against torch.optim.LBFGS(line_search_fn="strong_wolfe") and closed forms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from kanlab.optim import LBFGS
+
+Closure = Callable[[], torch.Tensor]
+
+
+def rosenbrock(opt_cls: type[torch.optim.Optimizer], steps: int,
+               **kw: object) -> tuple[list[float], torch.Tensor]:
+    x = torch.tensor([-1.2, 1.0, -0.5, 0.8, 1.3, -0.7], dtype=torch.float64, requires_grad=True)
+    opt = opt_cls([x], history_size=10, max_iter=20, **kw)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        f = (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+        f.backward()
+        return f
+
+    losses = []
+    for _ in range(steps):
+        opt.step(closure)  # type: ignore[no-untyped-call]
+        losses.append(float(closure().detach()))
+    return losses, x.detach()
+
+
+def test_rosenbrock_follows_torchs_lbfgs_to_the_minimum() -> None:
+    ours, x = rosenbrock(LBFGS, 4)
+    theirs, _ = rosenbrock(torch.optim.LBFGS, 4, line_search_fn="strong_wolfe")
+    # The same method: the same losses step by step (to round-off while far from the minimum) ...
+    torch.testing.assert_close(torch.tensor(ours[:2]), torch.tensor(theirs[:2]), rtol=1e-8, atol=0)
+    # ... and the same minimum, x = (1, ..., 1).
+    assert ours[-1] < 1e-9 and theirs[-1] < 1e-9
+    torch.testing.assert_close(x, torch.ones(6, dtype=torch.float64), rtol=0, atol=1e-4)
+
+
+def test_least_squares_over_several_parameters_reaches_the_normal_equations() -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(50, 8, generator=gen, dtype=torch.float64)
+    b = torch.randn(50, 1, generator=gen, dtype=torch.float64)
+    model = torch.nn.Linear(8, 1).double()
+    opt = LBFGS(model.parameters(), history_size=5, tolerance_grad=1e-12, tolerance_change=0)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = ((model(a) - b) ** 2).mean()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    design = torch.cat([a, torch.ones(50, 1, dtype=torch.float64)], 1)
+    solution = torch.linalg.lstsq(design, b).solution.squeeze(1)
+    # to the accuracy a line search on the loss can see: sqrt(machine epsilon)
+    torch.testing.assert_close(torch.cat([model.weight.detach()[0], model.bias.detach()]), solution,
+                               rtol=1e-6, atol=1e-7)
+    assert len(opt.state[model.weight]["order"]) == 5  # history capped at history_size
+
+
+def test_step_returns_the_first_loss_and_stops_at_a_stationary_point() -> None:
+    x = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+    opt = LBFGS([x])
+    calls = []
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        f = (x**2).sum() + 2.0
+        f.backward()
+        calls.append(float(f.detach()))
+        return f
+
+    assert float(opt.step(closure).detach()) == 2.0
+    assert calls == [2.0]  # zero gradient: no line search
+
+
+def test_a_parameter_changed_between_steps_is_read_afresh() -> None:
+    # The training loop's grid updates rewrite coefficients in place between steps.
+    x = torch.tensor([3.0, -2.0], dtype=torch.float64, requires_grad=True)
+    opt = LBFGS([x], max_iter=1)
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        f = ((x - 1.0) ** 2).sum()
+        f.backward()
+        return f
+
+    opt.step(closure)
+    with torch.no_grad():
+        x.fill_(5.0)
+    assert float(opt.step(closure).detach()) == pytest.approx(32.0)  # evaluated where x is now
+
+
+def test_unused_parameters_keep_their_values() -> None:
+    used = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
+    unused = torch.tensor([7.0], dtype=torch.float64, requires_grad=True)
+    opt = LBFGS([used, unused])
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        f = (used**2).sum()
+        f.backward()
+        return f
+
+    opt.step(closure)
+    assert abs(float(used.detach())) < 1e-6 and float(unused.detach()) == 7.0
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"lr": 0.0}, "lr must be > 0"),
+                                           ({"history_size": 0}, "history_size must be >= 1")])
+def test_bad_settings_are_refused(kw: dict[str, float], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        LBFGS([torch.zeros(1, requires_grad=True)], **kw)  # type: ignore[arg-type]
+
+
+def test_one_parameter_group_only() -> None:
+    a, b = (torch.zeros(1, requires_grad=True) for _ in range(2))
+    with pytest.raises(ValueError, match="one parameter group"):
+        LBFGS([{"params": [a]}, {"params": [b]}])
