@@ -49,7 +49,7 @@ TINY = tomllib.loads(TINY_TOML)
 def test_symbolic_settings_merge_per_task_and_are_checked() -> None:
     study = load_study("symbolic-demo")
     runs = expand(study)
-    assert [r.symbolic["sparsity"] for r in runs] == [0.02, 0.01, 0.05]  # type: ignore[index]
+    assert [r.symbolic["sparsity"] for r in runs] == [0.01, 0.01, 0.05]  # type: ignore[index]
     assert all(r.symbolic["prune_threshold"] == 0.01 for r in runs)      # type: ignore[index]
     # Plain runs carry no symbolic key, so their ids do not depend on the feature existing.
     plain = expand(load_study("smoke"))[0]

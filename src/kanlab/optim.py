@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+Closure = Callable[[], torch.Tensor]
+Objective = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
 C1, C2 = 1e-4, 0.9  # sufficient decrease and curvature constants of the Wolfe conditions
 MAX_LINE_SEARCH = 25  # evaluations per line search
 
@@ -36,21 +38,28 @@ class _Point:
     slope: float
 
 
-def _cubic_min(a: _Point, b: _Point, lo: float, hi: float) -> float:
-    # Minimizer of the cubic matching f and slope at a and b (N&W eq. 3.59), kept in [lo, hi];
-    # the middle of [lo, hi] when the cubic has no minimum.
+def _cubic_min(a: _Point, b: _Point, lo: float | None = None, hi: float | None = None) -> float:
+    # Minimizer of the cubic matching f and slope at a and b (N&W eq. 3.59), kept in [lo, hi]
+    # (default: between a and b); the middle of that range when the cubic has no minimum.
+    if a.t > b.t:
+        a, b = b, a
+    lo = a.t if lo is None else lo
+    hi = b.t if hi is None else hi
     if a.t == b.t:
         return (lo + hi) / 2
     d1 = a.slope + b.slope - 3 * (a.f - b.f) / (a.t - b.t)
     square = d1 * d1 - a.slope * b.slope
     if not square >= 0:  # also NaN
         return (lo + hi) / 2
-    d2 = math.copysign(math.sqrt(square), b.t - a.t)
+    d2 = math.sqrt(square)
     den = b.slope - a.slope + 2 * d2
-    if den == 0:
-        return (lo + hi) / 2
-    t = b.t - (b.t - a.t) * (b.slope + d2 - d1) / den
+    t = b.t - (b.t - a.t) * (b.slope + d2 - d1) / den if den != 0 else math.nan
     return min(max(t, lo), hi) if math.isfinite(t) else (lo + hi) / 2
+
+
+def _ordered(a: _Point, b: _Point) -> tuple[_Point, _Point]:
+    # (lower, higher) loss; a NaN loss counts as the higher.
+    return (a, b) if a.f <= b.f or b.f != b.f else (b, a)
 
 
 class LBFGS(torch.optim.Optimizer):
@@ -101,13 +110,22 @@ class LBFGS(torch.optim.Optimizer):
         for p, v in zip(self._params, flat.split(self._sizes), strict=True):
             p.copy_(v.view_as(p))
 
-    def _evaluate(self, closure: Callable[[], torch.Tensor], x: torch.Tensor, t: float,
-                  d: torch.Tensor) -> _Point:
-        self._set_params(torch.add(x, d, alpha=t))
+    def _loss_and_grad(self, closure: Closure | None, objective: Objective | None,
+                       x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # The loss (a tensor) and flat gradient at the flat parameters x.
+        if objective is not None:
+            f, g = objective(x)
+            return torch.tensor(f, dtype=x.dtype), g
+        assert closure is not None
+        self._set_params(x)
         with torch.enable_grad():
-            f = float(closure().detach())
-        g = self._flat_grad()
-        return _Point(t, f, g, float(g.dot(d)))
+            loss = closure()
+        return loss, self._flat_grad()
+
+    def _evaluate(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
+                  t: float, d: torch.Tensor) -> _Point:
+        loss, g = self._loss_and_grad(closure, objective, torch.add(x, d, alpha=t))
+        return _Point(t, float(loss.detach()), g, float(g.dot(d)))
 
     # ---- the search direction: two-loop recursion on dot products --------------------------
     def _direction(self, state: dict[str, Any], g: torch.Tensor) -> torch.Tensor:
@@ -153,36 +171,50 @@ class LBFGS(torch.optim.Optimizer):
         state["gamma"] = ys / yy[slot][slot]
 
     # ---- the line search -------------------------------------------------------------------
-    def _line_search(self, closure: Callable[[], torch.Tensor], x: torch.Tensor, d: torch.Tensor,
-                     start: _Point, t: float) -> tuple[_Point, int]:
+    def _line_search(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
+                     d: torch.Tensor, start: _Point, t: float) -> tuple[_Point, int]:
+        # N&W Algorithms 3.5 and 3.6 with the rules torch's strong_wolfe adds, so that both take
+        # the same steps: "no lower than the last point" brackets from the third evaluation on,
+        # a bracket's ends are ordered by loss, and a trial point within 10 % of an end is moved
+        # inward when the previous trial was also that close. "not <=": a NaN or inf loss fails
+        # the decrease test, and the search backs off.
         tol = self.param_groups[0]["tolerance_change"]
         d_norm = float(d.abs().max())
-        prev, evals = start, 0
-        lo = hi = None
-        while evals < MAX_LINE_SEARCH:
-            p = self._evaluate(closure, x, t, d)
-            evals += 1
-            # "not <=": a NaN or inf loss fails the decrease test too, and the search backs off
-            if not p.f <= start.f + C1 * t * start.slope or (evals > 1 and p.f >= prev.f):
-                lo, hi = prev, p
+
+        def decreases(p: _Point) -> bool:
+            return p.f <= start.f + C1 * p.t * start.slope
+
+        prev, p = start, self._evaluate(closure, objective, x, t, d)
+        evals = 1
+        while True:
+            if not decreases(p) or (evals > 2 and p.f >= prev.f):
                 break
             if abs(p.slope) <= -C2 * start.slope:
                 return p, evals
             if p.slope >= 0:
-                lo, hi = p, prev
                 break
-            t = _cubic_min(prev, p, t + 0.01 * (t - prev.t), t * 10)
-            prev = p
-        else:
-            return prev if prev.f < p.f else p, evals
-        while evals < MAX_LINE_SEARCH and abs(hi.t - lo.t) * d_norm >= tol:
-            span = abs(hi.t - lo.t)
-            left, right = min(lo.t, hi.t), max(lo.t, hi.t)
-            t = _cubic_min(lo, hi, left + 0.1 * span, right - 0.1 * span)
-            p = self._evaluate(closure, x, t, d)
+            if evals > MAX_LINE_SEARCH:
+                return _ordered(start, p)[0], evals
+            t = _cubic_min(prev, p, p.t + 0.01 * (p.t - prev.t), p.t * 10)
+            prev, p = p, self._evaluate(closure, objective, x, t, d)
             evals += 1
-            if not p.f <= start.f + C1 * t * start.slope or p.f >= lo.f:
-                hi = p
+        lo, hi = _ordered(prev, p)
+        close_before = False
+        while evals <= MAX_LINE_SEARCH and abs(hi.t - lo.t) * d_norm >= tol:
+            left, right = min(lo.t, hi.t), max(lo.t, hi.t)
+            t, margin = _cubic_min(lo, hi), 0.1 * (right - left)
+            if min(right - t, t - left) < margin:
+                if close_before or t >= right or t <= left:
+                    t = right - margin if abs(t - right) < abs(t - left) else left + margin
+                    close_before = False
+                else:
+                    close_before = True
+            else:
+                close_before = False
+            p = self._evaluate(closure, objective, x, t, d)
+            evals += 1
+            if not decreases(p) or p.f >= lo.f:
+                lo, hi = _ordered(lo, p)
                 continue
             if abs(p.slope) <= -C2 * start.slope:
                 return p, evals
@@ -193,16 +225,24 @@ class LBFGS(torch.optim.Optimizer):
 
     # ---- the step --------------------------------------------------------------------------
     @torch.no_grad()
-    def step(self, closure: Callable[[], torch.Tensor]) -> torch.Tensor:  # type: ignore[override]
-        """Up to max_iter LBFGS iterations; returns the loss closure gave at the start."""
+    def step(self, closure: Closure | None = None, *,  # type: ignore[override]
+             objective: Objective | None = None) -> torch.Tensor:
+        """Up to max_iter LBFGS iterations; returns the loss at the start.
+
+        Args:
+            closure: clears the gradients, computes the loss, calls backward, returns the loss.
+            objective: instead of closure, f(flat) -> (loss, flat gradient) at a flat parameter
+                vector, leaving the parameters alone (kanlab.native_objective.mse_objective);
+                the parameters are then written once, at the end of the step.
+        """
+        if (closure is None) == (objective is None):
+            raise ValueError("LBFGS.step takes a closure or an objective (one of them)")
         group = self.param_groups[0]
         tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
         state = self.state[self._params[0]]
         state.setdefault("n_iter", 0)
-        with torch.enable_grad():
-            first = closure()
         x = self._flat_params()
-        g = self._flat_grad()
+        first, g = self._loss_and_grad(closure, objective, x)
         here = _Point(0.0, float(first.detach()), g, 0.0)
         evals = 1
         if float(g.abs().max()) <= tol_grad:
@@ -221,7 +261,7 @@ class LBFGS(torch.optim.Optimizer):
                 break
             t = min(1.0, 1.0 / float(g.abs().sum())) * group["lr"] if state["n_iter"] == 1 else group["lr"]
             here.slope = slope
-            found, used = self._line_search(closure, x, d, here, t)
+            found, used = self._line_search(closure, objective, x, d, here, t)
             evals += used
             step_vec = d.mul(found.t)
             x = x + step_vec

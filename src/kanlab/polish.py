@@ -2,7 +2,8 @@
 
 Once every edge is c * f(a x + b) + d the model is a small nonlinear least-squares problem (four
 constants per edge and a bias per node). Gradient methods stall well above float64 precision on
-it: torch's LBFGS stops when the loss changes by less than its absolute tolerance_change (1e-9),
+it: LBFGS (torch's, and kanlab.optim's) stops when the loss changes by less than its absolute
+tolerance_change (1e-9),
 which happens at an RMSE near 3e-5. MINPACK's Levenberg-Marquardt (scipy.optimize.least_squares)
 works on the residual vector itself and reaches the rounding floor in a few dozen iterations.
 

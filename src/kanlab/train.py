@@ -21,6 +21,7 @@ from torch.optim import lr_scheduler
 
 from kanlab.evaluation import Data, evaluate
 from kanlab.layers.bspline import KANLinear
+from kanlab.native_objective import mse_objective
 from kanlab.optim import LBFGS
 from kanlab.regularization import forward_with_sparsity, kan_like_layers, stack_layers
 from kanlab.trainconfig import DTYPES, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -212,6 +213,17 @@ class _Run:
             self.eval_time += time.perf_counter() - t1
         return True
 
+    def _step(self, x: torch.Tensor, y: torch.Tensor) -> Any:
+        # One optimizer step. Full-batch LBFGS on a small KAN skips autograd: the native kernels
+        # give the loss and gradient on the optimizer's flat vector (kanlab.native_objective).
+        opt, cfg = self.opt, self.cfg
+        assert opt is not None
+        if isinstance(opt, LBFGS) and cfg.sparsity == 0 and cfg.grad_clip is None:
+            objective = mse_objective(self.model, opt.param_groups[0]["params"], x, y)
+            if objective is not None:
+                return opt.step(objective=objective)
+        return opt.step(_make_closure(self.model, opt, x, y, cfg))  # type: ignore[arg-type]
+
     def stage(self, grid_size: int | None) -> bool:
         cfg = self.cfg
         for layer in kan_layers(self.model):
@@ -232,7 +244,7 @@ class _Run:
             try:
                 if cfg.grid_update_every and t % cfg.grid_update_every == 0 and t < cfg.grid_update_until:
                     update_grids(self.model, x, cfg.grid_eps)
-                out = self.opt.step(_make_closure(self.model, self.opt, x, y, cfg))  # type: ignore[arg-type]
+                out = self._step(x, y)
                 loss = float(torch.as_tensor(out).detach())  # the objective before this step
             except ValueError:  # a layer's input check: divergence if NaN/inf got inside, else a real error
                 if not _nonfinite_inside(self.model, x):

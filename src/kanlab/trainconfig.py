@@ -85,7 +85,7 @@ class TrainConfig:
              "None or a number > 0"),
             ("seed", _is_int(self.seed), "an integer"),
             ("weight_decay", self.optimizer != "lbfgs" or self.weight_decay == 0,
-             "0 with optimizer 'lbfgs' (torch's LBFGS has no weight decay)"),
+             "0 with optimizer 'lbfgs' (LBFGS has no weight decay)"),
             ("grid_update_until", self.grid_update_every == 0 or self.grid_update_until > 0,
              "an integer >= 1 when grid_update_every > 0 (updates happen while step < grid_update_until)"),
         ]

@@ -17,6 +17,12 @@
 #include <string.h>
 
 #define MAX_K 5
+/* The kernels' bodies are inlined once per order (see the switch at the end), so every loop over
+ * the k + 1 local bases has a constant trip count and is unrolled. */
+#define INLINE inline __attribute__((always_inline))
+/* The gradient of the coefficients is summed in LANES copies, sample n into copy n % LANES:
+ * neighbouring samples mostly share a cell, and one copy would chain their additions. */
+#define LANES 4
 
 /* Per input row: the grid's origin and 1 / spacing. */
 static void grid_steps(const double *grid, int64_t ni, int64_t m, double *t0, double *inv_h) {
@@ -35,7 +41,7 @@ static void grid_steps(const double *grid, int64_t ni, int64_t m, double *t0, do
  * at[n], the padded index of the first (cell + 1, in 0..c + k + 1: the table rows are padded by
  * k + 1 zeros each side, so no index needs a check), val[r * CHUNK + n] their values and, when
  * dval is not NULL, d/dx. A NaN input gives NaN values at a valid index: it reaches the output. */
-static void local_basis(const REAL *x, int64_t stride, int64_t nn, double t0, double inv_h, int64_t m,
+static INLINE void local_basis(const REAL *x, int64_t stride, int64_t nn, double t0, double inv_h, int64_t m,
                         int k, const double *poly, int64_t *restrict at, double *restrict val,
                         double *restrict dval) {
     double top = (double)(m - 1);
@@ -83,9 +89,9 @@ static double *padded_table(const REAL *coef, const REAL *scale, int64_t edges, 
     return table;
 }
 
-int kan_forward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL *x, const REAL *aux,
-            const double *grid, const double *poly, const REAL *coef, const REAL *scale,
-            const REAL *base_weight, int base, const REAL *bias, REAL *y) {
+static INLINE int forward(int64_t b, int64_t ni, int64_t no, int64_t m, const int k, const REAL *x,
+                          const REAL *aux, const double *grid, const double *poly, const REAL *coef,
+                          const REAL *scale, const REAL *base_weight, int base, const REAL *bias, REAL *y) {
     int64_t c = m - k - 1, w = c + 2 * k + 2;
     double *table = padded_table(coef, scale, no * ni, c, k);
     double *work = malloc((size_t)((no + k + 2) * CHUNK + 2 * ni) * sizeof(double));
@@ -128,16 +134,15 @@ int kan_forward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL 
     return 0;
 }
 
-/* Gradients of sum(gy * y) for the inputs whose output pointer is not NULL. */
-int kan_backward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL *x, const REAL *aux,
-             const double *grid, const double *poly, const REAL *coef, const REAL *scale,
-             const REAL *base_weight, int base, const REAL *gy, REAL *gx, REAL *gcoef, REAL *gscale,
-             REAL *gbase_weight, REAL *gbias) {
+static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t m, const int k, const REAL *x,
+                           const REAL *aux, const double *grid, const double *poly, const REAL *coef,
+                           const REAL *scale, const REAL *base_weight, int base, const REAL *gy, REAL *gx,
+                           REAL *gcoef, REAL *gscale, REAL *gbase_weight, REAL *gbias) {
     int64_t c = m - k - 1, w = c + 2 * k + 2, edges = no * ni;
     double *table = gx ? padded_table(coef, scale, edges, c, k) : NULL;
-    /* sum_n gy * B per edge (padded, unscaled), sum_n gy * b(x) per edge, sum_n gy, t0, 1 / h,
-     * then per chunk: the values, slopes, b(x), b'(x) and the gradient of x */
-    int64_t size = edges * (w + 1) + no + 2 * ni + (2 * k + 6) * CHUNK;
+    /* sum_n gy * B per edge and lane (padded, unscaled), sum_n gy * b(x) per edge, sum_n gy, t0,
+     * 1 / h, then per chunk: the values, slopes, b(x), b'(x) and the gradient of x */
+    int64_t size = edges * (LANES * w + 1) + no + 2 * ni + (2 * k + 6) * CHUNK;
     double *acc = calloc((size_t)size, sizeof(double));
     int64_t *at = malloc(CHUNK * sizeof(int64_t));
     if (acc == NULL || at == NULL || (gx && table == NULL)) {
@@ -146,7 +151,7 @@ int kan_backward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL
         free(at);
         return 1;
     }
-    double *abasis = acc, *abase = acc + edges * w, *abias = abase + edges, *t0 = abias + no;
+    double *abasis = acc, *abase = acc + edges * LANES * w, *abias = abase + edges, *t0 = abias + no;
     double *inv_h = t0 + ni, *val = inv_h + ni, *dval = val + (k + 1) * CHUNK;
     double *bx = dval + (k + 1) * CHUNK, *dbx = bx + CHUNK, *gxc = dbx + CHUNK;
     int spline_grads = gcoef != NULL || gscale != NULL;
@@ -177,10 +182,10 @@ int kan_backward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL
                     }
                 }
                 if (spline_grads) {
-                    double *dst = abasis + e * w;
+                    double *dst = abasis + e * LANES * w;
                     for (int64_t n = 0; n < nn; n++) {
-                        double go = (double)g[n * no + o];
-                        for (int r = 0; r <= k; r++) dst[at[n] + r] += go * val[r * CHUNK + n];
+                        double go = (double)g[n * no + o], *lane = dst + (n % LANES) * w + at[n];
+                        for (int r = 0; r <= k; r++) lane[r] += go * val[r * CHUNK + n];
                     }
                 }
                 for (int64_t n = 0; n < nn; n++) sum_base += (double)g[n * no + o] * bx[n];
@@ -191,11 +196,13 @@ int kan_backward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL
         }
     }
     for (int64_t e = 0; e < edges; e++) {
-        const double *a = abasis + e * w + k + 1;  /* the c real bases */
+        const double *a = abasis + e * LANES * w + k + 1;  /* the c real bases of lane 0 */
         double sc = scale ? (double)scale[e] : 1.0, dot = 0.0;
         for (int64_t j = 0; j < c; j++) {
-            if (gcoef) gcoef[e * c + j] = (REAL)(sc * a[j]);
-            dot += a[j] * (double)coef[e * c + j];
+            double sum = 0.0;
+            for (int l = 0; l < LANES; l++) sum += a[l * w + j];
+            if (gcoef) gcoef[e * c + j] = (REAL)(sc * sum);
+            dot += sum * (double)coef[e * c + j];
         }
         if (gscale) gscale[e] = (REAL)dot;
         if (gbase_weight) gbase_weight[e] = (REAL)abase[e];
@@ -206,4 +213,31 @@ int kan_backward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL
     free(acc);
     free(at);
     return 0;
+}
+
+/* The exported entry points: one inlined copy of each body per order k = 2..MAX_K. */
+#define BY_ORDER(call)                      \
+    switch (k) {                            \
+        case 2: return call(2);             \
+        case 3: return call(3);             \
+        case 4: return call(4);             \
+        case 5: return call(5);             \
+        default: return 2;                  \
+    }
+
+int kan_forward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL *x, const REAL *aux,
+                const double *grid, const double *poly, const REAL *coef, const REAL *scale,
+                const REAL *base_weight, int base, const REAL *bias, REAL *y) {
+#define FORWARD(K) forward(b, ni, no, m, K, x, aux, grid, poly, coef, scale, base_weight, base, bias, y)
+    BY_ORDER(FORWARD)
+}
+
+/* Gradients of sum(gy * y) for the inputs whose output pointer is not NULL. */
+int kan_backward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL *x, const REAL *aux,
+                 const double *grid, const double *poly, const REAL *coef, const REAL *scale,
+                 const REAL *base_weight, int base, const REAL *gy, REAL *gx, REAL *gcoef, REAL *gscale,
+                 REAL *gbase_weight, REAL *gbias) {
+#define BACKWARD(K) backward(b, ni, no, m, K, x, aux, grid, poly, coef, scale, base_weight, base, gy, gx, \
+                             gcoef, gscale, gbase_weight, gbias)
+    BY_ORDER(BACKWARD)
 }

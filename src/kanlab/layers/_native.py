@@ -108,10 +108,10 @@ def build(c_type: str) -> Path:
 
 def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
-    i64, ptr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-    head: list[Any] = [i64, i64, i64, i64, cint, ptr, ptr, ptr, ptr, ptr, ptr, ptr, cint]
-    lib.kan_forward.argtypes = [*head, ptr, ptr]
-    lib.kan_backward.argtypes = [*head, ptr, ptr, ptr, ptr, ptr, ptr]
+    i64, addr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
+    first: list[Any] = [i64, i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, addr, cint]
+    lib.kan_forward.argtypes = [*first, addr, addr]
+    lib.kan_backward.argtypes = [*first, addr, addr, addr, addr, addr, addr]
     lib.kan_forward.restype = lib.kan_backward.restype = cint
     return lib
 
@@ -121,25 +121,33 @@ def _poly(order: int) -> torch.Tensor:
     return _power_matrix(order, True, torch.float64, torch.device("cpu")).contiguous()
 
 
-def _ptr(t: torch.Tensor | None) -> int | None:
+def ptr(t: torch.Tensor | None) -> int | None:
+    """The address of t's data (None for None), for the kernels' pointer arguments."""
     return None if t is None else t.data_ptr()
 
 
-def _aux(x: torch.Tensor, base: str | None) -> torch.Tensor | None:
-    # What the kernels read to get b(x) and b'(x) without calling exp per element: torch's
-    # vectorized sigmoid or tanh of x, once per forward, kept for backward.
+def aux_of(x: torch.Tensor, base: str | None) -> torch.Tensor | None:
+    """What the kernels read to get b(x) and b'(x) without an exp per element: torch's vectorized
+    sigmoid (silu) or tanh of x, once per forward, kept for backward; None for the other bases."""
     return torch.sigmoid(x) if base == "silu" else torch.tanh(x) if base == "tanh" else None
+
+
+def head(x: torch.Tensor, aux: torch.Tensor | None, out_features: int, grid: torch.Tensor, k: int,
+         coef: int | None, scale: int | None, base_weight: int | None, base: str | None) -> list[Any]:
+    """The arguments both kernels start with: x, aux and the float64 grid as contiguous tensors,
+    the parameters as addresses of contiguous data of x's dtype (None for an absent one)."""
+    b, i = x.shape
+    return [b, i, out_features, grid.shape[-1], k, ptr(x), ptr(aux), ptr(grid), ptr(_poly(k)), coef,
+            scale, base_weight, BASE_CODES[base]]
 
 
 def _head(x: torch.Tensor, aux: torch.Tensor | None, coef: torch.Tensor, scale: torch.Tensor | None,
           base_weight: torch.Tensor | None, grid: torch.Tensor, k: int, base: str | None) -> list[Any]:
-    # The arguments both kernels start with; every tensor is contiguous and of x's dtype.
-    (b, i), (o, _, c) = x.shape, coef.shape
-    return [b, i, o, c + k + 1, k, _ptr(x), _ptr(aux), _ptr(grid), _ptr(_poly(k)), _ptr(coef),
-            _ptr(scale), _ptr(base_weight), BASE_CODES[base]]
+    return head(x, aux, coef.shape[0], grid, k, ptr(coef), ptr(scale), ptr(base_weight), base)
 
 
-def _check(status: int) -> None:
+def check(status: int) -> None:
+    """Raise if a kernel returned non-zero (it could not allocate its work space)."""
     if status != 0:
         raise MemoryError("the native KAN kernel could not allocate its accumulators")
 
@@ -162,9 +170,9 @@ class NativeKAN(torch.autograd.Function):
         x, coef, grid = x.contiguous(), coef.contiguous(), grid.contiguous()
         scale, base_weight, bias = (None if t is None else t.contiguous() for t in (scale, base_weight, bias))
         y = x.new_empty(x.shape[0], coef.shape[0])
-        aux = _aux(x, base)
-        _check(lib.kan_forward(*_head(x, aux, coef, scale, base_weight, grid, order, base), _ptr(bias),
-                               _ptr(y)))
+        aux = aux_of(x, base)
+        check(lib.kan_forward(*_head(x, aux, coef, scale, base_weight, grid, order, base), ptr(bias),
+                              ptr(y)))
         ctx.save_for_backward(x, aux, coef, scale, base_weight, bias, grid)
         ctx.meta = (order, base)
         return y
@@ -180,9 +188,9 @@ class NativeKAN(torch.autograd.Function):
                     None, None, None)
         grads = [torch.empty_like(t) if need and t is not None else None
                  for t, need in zip(inputs, needs, strict=True)]
-        gy = gy.contiguous()  # held by a name: the kernel reads it after _ptr returns
+        gy = gy.contiguous()  # held by a name: the kernel reads it after ptr returns
         lib = library(x.dtype)
         assert lib is not None
-        _check(lib.kan_backward(*_head(x, aux, coef, scale, base_weight, grid, k, base), _ptr(gy),
-                                *map(_ptr, grads)))
+        check(lib.kan_backward(*_head(x, aux, coef, scale, base_weight, grid, k, base), ptr(gy),
+                               *map(ptr, grads)))
         return (*grads, None, None, None)

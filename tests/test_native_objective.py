@@ -1,0 +1,159 @@
+"""kanlab.native_objective: the MSE and its flat gradient from the native kernels, against autograd
+on the same model; where it refuses; LBFGS and train() on it."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from kanlab import train as train_module
+from kanlab.layers import _native
+from kanlab.models import KAN, MLP, Stack
+from kanlab.native_objective import mse_objective
+from kanlab.optim import LBFGS
+from kanlab.train import TrainConfig, train
+
+pytestmark = pytest.mark.skipif(not _native.available(torch.float64),
+                                reason="no C compiler builds the native kernels here")
+
+
+def data(n: int = 200, d: int = 2, dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(5)
+    x = torch.rand(n, d, generator=g, dtype=torch.float64) * 2.4 - 1.2  # some points off the grid
+    y = torch.sin(3 * x[:, :1]) * x[:, 1:2] + 0.1
+    return x.to(dtype), y.to(dtype)
+
+
+def autograd_reference(model: torch.nn.Module, params: list[torch.Tensor], x: torch.Tensor,
+                       y: torch.Tensor) -> tuple[float, torch.Tensor]:
+    loss = torch.mean((model(x) - y) ** 2)
+    grads = torch.autograd.grad(loss, params)
+    return float(loss.detach()), torch.cat([g.reshape(-1) for g in grads])
+
+
+@pytest.mark.parametrize("options", [{}, {"bias": False, "spline_weight": False},
+                                     {"base": "tanh", "base_weight": False}, {"base": None},
+                                     {"base": "identity", "order": 5, "grid_size": 9}], ids=str)
+def test_loss_and_gradient_equal_autograds(options: dict[str, object]) -> None:
+    model = KAN([2, 4, 3, 1], init="uniform", **options).double()  # type: ignore[arg-type]
+    params = list(model.parameters())
+    x, y = data()
+    objective = mse_objective(model, params, x, y)
+    assert objective is not None
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    loss, grad = objective(flat)
+    want_loss, want_grad = autograd_reference(model, params, x, y)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-11, atol=1e-12 * want_grad.abs().max().item())
+
+
+def test_reads_the_flat_vector_not_the_model_and_skips_frozen_parameters() -> None:
+    model = KAN([2, 3, 1]).double()
+    model.layers[0].coef.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    x, y = data()
+    objective = mse_objective(model, params, x, y)
+    assert objective is not None
+    moved = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in moved.parameters():
+            if p.requires_grad:
+                p.add_(0.1 * torch.randn_like(p))
+    moved_params = [p for p in moved.parameters() if p.requires_grad]
+    loss, grad = objective(torch.cat([p.detach().reshape(-1) for p in moved_params]))
+    want_loss, want_grad = autograd_reference(moved, moved_params, x, y)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-11, atol=1e-14)
+
+
+def test_float32_matches_autograd_in_float32() -> None:
+    model = KAN([2, 5, 1])
+    params = list(model.parameters())
+    x, y = data(dtype=torch.float32)
+    objective = mse_objective(model, params, x, y)
+    assert objective is not None
+    loss, grad = objective(torch.cat([p.detach().reshape(-1) for p in params]))
+    want_loss, want_grad = autograd_reference(model, params, x, y)
+    assert loss == pytest.approx(want_loss, rel=1e-5)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-5, atol=1e-5 * want_grad.abs().max().item())
+
+
+class Residual(Stack):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + x[:, :1]
+
+
+def test_refuses_what_it_cannot_compute() -> None:
+    x, y = data()
+    kan = KAN([2, 5, 1]).double()
+    params = list(kan.parameters())
+    assert mse_objective(kan, params, x, y) is not None
+    assert mse_objective(MLP([2, 5, 1]).double(), list(MLP([2, 5, 1]).double().parameters()), x, y) is None
+    wide = KAN([2, 16, 16, 1]).double()                                  # 16 -> 16 runs "dense"
+    assert mse_objective(wide, list(wide.parameters()), x, y) is None
+    assert mse_objective(kan, [*params, torch.zeros(3, dtype=torch.float64)], x, y) is None  # not its own
+    assert mse_objective(kan, params[1:], x, y) is None                  # a trained one missing
+    assert mse_objective(kan, params, x.float(), y.float()) is None      # another dtype
+    assert mse_objective(kan, params, x, y[:10]) is None                 # mismatched targets
+    residual = Residual(kan.layers)                                      # a forward of its own
+    assert mse_objective(residual, list(residual.parameters()), x, y) is None
+
+
+def test_lbfgs_on_the_objective_follows_lbfgs_on_a_closure() -> None:
+    x, y = data()
+    runs = []
+    for use_objective in (True, False):
+        torch.manual_seed(0)
+        model = KAN([2, 5, 1]).double()
+        opt = LBFGS(model.parameters(), history_size=10)
+
+        def closure(model: torch.nn.Module = model, opt: LBFGS = opt) -> torch.Tensor:
+            opt.zero_grad()
+            loss = torch.mean((model(x) - y) ** 2)
+            loss.backward()
+            return loss
+
+        losses = []
+        for _ in range(3):
+            if use_objective:
+                objective = mse_objective(model, opt.param_groups[0]["params"], x, y)
+                losses.append(float(opt.step(objective=objective)))
+            else:
+                losses.append(float(opt.step(closure).detach()))
+        runs.append((losses, torch.cat([p.detach().reshape(-1) for p in model.parameters()])))
+    (a, pa), (b, pb) = runs
+    torch.testing.assert_close(torch.tensor(a), torch.tensor(b), rtol=1e-9, atol=0)
+    torch.testing.assert_close(pa, pb, rtol=1e-6, atol=1e-8)
+
+
+def test_lbfgs_step_takes_a_closure_or_an_objective() -> None:
+    opt = LBFGS([torch.zeros(2, requires_grad=True)])
+    with pytest.raises(ValueError, match="a closure or an objective"):
+        opt.step()
+
+
+def test_train_uses_it_for_full_batch_lbfgs(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = data(300)
+
+    class Toy:
+        x_train, y_train, x_test, y_test = x, y, x[:50], y[:50]
+
+    used: list[bool] = []
+
+    def spy(*args: object) -> object:
+        objective = mse_objective(*args)  # type: ignore[arg-type]
+        used.append(objective is not None)
+        return objective
+
+    monkeypatch.setattr(train_module, "mse_objective", spy)
+    histories = []
+    for clip in (None, 1e30):  # any gradient clipping needs the closure
+        torch.manual_seed(0)
+        cfg = TrainConfig(optimizer="lbfgs", lr=1.0, dtype="float64", steps=4, eval_every=1, grad_clip=clip)
+        histories.append(train(KAN([2, 5, 1]), Toy(), cfg))
+    assert used == [True] * 4  # the clipped run never asked
+    fused, plain = ([r["train_loss"] for r in h.records] for h in histories)
+    assert fused[-1] < 0.2 * fused[0]
+    torch.testing.assert_close(torch.tensor(fused), torch.tensor(plain), rtol=1e-8, atol=0)
