@@ -3,8 +3,9 @@ GEMM floor and (when installed) PyKAN, flashkan and inkan, in one process, as ra
 
     .venv/bin/python benchmarks/layers.py [--quick | --full] [--threads 2] [--with-peers]
 
-Default: 64->64 and 256->256 at batch 1024 (a few minutes without peers); --full adds batch 4096
-(about an hour with peers); --quick is 64->64 only, without memory.
+Default: 4->8 (a layer of the KAN paper's size, where "auto" runs the native path), 64->64 and
+256->256 at batch 1024 (a few minutes without peers); --full adds batch 4096 (about an hour with
+peers) and the native path at 256->256; --quick is 64->64 only, without memory.
 
 Every case is float32, order 3, x of shape (batch, in) with requires_grad (a hidden layer: the
 input gradient is part of the work). "fwd" runs under torch.no_grad(); "fwd+bwd" is forward plus
@@ -101,8 +102,10 @@ def candidates(i: int, o: int, grid: int, b: int, args: argparse.Namespace) -> M
         "mlp (same params)": lambda: MLPLayer(i, o, grid),
         "gemm floor": lambda: Gemm(i, o, grid, b),
     }
-    for path in ("auto", "dense", "gather", "compiled", "uniform", "reference"):
+    for path in ("auto", "dense", "gather", "compiled", "native", "uniform", "reference"):
         if path in ("uniform", "reference") and big and not args.full:
+            continue
+        if path == "native" and i * o > 64 * 64 and not args.full:  # one-thread loops: ~1 s a call here
             continue
         out[f"kanlab {path}"] = lambda p=path: KANLinear(i, o, grid, K, path=p, check_finite=False)
     if not big or args.full:
@@ -274,9 +277,9 @@ def main() -> None:
     if args.with_peers:
         reexec_with_peers(__file__)
     torch.set_num_threads(args.threads)
-    shapes = [(64, 64, 1024)] if args.quick else [(64, 64, 1024), (256, 256, 1024)]
+    shapes = [(64, 64, 1024)] if args.quick else [(4, 8, 1024), (64, 64, 1024), (256, 256, 1024)]
     if args.full:
-        shapes = [(64, 64, 1024), (64, 64, 4096), (256, 256, 1024), (256, 256, 4096)]
+        shapes = [(4, 8, 1024), (64, 64, 1024), (64, 64, 4096), (256, 256, 1024), (256, 256, 4096)]
     # seconds per candidate per case, and bounds on the repeats
     budget, min_reps, max_reps = (0.3, 5, 50) if args.quick else (1.0, 7, 400) if args.full else (0.4, 5, 99)
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "

@@ -101,6 +101,22 @@ def test_refuses_what_it_cannot_compute() -> None:
     assert mse_objective(residual, list(residual.parameters()), x, y) is None
 
 
+def test_a_wrong_vector_or_a_refined_model_is_refused_before_the_kernels_read_it() -> None:
+    model = KAN([2, 3, 1]).double()
+    params = list(model.parameters())
+    x, y = data()
+    objective = mse_objective(model, params, x, y)
+    assert objective is not None
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    with pytest.raises(ValueError, match=f"flat CPU torch.float64 vector of {flat.numel()} parameters"):
+        objective(flat[:-1])
+    with pytest.raises(ValueError, match="got .* torch.float32"):
+        objective(flat.float())
+    model.layers[0].refine(8)
+    with pytest.raises(RuntimeError, match="refine.*build a new one"):
+        objective(flat)
+
+
 def test_lbfgs_on_the_objective_follows_lbfgs_on_a_closure() -> None:
     x, y = data()
     runs = []

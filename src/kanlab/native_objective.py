@@ -83,7 +83,16 @@ def mse_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
     lib = _native.library(dtype)
     assert lib is not None  # resolved_path() == "native" built it
 
+    shapes = [(layer.grid.shape, layer.coef.shape) for layer in layers]
+
     def objective(flat: torch.Tensor) -> tuple[float, torch.Tensor]:
+        # The kernels read raw memory: check what they will read first.
+        if flat.shape != (at,) or flat.dtype != dtype or flat.device.type != "cpu":
+            raise ValueError(f"the objective takes a flat CPU {dtype} vector of {at} parameters, got "
+                             f"{tuple(flat.shape)} {flat.dtype} on {flat.device}")
+        if [(layer.grid.shape, layer.coef.shape) for layer in layers] != shapes:
+            raise RuntimeError("a layer's grid changed size (refine) since mse_objective built this "
+                               "objective: build a new one (and a new optimizer)")
         flat = flat.contiguous()
         grad = torch.empty_like(flat)  # every entry is written by exactly one kernel call
         size = flat.element_size()
