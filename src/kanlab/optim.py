@@ -124,8 +124,12 @@ class LBFGS(torch.optim.Optimizer):
 
     def _evaluate(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
                   t: float, d: torch.Tensor) -> _Point:
-        loss, g = self._loss_and_grad(closure, objective, torch.add(x, d, alpha=t))
-        return _Point(t, float(loss.detach()), g, float(g.dot(d)))
+        if objective is not None:
+            f, g = objective(torch.add(x, d, alpha=t))
+        else:
+            loss, g = self._loss_and_grad(closure, None, torch.add(x, d, alpha=t))
+            f = float(loss.detach())
+        return _Point(t, f, g, float(g.dot(d)))
 
     # ---- the search direction: two-loop recursion on dot products --------------------------
     def _direction(self, state: dict[str, Any], g: torch.Tensor) -> torch.Tensor:
@@ -268,8 +272,9 @@ class LBFGS(torch.optim.Optimizer):
             state["last"] = (step_vec, g)
             f_change = abs(found.f - here.f)
             here, g = _Point(0.0, found.f, found.g, 0.0), found.g
+            step_max = abs(found.t) * float(d.abs().max())  # = max |step_vec|: rounding is monotonic
             if (it == group["max_iter"] or evals >= group["max_eval"] or float(g.abs().max()) <= tol_grad
-                    or float(step_vec.abs().max()) <= tol_change or f_change < tol_change):
+                    or step_max <= tol_change or f_change < tol_change):
                 break
         self._set_params(x)
         return first

@@ -42,30 +42,41 @@ static void grid_steps(const double *grid, int64_t ni, int64_t m, double *t0, do
  * k + 1 zeros each side, so no index needs a check), val[r * CHUNK + n] their values and, when
  * dval is not NULL, d/dx. A NaN input gives NaN values at a valid index: it reaches the output. */
 static INLINE void local_basis(const REAL *x, int64_t stride, int64_t nn, double t0, double inv_h, int64_t m,
-                        int k, const double *poly, int64_t *restrict at, double *restrict val,
-                        double *restrict dval) {
-    double top = (double)(m - 1);
+                               int k, const double *poly, int64_t *restrict at, double *restrict val,
+                               double *restrict dval) {
+    /* Three passes, so that the first and last have no calls or integer conversions and vectorize:
+     * the cell (floor by rounding at 1.5 * 2^52, exact for the small non-negative values here,
+     * then one step down where rounding went up) and offset s, the cells as indices, the values. */
+    const double top = (double)(m - 1), round = 6755399441055744.0;
+    double s[CHUNK], cell[CHUNK];
     for (int64_t n = 0; n < nn; n++) {
         double u = ((double)x[n * stride] - t0) * inv_h;
         int nan = u != u;
         u = nan ? 0.0 : (u < -1.0 ? -1.0 : (u > top ? top : u));
-        int64_t cell = (int64_t)(u + 1.0) - 1;  /* floor, as u >= -1 */
-        double s = nan ? NAN : u - (double)cell;
-        at[n] = cell + 1;                        /* (cell - k) + (k + 1) */
-        for (int r = 0; r <= k; r++) {
-            const double *p = poly + r * (k + 1);
+        double v = u + 1.0;                       /* in 0..m */
+        double c = (v + round) - round;
+        c = c > v ? c - 1.0 : c;                  /* floor(v) = cell + 1 */
+        cell[n] = c;
+        s[n] = nan ? NAN : v - c;
+    }
+    for (int64_t n = 0; n < nn; n++) at[n] = (int64_t)cell[n];  /* (cell - k) + (k + 1) */
+    for (int r = 0; r <= k; r++) {
+        const double *p = poly + r * (k + 1);
+        for (int64_t n = 0; n < nn; n++) {
             double v = p[k];
-            for (int q = k - 1; q >= 0; q--) v = v * s + p[q];
+            for (int q = k - 1; q >= 0; q--) v = v * s[n] + p[q];
             val[r * CHUNK + n] = v;
         }
-        if (dval)
-            for (int r = 0; r <= k; r++) {
-                const double *p = poly + (k + 1 + r) * (k + 1);
+    }
+    if (dval)
+        for (int r = 0; r <= k; r++) {
+            const double *p = poly + (k + 1 + r) * (k + 1);
+            for (int64_t n = 0; n < nn; n++) {
                 double v = p[k];
-                for (int q = k - 1; q >= 0; q--) v = v * s + p[q];
+                for (int q = k - 1; q >= 0; q--) v = v * s[n] + p[q];
                 dval[r * CHUNK + n] = v * inv_h;
             }
-    }
+        }
 }
 
 /* b(x) and b'(x) from x and aux (sigmoid(x) for silu, tanh(x) for tanh, unused otherwise). */
