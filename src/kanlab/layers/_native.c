@@ -9,12 +9,13 @@
  * coef (no, ni, c), scale / base_weight (no, ni), bias (no), y and gy (b, no); c = m - k - 1.
  * poly is (2k + 2, k + 1): row r < k + 1 holds the coefficients (by power of s) of the r-th
  * nonzero cardinal basis on a cell, row k + 1 + r those of its d/ds. Optional arrays are NULL.
- * base: 0 none, 1 silu, 2 identity, 3 tanh.
+ * base: 0 none, 1 silu, 2 identity, 3 tanh; aux (b, ni) is sigmoid(x) for silu and tanh(x) for
+ * tanh (computed by torch, vectorized: no exp per element here), NULL otherwise.
+ * Both entry points return 0, or non-zero when their work space could not be allocated.
  */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #define MAX_K 5
 /* The kernels' bodies are inlined once per order (see the switch at the end), so every loop over
