@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -103,3 +105,19 @@ def test_a_build_is_cached_by_source_and_flags(monkeypatch: pytest.MonkeyPatch,
     assert _native.build("double") == first and first.stat().st_mtime_ns == stamp  # not rebuilt
     assert _native.build("float") != first
     assert [p.name for p in first.parent.iterdir() if p.suffix == ".tmp"] == []
+
+
+@pytest.mark.slow  # three interpreters importing torch
+@needs_native
+@pytest.mark.skipif(sys.platform == "win32", reason="the native kernels are not built on Windows")
+def test_processes_building_at_once_share_one_finished_file(tmp_path: os.PathLike[str]) -> None:
+    # A sweep's workers start together and may all find the cache empty.
+    env = {**os.environ, "KANLAB_CACHE": str(tmp_path)}
+    code = "from kanlab.layers import _native; print(_native.build('double'))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert len(set(outs)) == 1
+    built = sorted(p.name for p in (Path(str(tmp_path)) / "native").iterdir())
+    assert built == [Path(outs[0]).name]  # no half-written or temporary files left
