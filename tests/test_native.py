@@ -15,6 +15,7 @@ import torch
 
 from kanlab import KANLinear
 from kanlab.layers import _native
+from kanlab.models import KAN
 
 NATIVE_OK = _native.available(torch.float64)
 needs_native = pytest.mark.skipif(not NATIVE_OK, reason="no C compiler builds the native kernels here")
@@ -121,3 +122,23 @@ def test_processes_building_at_once_share_one_finished_file(tmp_path: os.PathLik
     assert len(set(outs)) == 1
     built = sorted(p.name for p in (Path(str(tmp_path)) / "native").iterdir())
     assert built == [Path(outs[0]).name]  # no half-written or temporary files left
+
+
+@pytest.mark.slow  # torch.compile
+@needs_native
+# dynamo itself reads .grad of the second layer's (non-leaf) input when it resumes after a break
+@pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
+def test_inside_torch_compile_the_native_layers_run_eagerly_and_agree() -> None:
+    # Tracing a ctypes call would bake in the addresses of trace-time tensors: the native layers
+    # are graph breaks instead, and a compiled model gives the eager model's outputs and gradients.
+    model = KAN([2, 5, 1]).double()
+    assert {layer.resolved_path() for layer in model.layers} == {"native"}
+    x = torch.rand(100, 2, dtype=torch.float64) * 2.4 - 1.2
+    want = model(x)
+    want_grads = torch.autograd.grad(want.sum(), list(model.parameters()))
+    torch._dynamo.reset()
+    got = torch.compile(model)(x)
+    grads = torch.autograd.grad(got.sum(), list(model.parameters()))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    for g, w in zip(grads, want_grads, strict=True):
+        torch.testing.assert_close(g, w, rtol=0, atol=0)

@@ -85,6 +85,7 @@ def mse_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
 
     shapes = [(layer.grid.shape, layer.coef.shape) for layer in layers]
 
+    @torch.compiler.disable  # the kernels read raw addresses, which tracing cannot follow
     def objective(flat: torch.Tensor) -> tuple[float, torch.Tensor]:
         # The kernels read raw memory: check what they will read first.
         if flat.shape != (at,) or flat.dtype != dtype or flat.device.type != "cpu":

@@ -152,6 +152,16 @@ def check(status: int) -> None:
         raise MemoryError("the native KAN kernel could not allocate its accumulators")
 
 
+@torch.compiler.disable
+def native_layer(x: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor | None,
+                 base_weight: torch.Tensor | None, bias: torch.Tensor | None, grid: torch.Tensor,
+                 order: int, base: str | None) -> torch.Tensor:
+    """The layer on the native kernels (NativeKAN), always run eagerly: torch.compile cannot see
+    what a ctypes call reads and would trace it with wrong addresses, so inside a compiled model
+    this is a graph break."""
+    return NativeKAN.apply(x, coef, scale, base_weight, bias, grid, order, base)
+
+
 class NativeKAN(torch.autograd.Function):
     """y = sum_i [s * phi(x_i) + w * b(x_i)] + bias by _native.c; saves only the inputs."""
 
@@ -178,6 +188,7 @@ class NativeKAN(torch.autograd.Function):
         return y
 
     @staticmethod
+    @torch.compiler.disable  # also under compiled autograd: the kernels read raw addresses
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
         x, aux, coef, scale, base_weight, bias, grid = ctx.saved_tensors
         k, base = ctx.meta

@@ -183,8 +183,8 @@ class KANLinear(nn.Module):
             return _compiled.layer(x, self.coef, self.spline_weight, self.base_weight, self.bias,
                                    self.grid, self.order, self.base)
         if path == "native":
-            return _native.NativeKAN.apply(x, self.coef, self.spline_weight, self.base_weight, self.bias,
-                                           self.grid, self.order, self.base)
+            return _native.native_layer(x, self.coef, self.spline_weight, self.base_weight, self.bias,
+                                        self.grid, self.order, self.base)
         if path == "dense":  # base branch and bias fused into the one GEMM
             return _fast_dense.DenseKAN.apply(
                 x, self.coef, self.spline_weight, self.base_weight, self.bias, self.grid, self.order,
