@@ -54,7 +54,8 @@ class KANLinear(nn.Module):
             at coarse grids; uniform grids and order >= 2 only, else what "auto" picks), or
             "native": the whole layer as C loops compiled on first use (layers/_native.py; the
             fastest for small layers such as the KAN paper's; CPU, uniform grids, order 2..5
-            and a C compiler only, else what "auto" picks).
+            and a C compiler only, else what "auto" picks; inside torch.compile it runs eagerly,
+            a graph break).
         device, dtype: where and in what precision to create the parameters.
     """
 
