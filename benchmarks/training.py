@@ -94,7 +94,7 @@ def run_lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
     """As run_adam, one LBFGS step (up to 20 iterations) at a time. optimizer "torch" is
     torch.optim.LBFGS with a closure; "kanlab" is what kanlab.train runs: kanlab.optim.LBFGS,
     with kanlab.native_objective's loss and gradient where the model allows, else a closure."""
-    from kanlab.native_objective import mse_objective
+    from kanlab.native_objective import lbfgs_step
     from kanlab.optim import LBFGS
 
     tolerances = {"tolerance_grad": 1e-32, "tolerance_change": 1e-32}  # always the full 20 iterations
@@ -111,11 +111,9 @@ def run_lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
         return loss
 
     marks = [time.perf_counter()]
-    params = opt.param_groups[0]["params"]
     for _ in range(steps):
-        objective = None if optimizer == "torch" else mse_objective(model, params, x, y)
-        if objective is not None:
-            opt.step(objective=objective)  # type: ignore[call-arg]
+        if isinstance(opt, LBFGS):
+            lbfgs_step(opt, model, x, y, closure)
         else:
             opt.step(closure)  # type: ignore[no-untyped-call]
         marks.append(time.perf_counter())

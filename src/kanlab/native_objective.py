@@ -4,8 +4,8 @@ LBFGS evaluates the loss and gradient of one full batch about 23 times per step.
 of a model runs the native path (the KAN paper's [2, 5, 1] and its kin), `mse_objective` computes
 both with the C kernels of layers/_native.c directly on the optimizer's flat parameter vector:
 no autograd graph, no copies of the parameters into the model or of their gradients out of it.
-Its loss and gradient equal the model's (tests/test_native_objective.py); train() uses it for
-full-batch LBFGS without sparsity or gradient clipping, and LBFGS.step(objective=...) takes it.
+Its loss and gradient equal the model's (tests/test_native_objective.py); `lbfgs_step` takes it
+where it applies, and train() uses that for full-batch LBFGS without sparsity or clipping.
 
 Legend: b batch, i in_features, o out_features of a layer.
 """
@@ -20,6 +20,7 @@ from torch import nn
 from kanlab.layers import _native
 from kanlab.layers.bspline import KANLinear
 from kanlab.models import Stack
+from kanlab.optim import LBFGS
 
 Objective = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
 
@@ -131,3 +132,13 @@ def mse_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
         return loss, grad
 
     return objective
+
+
+def lbfgs_step(opt: LBFGS, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               closure: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """One step of opt on the MSE of model on (x, y): on mse_objective where it applies, else on
+    closure (which must compute that same loss); returns the loss before the step."""
+    objective = mse_objective(model, opt.param_groups[0]["params"], x, y)
+    if objective is not None:
+        return opt.step(objective=objective)
+    return opt.step(closure)

@@ -111,24 +111,21 @@ class LBFGS(torch.optim.Optimizer):
             p.copy_(v.view_as(p))
 
     def _loss_and_grad(self, closure: Closure | None, objective: Objective | None,
-                       x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # The loss (a tensor) and flat gradient at the flat parameters x.
+                       x: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor | None]:
+        # The loss, the flat gradient at the flat parameters x, and the closure's loss tensor
+        # (None for an objective, which leaves the parameters alone).
         if objective is not None:
             f, g = objective(x)
-            return torch.tensor(f, dtype=x.dtype), g
+            return f, g, None
         assert closure is not None
         self._set_params(x)
         with torch.enable_grad():
             loss = closure()
-        return loss, self._flat_grad()
+        return float(loss.detach()), self._flat_grad(), loss
 
     def _evaluate(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
                   t: float, d: torch.Tensor) -> _Point:
-        if objective is not None:
-            f, g = objective(torch.add(x, d, alpha=t))
-        else:
-            loss, g = self._loss_and_grad(closure, None, torch.add(x, d, alpha=t))
-            f = float(loss.detach())
+        f, g, _ = self._loss_and_grad(closure, objective, torch.add(x, d, alpha=t))
         return _Point(t, f, g, float(g.dot(d)))
 
     # ---- the search direction: two-loop recursion on dot products --------------------------
@@ -176,14 +173,13 @@ class LBFGS(torch.optim.Optimizer):
 
     # ---- the line search -------------------------------------------------------------------
     def _line_search(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
-                     d: torch.Tensor, start: _Point, t: float) -> tuple[_Point, int]:
+                     d: torch.Tensor, d_norm: float, start: _Point, t: float) -> tuple[_Point, int]:
         # N&W Algorithms 3.5 and 3.6 with the rules torch's strong_wolfe adds, so that both take
         # the same steps: "no lower than the last point" brackets from the third evaluation on,
         # a bracket's ends are ordered by loss, and a trial point within 10 % of an end is moved
         # inward when the previous trial was also that close. "not <=": a NaN or inf loss fails
         # the decrease test, and the search backs off.
-        tol = self.param_groups[0]["tolerance_change"]
-        d_norm = float(d.abs().max())
+        tol = self.param_groups[0]["tolerance_change"]  # d_norm = max |d|
 
         def decreases(p: _Point) -> bool:
             return p.f <= start.f + C1 * p.t * start.slope
@@ -246,8 +242,9 @@ class LBFGS(torch.optim.Optimizer):
         state = self.state[self._params[0]]
         state.setdefault("n_iter", 0)
         x = self._flat_params()
-        first, g = self._loss_and_grad(closure, objective, x)
-        here = _Point(0.0, float(first.detach()), g, 0.0)
+        f, g, loss = self._loss_and_grad(closure, objective, x)
+        first = loss if loss is not None else torch.tensor(f, dtype=x.dtype)
+        here = _Point(0.0, f, g, 0.0)
         evals = 1
         if float(g.abs().max()) <= tol_grad:
             return first
@@ -265,14 +262,15 @@ class LBFGS(torch.optim.Optimizer):
                 break
             t = min(1.0, 1.0 / float(g.abs().sum())) * group["lr"] if state["n_iter"] == 1 else group["lr"]
             here.slope = slope
-            found, used = self._line_search(closure, objective, x, d, here, t)
+            d_norm = float(d.abs().max())
+            found, used = self._line_search(closure, objective, x, d, d_norm, here, t)
             evals += used
             step_vec = d.mul(found.t)
             x = x + step_vec
             state["last"] = (step_vec, g)
             f_change = abs(found.f - here.f)
             here, g = _Point(0.0, found.f, found.g, 0.0), found.g
-            step_max = abs(found.t) * float(d.abs().max())  # = max |step_vec|: rounding is monotonic
+            step_max = abs(found.t) * d_norm  # = max |step_vec|: rounding is monotonic
             if (it == group["max_iter"] or evals >= group["max_eval"] or float(g.abs().max()) <= tol_grad
                     or step_max <= tol_change or f_change < tol_change):
                 break

@@ -21,7 +21,7 @@ from torch.optim import lr_scheduler
 
 from kanlab.evaluation import Data, evaluate
 from kanlab.layers.bspline import KANLinear
-from kanlab.native_objective import mse_objective
+from kanlab.native_objective import lbfgs_step
 from kanlab.optim import LBFGS
 from kanlab.regularization import forward_with_sparsity, kan_like_layers, stack_layers
 from kanlab.trainconfig import DTYPES, OPTIMIZERS, SCHEDULES, TrainConfig
@@ -218,11 +218,10 @@ class _Run:
         # give the loss and gradient on the optimizer's flat vector (kanlab.native_objective).
         opt, cfg = self.opt, self.cfg
         assert opt is not None
+        closure = _make_closure(self.model, opt, x, y, cfg)
         if isinstance(opt, LBFGS) and cfg.sparsity == 0 and cfg.grad_clip is None:
-            objective = mse_objective(self.model, opt.param_groups[0]["params"], x, y)
-            if objective is not None:
-                return opt.step(objective=objective)
-        return opt.step(_make_closure(self.model, opt, x, y, cfg))  # type: ignore[arg-type]
+            return lbfgs_step(opt, self.model, x, y, closure)
+        return opt.step(closure)  # type: ignore[arg-type]
 
     def stage(self, grid_size: int | None) -> bool:
         cfg = self.cfg

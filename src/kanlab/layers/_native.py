@@ -43,6 +43,7 @@ MAX_ORDER = 5  # MAX_K in _native.c
 
 _LOCK = threading.Lock()
 _LIBS: dict[torch.dtype, ctypes.CDLL | None] = {}
+_FAILED: dict[torch.dtype, str] = {}  # why a build failed, until it is reported
 
 
 def cache_dir() -> Path:
@@ -51,9 +52,6 @@ def cache_dir() -> Path:
     if root:
         return Path(root) / "native"
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kanlab" / "native"
-
-
-_FAILED: dict[torch.dtype, str] = {}  # why a build failed, until it is reported
 
 
 def library(dtype: torch.dtype) -> ctypes.CDLL | None:
