@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 
-from kanlab.layers import _compiled, _fast
+from kanlab.layers import _compiled, _fast, _native
 from test_fast_paths import assert_same, inputs, make
 
 needs_compiler = pytest.mark.skipif(not _compiled.has_cpu_compiler(),
@@ -68,7 +68,7 @@ def _no_compile(*args: object, **kwargs: object) -> None:
 def test_orders_below_two_run_the_eager_paths(order: int, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_compiled, "compiled", _no_compile)
     layer, ref = make("compiled", order=order)
-    assert layer.resolved_path() == _fast.auto_path(layer.grid_size, order)
+    assert layer.resolved_path() == _fast.auto_path(layer.grid_size, order, _native.available(torch.float64))
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
 
 
@@ -83,7 +83,7 @@ def test_without_a_compiler_the_error_names_the_fix(monkeypatch: pytest.MonkeyPa
 def test_moved_grids_run_the_eager_paths(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_compiled, "compiled", _no_compile)
     layer, ref = make("compiled", uniform=False)
-    assert layer.resolved_path() == "dense"
+    assert layer.resolved_path() == _fast.auto_path(layer.grid_size, 3, _native.available(torch.float64))
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
 
 

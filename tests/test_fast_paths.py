@@ -10,10 +10,28 @@ import pytest
 import torch
 
 from kanlab import KANLinear, splines
-from kanlab.layers import _fast, _fast_dense, _fast_gather, _native
+from kanlab.layers import _fast, _fast_dense, _fast_gather, _native, _native_gather
 
-# native only where a C compiler builds it (tests/test_native.py covers the fallback)
-FAST = ["dense", "gather"] + (["native"] if _native.available(torch.float64) else [])
+# native only where a C compiler builds it (tests/test_native.py covers the fallback). "gather"
+# runs the compiled loops of _native_gather where they build; "gather-bags" is the same path on its
+# embedding bags, as on CUDA or without a compiler.
+FAST = ["dense", "gather", "gather-bags"] + (["native"] if _native.available(torch.float64) else [])
+
+
+def force_bags(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_native_gather, "kernels", lambda x, coef: None)
+
+
+@pytest.fixture(autouse=True)
+def _bags_where_asked(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("path") == "gather-bags":
+        force_bags(monkeypatch)
+
+
+def real(path: str) -> str:
+    """The KANLinear path behind a FAST entry."""
+    return "gather" if path == "gather-bags" else path
 SWITCHES = list(
     itertools.product([True, False], [True, False], ["silu", "identity", "tanh", None], [True, False])
 )
@@ -26,7 +44,7 @@ def make(path: str, *, order: int = 3, grid_size: int = 5, uniform: bool = True,
     bias, spline_weight, base, base_weight = switches
     torch.manual_seed(0)
     layer = KANLinear(3, 4, grid_size, order, bias=bias, spline_weight=spline_weight, base=base,
-                      base_weight=base_weight, init="uniform", path=path).to(dtype)
+                      base_weight=base_weight, init="uniform", path=real(path)).to(dtype)
     if not uniform:
         g = torch.Generator().manual_seed(1)
         layer.update_grid((torch.rand(400, 3, generator=g, dtype=torch.float64) ** 2 * 2.4 - 1.2).to(dtype),
@@ -112,6 +130,7 @@ def test_gather_table_gradient_with_a_bag_per_row_matches_reference(
     monkeypatch: pytest.MonkeyPatch, uniform: bool
 ) -> None:
     # Large tables take one bag per table row (the other branch of _table_grad).
+    force_bags(monkeypatch)
     monkeypatch.setattr(_fast_gather, "BAG_PER_SHIFT_BYTES", 0)
     layer, ref = make("gather", grid_size=7, uniform=uniform)
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
@@ -123,6 +142,7 @@ def test_gather_forward_in_blocks_of_inputs_matches_reference(
 ) -> None:
     # Large tables are read in blocks of inputs (_gather_sum). At grid 7 an input has 18 rows of 4
     # float64 (576 bytes): 1200 bytes make blocks of two, so the 3 inputs give a full and a partial one.
+    force_bags(monkeypatch)
     monkeypatch.setattr(_fast_gather, "TABLE_BLOCK_BYTES", block_bytes)
     layer, ref = make("gather", grid_size=7)
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
@@ -132,6 +152,7 @@ def test_gather_input_gradient_in_chunks_of_inputs_matches_reference(monkeypatch
     # dx goes in chunks of inputs (_sampled_dots); 80 samples x 4 outputs x 2 inputs per chunk make
     # the 3 inputs a full chunk and a partial one.
     x_rows, outputs = 80, 4
+    force_bags(monkeypatch)
     monkeypatch.setattr(_fast_gather, "DOTS_CHUNK_ELEMS", 2 * x_rows * outputs)
     layer, ref = make("gather", grid_size=7)
     x = inputs(layer)
@@ -205,9 +226,13 @@ def test_update_grid_and_refine_work_on_every_path(path: str) -> None:
     assert layer(x).shape == (x.shape[0], 4)
 
 
-def test_auto_picks_dense_for_coarse_grids_and_gather_for_fine_ones() -> None:
+def test_auto_gathers_where_the_kernels_build(monkeypatch: pytest.MonkeyPatch) -> None:
     # 16 -> 16 is past the layers auto runs natively (tests/test_native.py)
-    assert KANLinear(16, 16, grid_size=5).resolved_path() == "dense"
+    if _native.available(torch.float32):
+        assert KANLinear(16, 16, grid_size=5).resolved_path() == "gather"
+        assert KANLinear(16, 16, grid_size=5).double().resolved_path() == "gather"
+    monkeypatch.setattr(_native, "available", lambda dtype, asked=False: False)
+    assert KANLinear(16, 16, grid_size=5).resolved_path() == "dense"  # the embedding bags lose there
     assert KANLinear(16, 16, grid_size=100).resolved_path() == "gather"
     assert KANLinear(16, 16, grid_size=100, path="dense").resolved_path() == "dense"
     assert KANLinear(2, 2, grid_size=3, order=0).resolved_path() in FAST  # every order is supported
@@ -221,7 +246,7 @@ def test_saved_for_backward_grows_with_order_not_grid(path: str) -> None:
     # The promise: what autograd keeps for backward is O(b * i * (k + 1)) (plus parameter-sized
     # tensors), never O(b * i * (grid_size + k)).
     def saved_numel(grid_size: int, batch: int, order: int = 3) -> int:
-        layer = KANLinear(16, 8, grid_size, order, path=path)
+        layer = KANLinear(16, 8, grid_size, order, path=real(path))
         x = torch.rand(batch, 16, requires_grad=True)
         total = [0]
 

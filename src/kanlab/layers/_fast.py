@@ -221,13 +221,18 @@ def graph_grads(needs: tuple[bool, ...], gy: torch.Tensor, inputs: tuple[torch.T
     return tuple(next(grads) if need and t is not None else None for t, need in pairs)
 
 
-def auto_path(grid_size: int, order: int) -> str:
-    """What path="auto" runs: the dense GEMM while the basis is narrow, the gather beyond.
+def auto_path(grid_size: int, order: int, kernels: bool = False) -> str:
+    """What path="auto" runs past the native path's small layers.
 
-    The dense GEMM's work grows with grid_size + order + 1 columns per input at GEMM speed; the
-    gather's is order + 1 rows per input at a few times lower speed per multiply-add.
+    kernels: the compiled loops of _native_gather can run (CPU, a C compiler): then the gather,
+    which beats the dense GEMM at every grid measured (0.5-0.8x its time from 8->8 to 256->256,
+    grid 3-12). Without them, its embedding bags lose to the GEMM on coarse grids: the dense GEMM's
+    work grows with grid_size + order + 1 columns per input at GEMM speed, the bags' with order + 1
+    rows at a few times lower speed per multiply-add.
     """
+    if kernels:
+        return "gather"
     return "dense" if grid_size + order + 1 <= GATHER_FROM * (order + 1) else "gather"
 
 
-GATHER_FROM = 4  # measured crossover, benchmarks/layers.py (see benchmarks/README.md)
+GATHER_FROM = 4  # measured crossover of the embedding bags, benchmarks/layers.py (see benchmarks/README.md)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from kanlab import splines
+from kanlab.layers import _native_gather
 from kanlab.layers._fast import graph_grads, local_basis
 
 
@@ -32,6 +33,15 @@ def _rows(x: torch.Tensor, grid: torch.Tensor, k: int, uniform: bool, derivative
     return first, rows, values, dvalues
 
 
+def gather_spline(x: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor | None, grid: torch.Tensor,
+                  order: int, uniform: bool) -> torch.Tensor:
+    """GatherSpline; on CPU always run eagerly (a graph break inside torch.compile), since its
+    compiled loops are ctypes calls that dynamo cannot trace."""
+    if x.device.type == "cpu":
+        return _eager_gather_spline(x, coef, scale, grid, order, uniform)
+    return GatherSpline.apply(x, coef, scale, grid, order, uniform)
+
+
 class GatherSpline(torch.autograd.Function):
     """y = sum_{r, i} value(x)_{rbi} * table[row(x)_{rbi}], table = s * coef padded (gather_table).
 
@@ -45,22 +55,37 @@ class GatherSpline(torch.autograd.Function):
         order: int, uniform: bool,
     ) -> torch.Tensor:
         need_x = ctx.needs_input_grad[0]
-        table = gather_table(coef, scale, order)                            # (i * (c + 2k + 2), o)
-        first, rows, values, dvalues = _rows(x, grid, order, uniform, derivative=need_x)
-        y = _gather_sum(rows, values, table)                                # (b, o)
+        lib = _native_gather.kernels(x, coef)
+        ctx.native = lib is not None
+        if lib is not None:  # CPU: the same sums by compiled loops, (i, b) layouts
+            table = _native_gather.table(lib, coef, scale, order)          # (i * (c + 2k + 2), o)
+            rows = table.shape[0] // x.shape[1]
+            first, values, dvalues = _native_gather.basis(lib, x, grid, order, uniform, rows, need_x)
+            y = _native_gather.forward(lib, first, values, table)
+        else:
+            table = gather_table(coef, scale, order)
+            first, rows, values, dvalues = _rows(x, grid, order, uniform, derivative=need_x)
+            y = _gather_sum(rows, values, table)                            # (b, o)
         ctx.save_for_backward(first, values, dvalues, table, x, coef, scale, grid)
         return y
 
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
         first, values, dvalues, table, x, coef, scale, grid = ctx.saved_tensors
-        k = values.shape[0] - 1
+        k = values.shape[-1 if ctx.native else 0] - 1
         needs = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph=True: higher derivatives through the general path
             fn = functools.partial(_gather_reference, grid, k)
             return (*graph_grads(needs, gy, (x, coef, scale), fn), None, None, None)
         gy = gy.contiguous()  # embedding_bag over an expanded gy (from y.sum()) is ~10x slower
         gx = gcoef = gscale = None
+        if ctx.native:  # every gradient in one pass of the compiled loops
+            lib = _native_gather.kernels(x, coef)
+            assert lib is not None
+            dx_values = dvalues if needs[0] else None
+            gx, gcoef, gscale = _native_gather.backward(lib, first, values, dx_values, table, gy, coef, scale,
+                                                        needs[1], needs[2])
+            return gx, gcoef, gscale, None, None, None
         if needs[1] or needs[2]:
             o, i, c = coef.shape
             gt = _table_grad(first, values, gy, table.shape[0])             # (i * (c + 2k + 2), o)
@@ -74,6 +99,12 @@ class GatherSpline(torch.autograd.Function):
         if needs[0]:
             gx = _sampled_dots(first, dvalues, table, gy)
         return gx, gcoef, gscale, None, None, None
+
+
+@torch.compiler.disable
+def _eager_gather_spline(x: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor | None, grid: torch.Tensor,
+                         order: int, uniform: bool) -> torch.Tensor:
+    return GatherSpline.apply(x, coef, scale, grid, order, uniform)
 
 
 def _gather_sum(rows: torch.Tensor, values: torch.Tensor, table: torch.Tensor) -> torch.Tensor:

@@ -169,11 +169,12 @@ class KANLinear(nn.Module):
         if self.path not in ("auto", "native", "compiled") or (self.path == "compiled" and closed_form):
             return self.path
         small = self.in_features * self.out_features <= _native.SMALL_EDGES
-        if (self.path == "native" or small) and closed_form and self.order <= _native.MAX_ORDER:
-            asked = self.path == "native"
-            if self.coef.device.type == "cpu" and _native.available(self.coef.dtype, asked=asked):
-                return "native"
-        return _fast.auto_path(self.grid_size, self.order)
+        cpu = self.coef.device.type == "cpu"
+        if ((self.path == "native" or small) and closed_form and self.order <= _native.MAX_ORDER and cpu
+                and _native.available(self.coef.dtype, asked=self.path == "native")):
+            return "native"
+        kernels = cpu and _native.available(self.coef.dtype)
+        return _fast.auto_path(self.grid_size, self.order, kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
@@ -192,8 +193,8 @@ class KANLinear(nn.Module):
                 self.uniform, self.base,
             )
         if path == "gather":
-            y = _fast_gather.GatherSpline.apply(x, self.coef, self.spline_weight, self.grid, self.order,
-                                                self.uniform)
+            y = _fast_gather.gather_spline(x, self.coef, self.spline_weight, self.grid, self.order,
+                                           self.uniform)
         else:
             basis = self.basis(x)                                          # (b, i, c)
             coef = self._scaled_coef()                                     # (o, i, c)

@@ -1,0 +1,83 @@
+/* What the native kernels share (included by _native.c and _native_gather.c): the build's
+ * element type REAL (float or double, set by -DREAL), the per-order inlining, and the local
+ * B-spline basis of a uniform grid. */
+#ifndef KANLAB_NATIVE_H
+#define KANLAB_NATIVE_H
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define MAX_K 5
+/* The kernels' bodies are inlined once per order (see the switch at the end), so every loop over
+ * the k + 1 local bases has a constant trip count and is unrolled. */
+#define INLINE inline __attribute__((always_inline))
+/* The gradient of the coefficients is summed in LANES copies, sample n into copy n % LANES:
+ * neighbouring samples mostly share a cell, and one copy would chain their additions. */
+#define LANES 4
+
+/* Per input row: the grid's origin and 1 / spacing. */
+static inline void grid_steps(const double *grid, int64_t ni, int64_t m, double *t0, double *inv_h) {
+    for (int64_t i = 0; i < ni; i++) {
+        t0[i] = grid[i * m];
+        inv_h[i] = (double)(m - 1) / (grid[i * m + m - 1] - t0[i]);
+    }
+}
+
+/* Samples are taken CHUNK at a time, one input at a time: the local bases of a chunk are
+ * independent of each other, so those loops pipeline (and vectorize) instead of waiting on one
+ * sample's arithmetic after another's. */
+#define CHUNK 128
+
+/* The k + 1 bases that can be nonzero at each of nn samples of one input (as _fast.local_basis):
+ * at[n], the padded index of the first (cell + 1, in 0..c + k + 1: the table rows are padded by
+ * k + 1 zeros each side, so no index needs a check), val[r * CHUNK + n] their values and, when
+ * dval is not NULL, d/dx. A NaN input gives NaN values at a valid index: it reaches the output. */
+static INLINE void local_basis(const REAL *x, int64_t stride, int64_t nn, double t0, double inv_h, int64_t m,
+                               int k, const double *poly, int64_t *restrict at, double *restrict val,
+                               double *restrict dval) {
+    /* Three passes, so that the first and last have no calls or integer conversions and vectorize:
+     * the cell (floor by rounding at 1.5 * 2^52, exact for the small non-negative values here,
+     * then one step down where rounding went up) and offset s, the cells as indices, the values. */
+    const double top = (double)(m - 1), round = 6755399441055744.0;
+    double s[CHUNK], cell[CHUNK];
+    for (int64_t n = 0; n < nn; n++) {
+        double u = ((double)x[n * stride] - t0) * inv_h;
+        int nan = u != u;
+        u = nan ? 0.0 : (u < -1.0 ? -1.0 : (u > top ? top : u));
+        double v = u + 1.0;                       /* in 0..m */
+        double c = (v + round) - round;
+        c = c > v ? c - 1.0 : c;                  /* floor(v) = cell + 1 */
+        cell[n] = c;
+        s[n] = nan ? NAN : v - c;
+    }
+    for (int64_t n = 0; n < nn; n++) at[n] = (int64_t)cell[n];  /* (cell - k) + (k + 1) */
+    for (int r = 0; r <= k; r++) {
+        const double *p = poly + r * (k + 1);
+        for (int64_t n = 0; n < nn; n++) {
+            double v = p[k];
+            for (int q = k - 1; q >= 0; q--) v = v * s[n] + p[q];
+            val[r * CHUNK + n] = v;
+        }
+    }
+    if (dval)
+        for (int r = 0; r <= k; r++) {
+            const double *p = poly + (k + 1 + r) * (k + 1);
+            for (int64_t n = 0; n < nn; n++) {
+                double v = p[k];
+                for (int q = k - 1; q >= 0; q--) v = v * s[n] + p[q];
+                dval[r * CHUNK + n] = v * inv_h;
+            }
+        }
+}
+
+/* One inlined copy of a body per order k = 2..MAX_K (the kernels' exported entry points). */
+#define BY_ORDER(call)                      \
+    switch (k) {                            \
+        case 2: return call(2);             \
+        case 3: return call(3);             \
+        case 4: return call(4);             \
+        case 5: return call(5);             \
+        default: return 2;                  \
+    }
+
+#endif

@@ -1,0 +1,292 @@
+/* The "gather" KANLinear path's CPU kernels (layers/_native_gather.py): y = sum over inputs and
+ * the k + 1 nonzero bases of value * table row, and every gradient of it, for layers of any size.
+ *
+ * The same sums as the path's embedding bags, without their index sorts and bag layouts. The
+ * forward splits samples over threads, the backward inputs, so that no two threads write the
+ * same memory; the threads are torch's own OpenMP threads (see run()). The loops over outputs are
+ * contiguous and vectorize; sums are in REAL, as a GEMM's would be.
+ *
+ * Shapes (row-major, contiguous): x (b, ni); grid (ni, m) float64, uniform per row; coef (no, ni,
+ * c), scale (no, ni); table (ni * w, no), input i's block of w = c + 2k + 2 rows starting at row
+ * i * w: k + 1 zero rows, scale * coef's c, k + 1 zero rows; first (ni, b) int64, the table row of
+ * sample n's first nonzero basis of input i; val, dval (ni, b, k + 1) the bases' values and
+ * x-derivatives; y, gy (b, no); gx (b, ni). Entry points return 0, 1 when out of memory, 2 for
+ * an order they were not built for.
+ */
+#include "_native.h"
+
+/* Backward: dot products over outputs in VL lanes. */
+#define VL (64 / (int)sizeof(REAL))
+/* Forward: OB outputs at a time summed in registers, over blocks of inputs with at most
+ * BLOCK_BYTES of table rows (they stay in L2 while every sample of the range reads them). */
+#define OB 64
+#define BLOCK_BYTES (512 << 10)
+
+/* first, val and (when dval is not NULL) dval for inputs [i0, i1) on a uniform grid. */
+static INLINE int basis(int64_t b, int64_t ni, int64_t m, const int k, const REAL *x, const double *grid,
+                        const double *poly, int64_t *first, REAL *val, REAL *dval, int64_t i0, int64_t i1) {
+    int64_t w = m + k + 1, at[CHUNK];
+    double v[(MAX_K + 1) * CHUNK], dv[(MAX_K + 1) * CHUNK];
+    for (int64_t i = i0; i < i1; i++) {
+        const double *g = grid + i * m;
+        double t0 = g[0], inv_h = (double)(m - 1) / (g[m - 1] - t0);
+        for (int64_t n0 = 0; n0 < b; n0 += CHUNK) {
+            int64_t nn = b - n0 < CHUNK ? b - n0 : CHUNK, row = i * b + n0;
+            local_basis(x + n0 * ni + i, ni, nn, t0, inv_h, m, k, poly, at, v, dval ? dv : NULL);
+            for (int64_t n = 0; n < nn; n++) {
+                first[row + n] = i * w + at[n];
+                for (int r = 0; r <= k; r++) val[(row + n) * (k + 1) + r] = (REAL)v[r * CHUNK + n];
+                if (dval)
+                    for (int r = 0; r <= k; r++) dval[(row + n) * (k + 1) + r] = (REAL)dv[r * CHUNK + n];
+            }
+        }
+    }
+    return 0;
+}
+
+/* len outputs from column o of sample n's row of y, summed over inputs [i0, i1): acc stays in
+ * registers while the table rows are read, and y is written once per block of inputs. */
+static INLINE void forward_span(int64_t b, int64_t no, const int k, const REAL *table, const int64_t *first,
+                                const REAL *val, REAL *restrict dst, int64_t n, int64_t o, const int len,
+                                int64_t i0, int64_t i1) {
+    REAL acc[OB];
+    for (int l = 0; l < len; l++) acc[l] = i0 ? dst[l] : 0;
+    for (int64_t i = i0; i < i1; i++) {
+        const REAL *restrict rows = table + first[i * b + n] * no + o, *v = val + (i * b + n) * (k + 1);
+        REAL vr[MAX_K + 1];
+        for (int r = 0; r <= k; r++) vr[r] = v[r];
+        REAL part[OB];  /* the k + 1 rows first: acc then waits on one addition per input */
+        for (int l = 0; l < len; l++) part[l] = vr[0] * rows[l];
+        for (int r = 1; r <= k; r++)
+            for (int l = 0; l < len; l++) part[l] += vr[r] * rows[r * no + l];
+        for (int l = 0; l < len; l++) acc[l] += part[l];
+    }
+    for (int l = 0; l < len; l++) dst[l] = acc[l];
+}
+
+/* y[n] = sum_{i, r} val[i, n, r] * table[first[i, n] + r] for samples [n0, n1), in blocks of
+ * inputs whose table rows stay in cache. */
+static INLINE int forward(int64_t b, int64_t ni, int64_t no, int64_t w, const int k, const REAL *table,
+                          const int64_t *first, const REAL *val, REAL *y, int64_t n0, int64_t n1) {
+    int64_t step = BLOCK_BYTES / (w * no * (int64_t)sizeof(REAL));
+    step = step < 1 ? 1 : step;
+    for (int64_t i0 = 0; i0 < ni; i0 += step) {
+        int64_t i1 = ni - i0 < step ? ni : i0 + step;
+        for (int64_t n = n0; n < n1; n++) {
+            int64_t o = 0;
+            for (; o + OB <= no; o += OB) forward_span(b, no, k, table, first, val, y + n * no + o, n, o, OB, i0, i1);
+            if (o < no) forward_span(b, no, k, table, first, val, y + n * no + o, n, o, (int)(no - o), i0, i1);
+        }
+    }
+    return 0;
+}
+
+/* gcoef and gscale of input i (either may be NULL) from its block of the table's gradient. */
+static void unpack(int64_t ni, int64_t no, int64_t c, int k, int64_t i, const REAL *block, const REAL *coef,
+                   const REAL *scale, REAL *gcoef, REAL *gscale) {
+    block += (k + 1) * no;  /* the c inner rows */
+    for (int64_t o = 0; o < no; o++) {
+        int64_t e = o * ni + i;
+        REAL sc = scale ? scale[e] : 1;
+        double dot = 0;
+        for (int64_t j = 0; j < c; j++) {
+            REAL g = block[j * no + o];
+            if (gcoef) gcoef[e * c + j] = sc * g;
+            dot += (double)g * (double)coef[e * c + j];
+        }
+        if (gscale) gscale[e] = (REAL)dot;
+    }
+}
+
+/* For inputs [i0, i1): the gradients of coef (gcoef = scale * G, G the block of the table's
+ * gradient, sum_n val * gy[n] per row, summed in the w * no scratch block gt) and of scale
+ * (gscale = G . coef) when want_gt, and gx[n, i] = sum_r dval * (table[first + r] . gy[n]) when
+ * want_gx. One pass over gy's row serves both. */
+static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const int k, const REAL *table,
+                           const int64_t *first, const REAL *val, const REAL *dval, const REAL *gy,
+                           const REAL *coef, const REAL *scale, REAL *gcoef, REAL *gscale, REAL *gx,
+                           REAL *gt, int64_t i0, int64_t i1, const int want_gt, const int want_gx) {
+    int64_t w = c + 2 * k + 2;
+    for (int64_t i = i0; i < i1; i++) {
+        if (want_gt)
+            for (int64_t e = 0; e < w * no; e++) gt[e] = 0;
+        for (int64_t n = 0; n < b; n++) {
+            int64_t at = first[i * b + n] * no;
+            const REAL *restrict g = gy + n * no, *restrict t = table + at, *v = val + (i * b + n) * (k + 1);
+            if (want_gt) {
+                REAL *restrict dst = gt + at - i * w * no;
+                for (int r = 0; r <= k; r++) {
+                    REAL vr = v[r];
+                    for (int64_t o = 0; o < no; o++) dst[r * no + o] += vr * g[o];
+                }
+            }
+            if (want_gx) {
+                /* VL partial sums per basis: one running sum would wait on each addition */
+                const REAL *dv = dval + (i * b + n) * (k + 1);
+                REAL lanes[MAX_K + 1][VL], slope = 0;
+                int64_t o = 0;
+                for (int r = 0; r <= k; r++)
+                    for (int l = 0; l < VL; l++) lanes[r][l] = 0;
+                for (; o + VL <= no; o += VL)
+                    for (int l = 0; l < VL; l++)
+                        for (int r = 0; r <= k; r++) lanes[r][l] += t[r * no + o + l] * g[o + l];
+                for (int r = 0; r <= k; r++) {
+                    REAL dot = 0;
+                    for (int l = 0; l < VL; l++) dot += lanes[r][l];
+                    for (int64_t p = o; p < no; p++) dot += t[r * no + p] * g[p];
+                    slope += dv[r] * dot;
+                }
+                gx[n * ni + i] = slope;
+            }
+        }
+        if (want_gt) unpack(ni, no, c, k, i, gt, coef, scale, gcoef, gscale);
+    }
+    return 0;
+}
+
+/* Input i's block of the table from coef (no, ni, c) times scale (no, ni) (NULL: 1), with k + 1
+ * zero rows each side, for inputs [i0, i1). */
+static int table_rows(int64_t ni, int64_t no, int64_t c, int k, const REAL *coef, const REAL *scale,
+                      REAL *table, int64_t i0, int64_t i1) {
+    int64_t w = c + 2 * k + 2;
+    for (int64_t i = i0; i < i1; i++) {
+        REAL *block = table + i * w * no;
+        for (int64_t e = 0; e < (k + 1) * no; e++) block[e] = block[(w - k - 1) * no + e] = 0;
+        for (int64_t o = 0; o < no; o++) {
+            const REAL *src = coef + (o * ni + i) * c;
+            REAL sc = scale ? scale[o * ni + i] : 1;
+            for (int64_t j = 0; j < c; j++) block[(k + 1 + j) * no + o] = sc * src[j];
+        }
+    }
+    return 0;
+}
+
+/* ---- entry points: each splits its range (samples or inputs) over threads ---------------- */
+
+/* The OpenMP runtime torch runs on (set by _native_gather.py): the kernels' threads are then
+ * torch's own, which spin a while after each parallel region. A second pool of threads would
+ * compete with them for the cores (measured: 1.6x slower at 256->256). NULL: one thread. */
+static void (*omp_parallel)(void (*)(void *), void *, unsigned, unsigned);
+static int (*omp_thread)(void), (*omp_threads)(void);
+
+void gather_runtime(void *parallel, void *thread_num, void *num_threads) {
+    omp_parallel = (void (*)(void (*)(void *), void *, unsigned, unsigned))parallel;
+    omp_thread = (int (*)(void))thread_num;
+    omp_threads = (int (*)(void))num_threads;
+}
+
+typedef struct {
+    int (*range)(const void *args, int64_t lo, int64_t hi);
+    const void *args;
+    int64_t total;
+    int status;
+} job_t;
+
+static void job_part(void *p) {
+    job_t *job = p;
+    int64_t t = omp_thread(), n = omp_threads();
+    int status = job->range(job->args, job->total * t / n, job->total * (t + 1) / n);
+    if (status) __atomic_store_n(&job->status, status, __ATOMIC_RELAXED);
+}
+
+/* range(args, lo, hi) over [0, total) on up to `threads` threads. */
+static int run(int (*range)(const void *, int64_t, int64_t), const void *args, int64_t total, int threads) {
+    if (threads <= 1 || total <= 1 || omp_parallel == NULL) return range(args, 0, total);
+    job_t job = {range, args, total, 0};
+    omp_parallel(job_part, &job, (unsigned)(threads < total ? threads : total), 0);
+    return job.status;
+}
+
+/* One inlined copy per order k = 0..MAX_K for the table kernels (any grid: they get the bases). */
+#define ANY_ORDER(call)                     \
+    switch (a->k) {                         \
+        case 0: return call(0);             \
+        case 1: return call(1);             \
+        case 2: return call(2);             \
+        case 3: return call(3);             \
+        case 4: return call(4);             \
+        case 5: return call(5);             \
+        default: return 2;                  \
+    }
+
+typedef struct {
+    int64_t b, ni, no, m, c, w;
+    int k;
+    const REAL *x, *table, *val, *dval, *gy, *coef, *scale;
+    const double *grid, *poly;
+    int64_t *first;
+    REAL *out_val, *out_dval, *y, *gcoef, *gscale, *gx, *out_table;
+} args_t;
+
+static int basis_range(const void *p, int64_t i0, int64_t i1) {
+    const args_t *a = p;
+    int k = a->k;
+#define BASIS(K) basis(a->b, a->ni, a->m, K, a->x, a->grid, a->poly, a->first, a->out_val, a->out_dval, i0, i1)
+    BY_ORDER(BASIS)
+}
+
+static int forward_range(const void *p, int64_t n0, int64_t n1) {
+    const args_t *a = p;
+#define FORWARD(K) forward(a->b, a->ni, a->no, a->w, K, a->table, a->first, a->val, a->y, n0, n1)
+    ANY_ORDER(FORWARD)
+}
+
+static int backward_range(const void *p, int64_t i0, int64_t i1) {
+    const args_t *a = p;
+    int want_gt = a->gcoef != NULL || a->gscale != NULL, status;
+    REAL *gt = want_gt ? malloc((size_t)(a->w * a->no) * sizeof(REAL)) : NULL;  /* this thread's */
+    if (want_gt && gt == NULL) return 1;
+#define BACKWARD(K, GT, GX) backward(a->b, a->ni, a->no, a->c, K, a->table, a->first, a->val, a->dval, a->gy, \
+                                     a->coef, a->scale, a->gcoef, a->gscale, a->gx, gt, i0, i1, GT, GX)
+#define BACKWARD_ANY(K) (want_gt && a->gx ? BACKWARD(K, 1, 1) : want_gt ? BACKWARD(K, 1, 0) \
+                         : a->gx ? BACKWARD(K, 0, 1) : 0)
+    switch (a->k) {
+        case 0: status = BACKWARD_ANY(0); break;
+        case 1: status = BACKWARD_ANY(1); break;
+        case 2: status = BACKWARD_ANY(2); break;
+        case 3: status = BACKWARD_ANY(3); break;
+        case 4: status = BACKWARD_ANY(4); break;
+        case 5: status = BACKWARD_ANY(5); break;
+        default: status = 2;
+    }
+    free(gt);
+    return status;
+}
+
+static int table_range(const void *p, int64_t i0, int64_t i1) {
+    const args_t *a = p;
+    return table_rows(a->ni, a->no, a->c, a->k, a->coef, a->scale, a->out_table, i0, i1);
+}
+
+/* first, val and (dval not NULL) dval of x on a uniform grid (ni, m); k 2..MAX_K. */
+int gather_basis(int64_t b, int64_t ni, int64_t m, int k, const REAL *x, const double *grid, const double *poly,
+                 int64_t *first, REAL *val, REAL *dval, int threads) {
+    args_t a = {.b = b, .ni = ni, .m = m, .k = k, .x = x, .grid = grid, .poly = poly, .first = first,
+                .out_val = val, .out_dval = dval};
+    return run(basis_range, &a, ni, threads);
+}
+
+/* y (b, no) from the table (ni * w, no) and the bases. */
+int gather_forward(int64_t b, int64_t ni, int64_t no, int64_t w, int k, const REAL *table, const int64_t *first,
+                   const REAL *val, REAL *y, int threads) {
+    args_t a = {.b = b, .ni = ni, .no = no, .w = w, .k = k, .table = table, .first = (int64_t *)first,
+                .val = val, .y = y};
+    return run(forward_range, &a, b, threads);
+}
+
+/* The gradients of x (gx, needs dval), coef (gcoef) and scale (gscale), each skipped when NULL. */
+int gather_backward(int64_t b, int64_t ni, int64_t no, int64_t c, int k, const REAL *table, const int64_t *first,
+                    const REAL *val, const REAL *dval, const REAL *gy, const REAL *coef, const REAL *scale,
+                    REAL *gcoef, REAL *gscale, REAL *gx, int threads) {
+    args_t a = {.b = b, .ni = ni, .no = no, .c = c, .w = c + 2 * k + 2, .k = k, .table = table,
+                .first = (int64_t *)first, .val = val, .dval = dval, .gy = gy, .coef = coef, .scale = scale,
+                .gcoef = gcoef, .gscale = gscale, .gx = gx};
+    return run(backward_range, &a, ni, threads);
+}
+
+/* The padded table (ni * w, no) of coef (no, ni, c) times scale (no, ni; NULL: 1). */
+int gather_table(int64_t ni, int64_t no, int64_t c, int k, const REAL *coef, const REAL *scale, REAL *table,
+                 int threads) {
+    args_t a = {.ni = ni, .no = no, .c = c, .k = k, .coef = coef, .scale = scale, .out_table = table};
+    return run(table_range, &a, ni, threads);
+}

@@ -1,0 +1,126 @@
+"""The gather path's compiled loops (_native_gather): that the CPU gather runs them, and what
+test_fast_paths.py's 3 -> 4 layers cannot reach: several threads, several blocks of inputs in the
+forward, outputs past a whole number of 64-wide spans, non-contiguous inputs, one thread without
+torch's OpenMP runtime. Values and gradients always against the reference path."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import torch
+
+from kanlab import KANLinear
+from kanlab.layers import _native, _native_gather
+
+pytestmark = pytest.mark.skipif(not _native.available(torch.float64),
+                                reason="no C compiler builds the native kernels here")
+
+
+def twins(i: int, o: int, grid_size: int, dtype: torch.dtype, **kw: Any) -> tuple[KANLinear, KANLinear]:
+    torch.manual_seed(0)
+    layer = KANLinear(i, o, grid_size, init="uniform", path="gather", check_finite=False, **kw).to(dtype)
+    ref = copy.deepcopy(layer)
+    ref.path = "reference"
+    return layer, ref
+
+
+def check(layer: KANLinear, ref: KANLinear, x: torch.Tensor, rtol: float) -> None:
+    y, y_ref = layer(x), ref(x)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(y.dtype)
+    grads = torch.autograd.grad(y, [x, *layer.parameters()], gy)
+    grads_ref = torch.autograd.grad(y_ref, [x, *ref.parameters()], gy)
+    names = ["output", "x", *(n for n, _ in layer.named_parameters())]
+    for name, got, want in zip(names, [y, *grads], [y_ref, *grads_ref], strict=True):
+        scale = want.abs().max().item() or 1.0
+        torch.testing.assert_close(got, want, rtol=rtol, atol=rtol * scale, msg=lambda m, n=name: f"{n}: {m}")
+
+
+def inputs(layer: KANLinear, n: int, dtype: torch.dtype) -> torch.Tensor:
+    """Inside, at the knots of every input's grid and far outside, as a non-contiguous view."""
+    g = torch.Generator().manual_seed(1)
+    inside = torch.rand(n, layer.in_features, generator=g, dtype=torch.float64) * 2.4 - 1.2
+    knots = layer.grid.T[:, : layer.in_features].to(torch.float64)            # (m, i)
+    far = torch.full((2, layer.in_features), 40.0, dtype=torch.float64) * torch.tensor([[1.0], [-1.0]])
+    x = torch.cat([inside, knots, far]).to(dtype)
+    wide = torch.zeros(x.shape[0], 2 * x.shape[1], dtype=dtype)
+    wide[:, ::2] = x
+    return wide[:, ::2].requires_grad_(True)                                    # stride 2
+
+
+@pytest.fixture
+def many_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    monkeypatch.setattr(_native_gather, "MIN_PARALLEL_WORK", 1)  # split even tiny calls
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_the_cpu_gather_runs_the_compiled_loops(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    for name in ("basis", "forward", "backward"):
+        fn = getattr(_native_gather, name)
+        monkeypatch.setattr(_native_gather, name, lambda *a, f=fn, n=name, **k: calls.append(n) or f(*a, **k))
+    layer, ref = twins(5, 6, 7, torch.float64)
+    check(layer, ref, inputs(layer, 30, torch.float64), rtol=1e-12)
+    assert calls == ["basis", "forward", "backward"]
+
+
+@pytest.mark.usefixtures("many_threads")
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_threads_input_blocks_and_partial_output_spans(dtype: torch.dtype, rtol: float) -> None:
+    # 64 inputs of 37 rows of 70 outputs: a 1.3 MB float64 table, read in 512 kB blocks of inputs;
+    # 70 outputs are a 64-wide span and a 6-wide one; samples and inputs split over 2 threads.
+    layer, ref = twins(64, 70, 30, dtype)
+    check(layer, ref, inputs(layer, 40, dtype), rtol=rtol)
+
+
+@pytest.mark.usefixtures("many_threads")
+@pytest.mark.parametrize("order", [0, 1, 2, 5])
+def test_moved_grids_and_every_order_on_threads(order: int) -> None:
+    # Orders below 2 and moved grids take torch's local basis into the compiled loops.
+    layer, ref = twins(9, 5, 6, torch.float64, order=order)
+    data = torch.rand(300, 9, dtype=torch.float64) ** 2 * 2 - 1
+    for m in (layer, ref):
+        m.update_grid(data, grid_eps=0.3)
+    assert not layer.uniform
+    check(layer, ref, inputs(layer, 50, torch.float64), rtol=1e-12)
+
+
+def test_one_thread_without_an_openmp_runtime() -> None:
+    lib = _native.library(torch.float64)
+    assert lib is not None
+    layer, ref = twins(12, 10, 8, torch.float64)
+    x = inputs(layer, 200, torch.float64)
+    lib.gather_runtime(None, None, None)
+    try:
+        check(layer, ref, x, rtol=1e-12)
+    finally:
+        lib.gather_runtime(*_native.openmp_runtime())
+
+
+def test_torch_runs_on_openmp_here_and_the_kernels_use_it() -> None:
+    # The speed claim rests on sharing torch's threads; where torch is built on OpenMP (Linux
+    # wheels) the runtime must be found.
+    if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
+        pytest.skip("this torch does not run on OpenMP")
+    assert all(_native.openmp_runtime())
+
+
+@pytest.mark.parametrize("needs", [(True, False, False), (False, True, True), (False, False, True)])
+def test_only_the_gradients_asked_for(needs: tuple[bool, bool, bool]) -> None:
+    layer, ref = twins(6, 7, 9, torch.float64)
+    x = inputs(layer, 30, torch.float64).detach().requires_grad_(needs[0])
+    for m in (layer, ref):
+        m.coef.requires_grad_(needs[1])
+        m.spline_weight.requires_grad_(needs[2])  # type: ignore[union-attr]
+    wanted = [t for t, need in zip([x, layer.coef, layer.spline_weight], needs, strict=True) if need]
+    wanted_ref = [t for t, need in zip([x, ref.coef, ref.spline_weight], needs, strict=True) if need]
+    gy = torch.randn(x.shape[0], 7, dtype=torch.float64)
+    got = torch.autograd.grad(layer(x), wanted, gy)
+    want = torch.autograd.grad(ref(x), wanted_ref, gy)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12 * w.abs().max().item())
