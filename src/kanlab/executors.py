@@ -166,7 +166,7 @@ def _serve(target: Target, conn: Connection) -> None:
     while True:
         try:
             job = conn.recv()  # from our own driver, over a private pipe
-        except EOFError:  # the driver closed the pipe: no more work
+        except (EOFError, OSError):  # the driver closed the pipe (reset if it had unread data): no more work
             return
         try:
             reply = b"R" + in_one_thread(target, job)
