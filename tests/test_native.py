@@ -29,9 +29,14 @@ def twins(i: int = 3, o: int = 4, **kw: object) -> tuple[KANLinear, KANLinear]:
 
 
 @needs_native
+@pytest.mark.parametrize("threads", [1, 2], ids=["one-thread", "two-threads"])
 @pytest.mark.parametrize("batch", [1, 127, 128, 129, 1000])
-def test_batches_across_chunks_match_reference(batch: int) -> None:
-    # The kernels take 128 samples at a time: batches around that size and several chunks.
+def test_batches_across_chunks_match_reference(batch: int, threads: int,
+                                               request: pytest.FixtureRequest) -> None:
+    # The kernels take 128 samples at a time: batches around that size and several chunks, split
+    # over two threads (each with its own gradient sums) or not.
+    if threads == 2:
+        request.getfixturevalue("many_threads")
     layer, ref = twins(grid_size=7)
     x = (torch.rand(batch, 3, dtype=torch.float64) * 2.6 - 1.3).requires_grad_(True)
     y, y_ref = layer(x), ref(x)
@@ -65,8 +70,8 @@ def test_input_of_another_dtype_is_refused_with_the_fix() -> None:
 @needs_native
 def test_auto_runs_native_for_the_smallest_layers_and_gathers_beyond() -> None:
     assert KANLinear(2, 5).resolved_path() == "native"
-    assert KANLinear(4, 8).resolved_path() == "native"            # 32 edges
-    assert KANLinear(8, 8).resolved_path() == "gather"            # 64 edges: the gather kernels
+    assert KANLinear(8, 16).resolved_path() == "native"           # 128 edges
+    assert KANLinear(16, 16).resolved_path() == "gather"          # 256 edges: the gather kernels
     assert KANLinear(2, 5, order=1).resolved_path() == "gather"   # no closed form below order 2
     layer = KANLinear(2, 5)
     layer.update_grid(torch.rand(100, 2) ** 3, grid_eps=0.0)      # quantile knots: not uniform
@@ -128,7 +133,7 @@ def test_processes_building_at_once_share_one_finished_file(tmp_path: os.PathLik
 @needs_native
 # dynamo itself reads .grad of the second layer's (non-leaf) input when it resumes after a break
 @pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")
-@pytest.mark.parametrize(("widths", "paths"), [([2, 5, 1], {"native"}), ([6, 10, 3], {"gather", "native"})])
+@pytest.mark.parametrize(("widths", "paths"), [([2, 5, 1], {"native"}), ([16, 10, 3], {"gather", "native"})])
 def test_inside_torch_compile_the_native_layers_run_eagerly_and_agree(widths: list[int],
                                                                      paths: set[str]) -> None:
     # Tracing a ctypes call would bake in the addresses of trace-time tensors: the native layers

@@ -6,7 +6,6 @@ torch's OpenMP runtime. Values and gradients always against the reference path."
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -50,15 +49,6 @@ def inputs(layer: KANLinear, n: int, dtype: torch.dtype) -> torch.Tensor:
     return wide[:, ::2].requires_grad_(True)                                    # stride 2
 
 
-@pytest.fixture
-def many_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setattr(_native_gather, "MIN_PARALLEL_WORK", 1)  # split even tiny calls
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_the_cpu_gather_runs_the_compiled_loops(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
     for name in ("basis", "forward", "backward"):
@@ -90,16 +80,17 @@ def test_moved_grids_and_every_order_on_threads(order: int) -> None:
     check(layer, ref, inputs(layer, 50, torch.float64), rtol=1e-12)
 
 
+@pytest.mark.usefixtures("many_threads")
 def test_one_thread_without_an_openmp_runtime() -> None:
     lib = _native.library(torch.float64)
     assert lib is not None
     layer, ref = twins(12, 10, 8, torch.float64)
     x = inputs(layer, 200, torch.float64)
-    lib.gather_runtime(None, None, None)
+    lib.kan_runtime(None, None, None)
     try:
         check(layer, ref, x, rtol=1e-12)
     finally:
-        lib.gather_runtime(*_native.openmp_runtime())
+        lib.kan_runtime(*_native.openmp_runtime())
 
 
 def test_torch_runs_on_openmp_here_and_the_kernels_use_it() -> None:

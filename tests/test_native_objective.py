@@ -36,10 +36,14 @@ def autograd_reference(model: torch.nn.Module, params: list[torch.Tensor], x: to
 @pytest.mark.parametrize("options", [{}, {"bias": False, "spline_weight": False},
                                      {"base": "tanh", "base_weight": False}, {"base": None},
                                      {"base": "identity", "order": 5, "grid_size": 9}], ids=str)
-def test_loss_and_gradient_equal_autograds(options: dict[str, object]) -> None:
+@pytest.mark.parametrize("threads", [1, 2], ids=["one-thread", "two-threads"])
+def test_loss_and_gradient_equal_autograds(options: dict[str, object], threads: int,
+                                           request: pytest.FixtureRequest) -> None:
+    if threads == 2:  # samples split over two threads, each with its own gradient sums
+        request.getfixturevalue("many_threads")
     model = KAN([2, 4, 3, 1], init="uniform", **options).double()  # type: ignore[arg-type]
     params = list(model.parameters())
-    x, y = data()
+    x, y = data(n=700)  # 6 chunks of 128 samples
     objective = mse_objective(model, params, x, y)
     assert objective is not None
     flat = torch.cat([p.detach().reshape(-1) for p in params])

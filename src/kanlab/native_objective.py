@@ -113,7 +113,7 @@ def mse_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
             coef, scale, base_weight, bias = (address(slot, flat.data_ptr()) for slot in row)
             _native.check(lib.kan_forward(*_native.head(h, aux, layer.out_features, layer.grid, layer.order,
                                                         coef, scale, base_weight, layer.base), bias,
-                                          out.data_ptr()))
+                                          out.data_ptr(), _native.work_threads(h, layer.coef)))
             hs.append(out)
             auxs.append(aux)
         residual = hs[-1].sub_(y)
@@ -126,7 +126,8 @@ def mse_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
             grads = (address((None, offset), grad.data_ptr()) for _, offset in row)
             _native.check(lib.kan_backward(*_native.head(h, auxs[n], layer.out_features, layer.grid,
                                                          layer.order, coef, scale, base_weight, layer.base),
-                                           gy.data_ptr(), _native.ptr(gx), *grads))
+                                           gy.data_ptr(), _native.ptr(gx), *grads,
+                                           _native.work_threads(h, layer.coef)))
             if gx is not None:
                 gy = gx
         return loss, grad

@@ -80,4 +80,9 @@ static INLINE void local_basis(const REAL *x, int64_t stride, int64_t nn, double
         default: return 2;                  \
     }
 
+/* range(args, part, lo, hi) over [0, total) in kan_parts(total, threads) parts, each on one of
+ * torch's OpenMP threads (part: its index); returns the first non-zero status of a part. */
+int kan_parts(int64_t total, int threads);
+int kan_run(int (*range)(const void *, int, int64_t, int64_t), const void *args, int64_t total, int threads);
+
 #endif

@@ -8,8 +8,9 @@ It is compiled with the system's C compiler on first use (well under a second; c
 KANLinear runs the "dense" or "gather" path instead: silently under path="auto" (which picks
 native for the smallest layers), after one RuntimeWarning under path="native".
 
-The loops run on one thread and read the coefficient table once per sample and input: fast while
-a layer is small (see SMALL_EDGES), slower than the GEMM paths beyond. CPU only; float32 and
+The loops split the samples over torch's threads and read the coefficient table once per sample
+and edge: fast while a layer is small (see SMALL_EDGES), slower than the gather path's vectorized
+loops (_native_gather.c, built into the same library) beyond. CPU only; float32 and
 float64 (sums in double either way); uniform grids of order 2..5.
 """
 
@@ -37,10 +38,11 @@ SOURCES = (HERE / "_native.c", HERE / "_native_gather.c")  # one library: both i
 HEADER = HERE / "_native.h"
 C_TYPES = {torch.float32: "float", torch.float64: "double"}
 BASE_CODES = {None: 0, "silu": 1, "identity": 2, "tanh": 3}
-# "auto" runs native for layers with at most this many edges (in * out): measured against "dense"
-# (fwd+bwd, 2 threads, batch 1000-16384) native is 0.4-0.7x at 2->5, 5->1 and 16->4, even at 8->8,
-# and 2-10x slower from 16->16 on.
-SMALL_EDGES = 32
+# "auto" runs native for layers with at most this many edges (in * out): measured against the
+# gather path's kernels (fwd+bwd, 2 threads, batch 1000-16384, float32 / float64) native is
+# 0.6 / 0.6x at 2->5 and 5->1, 0.7 / 0.6x at 4->8, 0.8 / 0.55x at 8->8, 1.0 / 0.65x at 8->16 and
+# 1.1 / 1.0x at 16->16.
+SMALL_EDGES = 128
 MAX_ORDER = 5  # MAX_K in _native.c
 
 _LOCK = threading.Lock()
@@ -119,8 +121,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     i64, addr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     first: list[Any] = [i64, i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, addr, cint]
-    lib.kan_forward.argtypes = [*first, addr, addr]
-    lib.kan_backward.argtypes = [*first, addr, addr, addr, addr, addr, addr]
+    lib.kan_forward.argtypes = [*first, addr, addr, cint]
+    lib.kan_backward.argtypes = [*first, addr, addr, addr, addr, addr, addr, cint]
     lib.gather_basis.argtypes = [i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, cint]
     lib.gather_forward.argtypes = [i64, i64, i64, i64, cint, addr, addr, addr, addr, cint]
     lib.gather_backward.argtypes = [i64, i64, i64, i64, cint, *[addr] * 10, cint]
@@ -128,16 +130,16 @@ def _load(path: Path) -> ctypes.CDLL:
     for fn in (lib.kan_forward, lib.kan_backward, lib.gather_basis, lib.gather_forward, lib.gather_backward,
                lib.gather_table):
         fn.restype = cint
-    lib.gather_runtime.argtypes = [addr, addr, addr]
-    lib.gather_runtime.restype = None
-    lib.gather_runtime(*openmp_runtime())
+    lib.kan_runtime.argtypes = [addr, addr, addr]
+    lib.kan_runtime.restype = None
+    lib.kan_runtime(*openmp_runtime())
     return lib
 
 
 def openmp_runtime() -> tuple[int | None, int | None, int | None]:
     """The addresses of GOMP_parallel, omp_get_thread_num and omp_get_num_threads in the OpenMP
-    runtime torch's own parallel loops run on, or Nones (the gather kernels then run on one
-    thread) where torch does not run on OpenMP or its runtime is not in the process's global scope."""
+    runtime torch's own parallel loops run on, or Nones (the kernels then run on one thread)
+    where torch does not run on OpenMP or its runtime is not in the process's global scope."""
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         return None, None, None
     try:
@@ -151,6 +153,16 @@ def openmp_runtime() -> tuple[int | None, int | None, int | None]:
 @functools.cache
 def _poly(order: int) -> torch.Tensor:
     return _power_matrix(order, True, torch.float64, torch.device("cpu")).contiguous()
+
+
+# Below this many multiply-adds a kernel call runs on one thread: waking torch's threads costs
+# microseconds.
+MIN_PARALLEL_WORK = 1 << 16
+
+
+def threads(work: int) -> int:
+    """How many of torch's threads a kernel call of `work` multiply-adds runs on."""
+    return max(1, min(torch.get_num_threads(), work // MIN_PARALLEL_WORK))
 
 
 def ptr(t: torch.Tensor | None) -> int | None:
@@ -176,6 +188,11 @@ def head(x: torch.Tensor, aux: torch.Tensor | None, out_features: int, grid: tor
 def _head(x: torch.Tensor, aux: torch.Tensor | None, coef: torch.Tensor, scale: torch.Tensor | None,
           base_weight: torch.Tensor | None, grid: torch.Tensor, k: int, base: str | None) -> list[Any]:
     return head(x, aux, coef.shape[0], grid, k, ptr(coef), ptr(scale), ptr(base_weight), base)
+
+
+def work_threads(x: torch.Tensor, coef: torch.Tensor) -> int:
+    """threads() for one layer call on x (b, i) with coef (o, i, c)."""
+    return threads(x.shape[0] * coef.shape[0] * coef.shape[1] * 4)
 
 
 def check(status: int) -> None:
@@ -214,7 +231,7 @@ class NativeKAN(torch.autograd.Function):
         y = x.new_empty(x.shape[0], coef.shape[0])
         aux = aux_of(x, base)
         check(lib.kan_forward(*_head(x, aux, coef, scale, base_weight, grid, order, base), ptr(bias),
-                              ptr(y)))
+                              ptr(y), work_threads(x, coef)))
         ctx.save_for_backward(x, aux, coef, scale, base_weight, bias, grid)
         ctx.meta = (order, base)
         return y
@@ -235,5 +252,5 @@ class NativeKAN(torch.autograd.Function):
         lib = library(x.dtype)
         assert lib is not None
         check(lib.kan_backward(*_head(x, aux, coef, scale, base_weight, grid, k, base), ptr(gy),
-                               *map(ptr, grads)))
+                               *map(ptr, grads), work_threads(x, coef)))
         return (*grads, None, None, None)

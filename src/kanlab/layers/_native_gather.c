@@ -3,7 +3,7 @@
  *
  * The same sums as the path's embedding bags, without their index sorts and bag layouts. The
  * forward splits samples over threads, the backward inputs, so that no two threads write the
- * same memory; the threads are torch's own OpenMP threads (see run()). The loops over outputs are
+ * same memory; the threads are torch's own OpenMP threads (kan_run in _native.c). The loops over outputs are
  * contiguous and vectorize; sums are in REAL, as a GEMM's would be.
  *
  * Shapes (row-major, contiguous): x (b, ni); grid (ni, m) float64, uniform per row; coef (no, ni,
@@ -163,40 +163,6 @@ static int table_rows(int64_t ni, int64_t no, int64_t c, int k, const REAL *coef
 
 /* ---- entry points: each splits its range (samples or inputs) over threads ---------------- */
 
-/* The OpenMP runtime torch runs on (set by _native_gather.py): the kernels' threads are then
- * torch's own, which spin a while after each parallel region. A second pool of threads would
- * compete with them for the cores (measured: 1.6x slower at 256->256). NULL: one thread. */
-static void (*omp_parallel)(void (*)(void *), void *, unsigned, unsigned);
-static int (*omp_thread)(void), (*omp_threads)(void);
-
-void gather_runtime(void *parallel, void *thread_num, void *num_threads) {
-    omp_parallel = (void (*)(void (*)(void *), void *, unsigned, unsigned))parallel;
-    omp_thread = (int (*)(void))thread_num;
-    omp_threads = (int (*)(void))num_threads;
-}
-
-typedef struct {
-    int (*range)(const void *args, int64_t lo, int64_t hi);
-    const void *args;
-    int64_t total;
-    int status;
-} job_t;
-
-static void job_part(void *p) {
-    job_t *job = p;
-    int64_t t = omp_thread(), n = omp_threads();
-    int status = job->range(job->args, job->total * t / n, job->total * (t + 1) / n);
-    if (status) __atomic_store_n(&job->status, status, __ATOMIC_RELAXED);
-}
-
-/* range(args, lo, hi) over [0, total) on up to `threads` threads. */
-static int run(int (*range)(const void *, int64_t, int64_t), const void *args, int64_t total, int threads) {
-    if (threads <= 1 || total <= 1 || omp_parallel == NULL) return range(args, 0, total);
-    job_t job = {range, args, total, 0};
-    omp_parallel(job_part, &job, (unsigned)(threads < total ? threads : total), 0);
-    return job.status;
-}
-
 /* One inlined copy per order k = 0..MAX_K for the table kernels (any grid: they get the bases). */
 #define ANY_ORDER(call)                     \
     switch (a->k) {                         \
@@ -218,21 +184,24 @@ typedef struct {
     REAL *out_val, *out_dval, *y, *gcoef, *gscale, *gx, *out_table;
 } args_t;
 
-static int basis_range(const void *p, int64_t i0, int64_t i1) {
+static int basis_range(const void *p, int part, int64_t i0, int64_t i1) {
     const args_t *a = p;
     int k = a->k;
+    (void)part;
 #define BASIS(K) basis(a->b, a->ni, a->m, K, a->x, a->grid, a->poly, a->first, a->out_val, a->out_dval, i0, i1)
     BY_ORDER(BASIS)
 }
 
-static int forward_range(const void *p, int64_t n0, int64_t n1) {
+static int forward_range(const void *p, int part, int64_t n0, int64_t n1) {
     const args_t *a = p;
+    (void)part;
 #define FORWARD(K) forward(a->b, a->ni, a->no, a->w, K, a->table, a->first, a->val, a->y, n0, n1)
     ANY_ORDER(FORWARD)
 }
 
-static int backward_range(const void *p, int64_t i0, int64_t i1) {
+static int backward_range(const void *p, int part, int64_t i0, int64_t i1) {
     const args_t *a = p;
+    (void)part;
     int want_gt = a->gcoef != NULL || a->gscale != NULL, status;
     REAL *gt = want_gt ? malloc((size_t)(a->w * a->no) * sizeof(REAL)) : NULL;  /* this thread's */
     if (want_gt && gt == NULL) return 1;
@@ -253,8 +222,9 @@ static int backward_range(const void *p, int64_t i0, int64_t i1) {
     return status;
 }
 
-static int table_range(const void *p, int64_t i0, int64_t i1) {
+static int table_range(const void *p, int part, int64_t i0, int64_t i1) {
     const args_t *a = p;
+    (void)part;
     return table_rows(a->ni, a->no, a->c, a->k, a->coef, a->scale, a->out_table, i0, i1);
 }
 
@@ -263,7 +233,7 @@ int gather_basis(int64_t b, int64_t ni, int64_t m, int k, const REAL *x, const d
                  int64_t *first, REAL *val, REAL *dval, int threads) {
     args_t a = {.b = b, .ni = ni, .m = m, .k = k, .x = x, .grid = grid, .poly = poly, .first = first,
                 .out_val = val, .out_dval = dval};
-    return run(basis_range, &a, ni, threads);
+    return kan_run(basis_range, &a, ni, threads);
 }
 
 /* y (b, no) from the table (ni * w, no) and the bases. */
@@ -271,7 +241,7 @@ int gather_forward(int64_t b, int64_t ni, int64_t no, int64_t w, int k, const RE
                    const REAL *val, REAL *y, int threads) {
     args_t a = {.b = b, .ni = ni, .no = no, .w = w, .k = k, .table = table, .first = (int64_t *)first,
                 .val = val, .y = y};
-    return run(forward_range, &a, b, threads);
+    return kan_run(forward_range, &a, b, threads);
 }
 
 /* The gradients of x (gx, needs dval), coef (gcoef) and scale (gscale), each skipped when NULL. */
@@ -281,12 +251,12 @@ int gather_backward(int64_t b, int64_t ni, int64_t no, int64_t c, int k, const R
     args_t a = {.b = b, .ni = ni, .no = no, .c = c, .w = c + 2 * k + 2, .k = k, .table = table,
                 .first = (int64_t *)first, .val = val, .dval = dval, .gy = gy, .coef = coef, .scale = scale,
                 .gcoef = gcoef, .gscale = gscale, .gx = gx};
-    return run(backward_range, &a, ni, threads);
+    return kan_run(backward_range, &a, ni, threads);
 }
 
 /* The padded table (ni * w, no) of coef (no, ni, c) times scale (no, ni; NULL: 1). */
 int gather_table(int64_t ni, int64_t no, int64_t c, int k, const REAL *coef, const REAL *scale, REAL *table,
                  int threads) {
     args_t a = {.ni = ni, .no = no, .c = c, .k = k, .coef = coef, .scale = scale, .out_table = table};
-    return run(table_range, &a, ni, threads);
+    return kan_run(table_range, &a, ni, threads);
 }

@@ -23,9 +23,6 @@ import torch
 from kanlab.layers import _native
 from kanlab.layers._fast import local_basis
 
-# Below this many multiply-adds a call runs on one thread.
-MIN_PARALLEL_WORK = 1 << 16
-
 
 def kernels(x: torch.Tensor, coef: torch.Tensor) -> ctypes.CDLL | None:
     """The compiled kernels for this call, or None where the embedding bags must run (not CPU,
@@ -33,10 +30,6 @@ def kernels(x: torch.Tensor, coef: torch.Tensor) -> ctypes.CDLL | None:
     if x.device.type != "cpu" or coef.device.type != "cpu" or x.dtype != coef.dtype:
         return None
     return _native.library(x.dtype) if x.dtype in _native.C_TYPES else None
-
-
-def _threads(work: int) -> int:
-    return max(1, min(torch.get_num_threads(), work // MIN_PARALLEL_WORK))
 
 
 @torch.compiler.disable  # torch.compile cannot see what a ctypes call reads
@@ -48,7 +41,7 @@ def table(lib: ctypes.CDLL, coef: torch.Tensor, scale: torch.Tensor | None, k: i
     scale = None if scale is None else scale.contiguous()
     out = coef.new_empty(i * (c + 2 * k + 2), o)
     _native.check(lib.gather_table(i, o, c, k, coef.data_ptr(), _native.ptr(scale), out.data_ptr(),
-                                   _threads(o * i * c)))
+                                   _native.threads(o * i * c)))
     return out
 
 
@@ -66,7 +59,7 @@ def basis(lib: ctypes.CDLL, x: torch.Tensor, grid: torch.Tensor, k: int, uniform
     first = torch.empty(i, b, dtype=torch.int64)
     values = x.new_empty(i, b, k + 1)
     dvalues = x.new_empty(i, b, k + 1) if derivative else None
-    poly, threads = _native._poly(k), _threads(b * i * 16)
+    poly, threads = _native._poly(k), _native.threads(b * i * 16)
     _native.check(lib.gather_basis(b, i, grid.shape[1], k, x.data_ptr(), grid.data_ptr(), poly.data_ptr(),
                                    first.data_ptr(), values.data_ptr(), _native.ptr(dvalues), threads))
     return first, values, dvalues
@@ -79,7 +72,7 @@ def forward(lib: ctypes.CDLL, first: torch.Tensor, values: torch.Tensor, table: 
     o = table.shape[1]
     y = table.new_empty(b, o)
     _native.check(lib.gather_forward(b, i, o, table.shape[0] // i, k1 - 1, table.data_ptr(), first.data_ptr(),
-                                     values.data_ptr(), y.data_ptr(), _threads(b * i * k1 * o)))
+                                     values.data_ptr(), y.data_ptr(), _native.threads(b * i * k1 * o)))
     return y
 
 
@@ -103,5 +96,5 @@ def backward(lib: ctypes.CDLL, first: torch.Tensor, values: torch.Tensor, dvalue
         _native.check(lib.gather_backward(
             b, i, o, c, k1 - 1, table.data_ptr(), first.data_ptr(), values.data_ptr(), _native.ptr(dvalues),
             gy.data_ptr(), coef.data_ptr(), _native.ptr(scale), _native.ptr(gcoef), _native.ptr(gscale),
-            _native.ptr(gx), _threads(2 * b * i * k1 * o)))
+            _native.ptr(gx), _native.threads(2 * b * i * k1 * o)))
     return gx, gcoef, gscale

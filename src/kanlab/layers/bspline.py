@@ -46,9 +46,11 @@ class KANLinear(nn.Module):
         check_finite: raise on NaN/inf inputs (one reduction per call; False skips it).
         path: forward implementation: "reference" (Cox-de Boor basis + matmul, the readable one),
             "uniform" (closed-form dense basis + matmul), "dense" and "gather" (local values and a
-            hand-written backward, see layers/_fast*.py), "auto": native for the smallest layers
-            (at most 32 edges, where it can run), else dense for coarse grids and gather for fine
-            ones (any grid, uniform or not, any order), or "compiled": the closed-form
+            hand-written backward, see layers/_fast*.py; on CPU gather runs C loops compiled on
+            first use, layers/_native_gather.py), "auto": native for small layers (at most 128
+            edges, where it can run), else gather on CPU where a C compiler works (any grid,
+            uniform or not, any order), else dense for coarse grids and gather for fine ones,
+            or "compiled": the closed-form
             dense basis and its hand-written backward fused by torch.compile
             (layers/_compiled.py; ~5-20 s to compile per shape on first call, then the fastest
             at coarse grids; uniform grids and order >= 2 only, else what "auto" picks), or
