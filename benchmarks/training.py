@@ -2,6 +2,7 @@
 and a tanh MLP, on the same data, seed and number of steps, in one process.
 
     .venv/bin/python benchmarks/training.py [--quick | --full] [--threads 2] [--with-peers]
+    .venv/bin/python benchmarks/training.py --with-peers --toy-seeds 20   # the toy's loss over seeds
 
 (a) "image": the blog experiment's sizes: camera at 256x256, pow2 encoding with 8 channels per
     coordinate (16 features), KAN (grid 5, order 3) and tanh MLP of ~30k parameters each, batch
@@ -48,7 +49,7 @@ def toy_data() -> tuple[torch.Tensor, torch.Tensor]:
     return x, torch.exp(torch.sin(math.pi * x[:, :1]) + x[:, 1:] ** 2)
 
 
-def pykan(width: list[int], dtype: torch.dtype) -> nn.Module | None:
+def pykan(width: list[int], dtype: torch.dtype, seed: int = 0) -> nn.Module | None:
     """PyKAN's MultKAN with its per-step extras off (no stored activations, no symbolic branch)."""
     try:
         from kan import MultKAN
@@ -59,7 +60,7 @@ def pykan(width: list[int], dtype: torch.dtype) -> nn.Module | None:
     try:
         with tempfile.TemporaryDirectory() as tmp:  # its constructor may write ./model
             os.chdir(tmp)
-            model = MultKAN(width=width, grid=5, k=3, seed=0, save_act=False, symbolic_enabled=False,
+            model = MultKAN(width=width, grid=5, k=3, seed=seed, save_act=False, symbolic_enabled=False,
                             auto_save=False)
     finally:
         os.chdir(cwd)
@@ -128,11 +129,16 @@ def main() -> None:
     size.add_argument("--full", action="store_true", help="500 Adam steps, 200 LBFGS steps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--with-peers", action="store_true", help="rerun under benchmarks/.peers-venv")
+    ap.add_argument("--toy-seeds", type=int, metavar="N",
+                    help="only the toy: kanlab and PyKAN at seeds 0..N-1, per seed and summarized")
     args = ap.parse_args()
     if args.with_peers:
         reexec_with_peers(__file__)
     torch.set_num_threads(args.threads)
     adam_steps, lbfgs_steps = (10, 10) if args.quick else (500, 200) if args.full else (30, 30)
+    if args.toy_seeds:
+        toy_seeds(args.toy_seeds, lbfgs_steps)
+        return
     from kanlab.budget import match_params
     from kanlab.models import MLP, param_count
 
@@ -184,6 +190,51 @@ def main() -> None:
         print(f"| {name} | {optimizer} | {param_count(model)} | {steps_s:.2f} | {first_s:.2f} | {mse:.3e} |",
               flush=True)
     print(f"# load average {os.getloadavg()[0]:.1f} at end")
+
+
+def toy_seeds(n: int, steps: int) -> None:
+    """The toy at seeds 0..n-1 (torch's seed for kanlab's init, MultKAN's seed argument for
+    PyKAN's), kanlab's LBFGS against PyKAN's torch LBFGS: final MSE and steps/s per seed, then
+    median, mean and worst MSE and the median speed ratio."""
+    import statistics
+
+    tx, ty = toy_data()
+    print(f"# toy exp(sin(pi x) + y^2), KAN [2, 5, 1] grid 5, LBFGS {steps} steps, float64, seeds 0..{n - 1}")
+    print("| seed | kanlab MSE | kanlab steps/s | PyKAN MSE | PyKAN steps/s |")
+    print("|---:|---:|---:|---:|---:|")
+    runs: dict[str, list[tuple[float, float]]] = {"kanlab": [], "pykan": []}
+    for seed in range(n):
+        torch.manual_seed(seed)
+        rate, _, mse = run_lbfgs(_kanlab_toy("auto"), tx, ty, steps, "kanlab")
+        runs["kanlab"].append((rate, mse))
+        peer = pykan([2, 5, 1], torch.float64, seed=seed)
+        if peer is not None:
+            rate, _, mse = run_lbfgs(peer, tx, ty, steps, "torch")
+            runs["pykan"].append((rate, mse))
+        cells = [f"{mse:.3e} | {rate:.1f}" for rate, mse in (r[seed] for r in runs.values() if r)]
+        print(f"| {seed} | {' | '.join(cells)} |", flush=True)
+    for name, rows in runs.items():
+        if rows:
+            mses = [mse for _, mse in rows]
+            print(f"# {name}: MSE median {statistics.median(mses):.3e}, mean {statistics.fmean(mses):.3e}, "
+                  f"worst {max(mses):.3e}; steps/s median {statistics.median(r for r, _ in rows):.1f}")
+    if runs["pykan"]:
+        ratios = [a / b for (a, _), (b, _) in zip(runs["kanlab"], runs["pykan"], strict=True)]
+        wins = sum(a <= b for (_, a), (_, b) in zip(runs["kanlab"], runs["pykan"], strict=True))
+        ours, theirs = [m for _, m in runs["kanlab"]], [m for _, m in runs["pykan"]]
+        share, p = rank_test(ours, theirs)
+        print(f"# kanlab / PyKAN steps/s: median {statistics.median(ratios):.1f}x; kanlab's MSE lower or "
+              f"equal at {wins} of {n} seeds; P(kanlab's MSE < PyKAN's) = {share:.2f} over all pairs "
+              f"(Mann-Whitney, two-sided p = {p:.2f}: 0.5 and a large p mean no difference)")
+
+
+def rank_test(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mann-Whitney U as the share of pairs with a < b (ties count half) and its two-sided p-value
+    by the normal approximation (no tie correction; fine for continuous losses, n >= 10)."""
+    u = sum((x < y) + 0.5 * (x == y) for x in a for y in b)
+    n1, n2 = len(a), len(b)
+    z = (u - n1 * n2 / 2) / math.sqrt(n1 * n2 * (n1 + n2 + 1) / 12)
+    return u / (n1 * n2), math.erfc(abs(z) / math.sqrt(2))
 
 
 def _kanlab_toy(path: str) -> nn.Module:
