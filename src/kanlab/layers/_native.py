@@ -3,7 +3,7 @@
 At the sizes of the KAN paper's examples ([2, 5, 1], a thousand points) every other path spends
 its time dispatching tensor operations (a few microseconds each, a few hundred per LBFGS closure),
 not computing. _native.c does the whole layer, uniform-grid basis included, in one call each way.
-It is compiled with the system's C compiler on first use (well under a second; cached in
+It is compiled with the system's C compiler on first use (a few seconds, once; cached in
 ~/.cache/kanlab/native, or $KANLAB_CACHE/native) and loaded with ctypes. Where no compiler works,
 KANLinear runs the "dense" or "gather" path instead: silently under path="auto" (which picks
 native for the smallest layers), after one RuntimeWarning under path="native".
@@ -97,14 +97,29 @@ def build(c_type: str) -> Path:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    objects = [tmp.with_name(f"{tmp.name}.{n}.o") for n in range(len(SOURCES))]
+    jobs: list[subprocess.Popen[str]] = []
     try:
-        done = subprocess.run([cc, *flags, *map(str, SOURCES), "-o", str(tmp), "-lm"], capture_output=True,
+        # one compiler per source, at once (each takes seconds at -O3), then one link
+        jobs = [subprocess.Popen([cc, *flags, "-c", str(src), "-o", str(obj)], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+                for src, obj in zip(SOURCES, objects, strict=True)]
+        errors = [err.strip()[-1000:] for job in jobs for err in [job.communicate(timeout=300)[1]]
+                  if job.returncode != 0]
+        if errors:
+            raise RuntimeError(f"{cc} failed: {errors[0]}")
+        done = subprocess.run([cc, *flags, *map(str, objects), "-o", str(tmp), "-lm"], capture_output=True,
                               text=True, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-1000:]}")
         os.replace(tmp, out)  # atomic: a sweep's workers building at once never load half a file
     finally:
-        tmp.unlink(missing_ok=True)
+        for job in jobs:  # after a timeout: no compiler left writing into the cache
+            if job.poll() is None:
+                job.kill()
+                job.wait()
+        for path in (tmp, *objects):
+            path.unlink(missing_ok=True)
     return out
 
 

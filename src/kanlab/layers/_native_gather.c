@@ -106,7 +106,7 @@ static void unpack(int64_t ni, int64_t no, int64_t c, int k, int64_t i, const RE
 static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const int k, const REAL *table,
                            const int64_t *first, const REAL *val, const REAL *dval, const REAL *gy,
                            const REAL *coef, const REAL *scale, REAL *gcoef, REAL *gscale, REAL *gx,
-                           REAL *gt, int64_t i0, int64_t i1, const int want_gt, const int want_gx) {
+                           REAL *gt, int64_t i0, int64_t i1, int want_gt, int want_gx) {
     int64_t w = c + 2 * k + 2;
     for (int64_t i = i0; i < i1; i++) {
         if (want_gt)
@@ -206,17 +206,17 @@ static int backward_range(const void *p, int part, int64_t i0, int64_t i1) {
     int want_gt = a->gcoef != NULL || a->gscale != NULL, status;
     REAL *gt = want_gt ? malloc((size_t)(a->w * a->no) * sizeof(REAL)) : NULL;  /* this thread's */
     if (want_gt && gt == NULL) return 1;
-#define BACKWARD(K, GT, GX) backward(a->b, a->ni, a->no, a->c, K, a->table, a->first, a->val, a->dval, a->gy, \
-                                     a->coef, a->scale, a->gcoef, a->gscale, a->gx, gt, i0, i1, GT, GX)
-#define BACKWARD_ANY(K) (want_gt && a->gx ? BACKWARD(K, 1, 1) : want_gt ? BACKWARD(K, 1, 0) \
-                         : a->gx ? BACKWARD(K, 0, 1) : 0)
+    /* the flags stay run-time values: inlining a copy per combination tripled the compile time
+     * for no measurable speed */
+#define BACKWARD(K) backward(a->b, a->ni, a->no, a->c, K, a->table, a->first, a->val, a->dval, a->gy, a->coef, \
+                             a->scale, a->gcoef, a->gscale, a->gx, gt, i0, i1, want_gt, a->gx != NULL)
     switch (a->k) {
-        case 0: status = BACKWARD_ANY(0); break;
-        case 1: status = BACKWARD_ANY(1); break;
-        case 2: status = BACKWARD_ANY(2); break;
-        case 3: status = BACKWARD_ANY(3); break;
-        case 4: status = BACKWARD_ANY(4); break;
-        case 5: status = BACKWARD_ANY(5); break;
+        case 0: status = BACKWARD(0); break;
+        case 1: status = BACKWARD(1); break;
+        case 2: status = BACKWARD(2); break;
+        case 3: status = BACKWARD(3); break;
+        case 4: status = BACKWARD(4); break;
+        case 5: status = BACKWARD(5); break;
         default: status = 2;
     }
     free(gt);
