@@ -105,12 +105,22 @@ def test_without_a_compiler_auto_falls_back_silently() -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="the native kernels are not built on Windows")
 def test_a_build_is_cached_by_source_and_flags(monkeypatch: pytest.MonkeyPatch,
                                                tmp_path: os.PathLike[str]) -> None:
-    monkeypatch.setenv("KANLAB_CACHE", str(tmp_path))
+    # Tiny stand-in sources: the real kernels take seconds to compile, and the caching is the same.
+    root = Path(str(tmp_path))
+    monkeypatch.setenv("KANLAB_CACHE", str(root / "cache"))
+    sources = (root / "a.c", root / "b.c")
+    sources[0].write_text('#include "h.h"\nREAL twice(REAL x) { return 2 * x; }\n')
+    sources[1].write_text('#include "h.h"\nREAL half(REAL x) { return x / 2; }\n')
+    (root / "h.h").write_text("/* shared */\n")
+    monkeypatch.setattr(_native, "SOURCES", sources)
+    monkeypatch.setattr(_native, "HEADER", root / "h.h")
     first = _native.build("double")
     stamp = first.stat().st_mtime_ns
     assert _native.build("double") == first and first.stat().st_mtime_ns == stamp  # not rebuilt
-    assert _native.build("float") != first
-    assert [p.name for p in first.parent.iterdir() if p.suffix == ".tmp"] == []
+    assert _native.build("float") != first                                         # flags: a new key
+    sources[1].write_text('#include "h.h"\nREAL half(REAL x) { return x * 0.5; }\n')
+    assert _native.build("double") != first                                        # source: a new key
+    assert sorted(p.suffix for p in first.parent.iterdir()) == [".so"] * 3         # no .tmp or .o left
 
 
 @pytest.mark.slow  # three interpreters importing torch
