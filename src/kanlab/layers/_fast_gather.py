@@ -55,12 +55,10 @@ class GatherSpline(torch.autograd.Function):
         order: int, uniform: bool,
     ) -> torch.Tensor:
         need_x = ctx.needs_input_grad[0]
-        lib = _native_gather.kernels(x, coef)
-        ctx.native = lib is not None
+        lib = ctx.lib = _native_gather.kernels(x, coef)
         if lib is not None:  # CPU: the same sums by compiled loops, (i, b) layouts
             table = _native_gather.table(lib, coef, scale, order)          # (i * (c + 2k + 2), o)
-            rows = table.shape[0] // x.shape[1]
-            first, values, dvalues = _native_gather.basis(lib, x, grid, order, uniform, rows, need_x)
+            first, values, dvalues = _native_gather.basis(lib, x, grid, order, uniform, need_x)
             y = _native_gather.forward(lib, first, values, table)
         else:
             table = gather_table(coef, scale, order)
@@ -72,19 +70,17 @@ class GatherSpline(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
         first, values, dvalues, table, x, coef, scale, grid = ctx.saved_tensors
-        k = values.shape[-1 if ctx.native else 0] - 1
+        k = values.shape[0 if ctx.lib is None else -1] - 1
         needs = ctx.needs_input_grad[:3]
         if torch.is_grad_enabled():  # create_graph=True: higher derivatives through the general path
             fn = functools.partial(_gather_reference, grid, k)
             return (*graph_grads(needs, gy, (x, coef, scale), fn), None, None, None)
         gy = gy.contiguous()  # embedding_bag over an expanded gy (from y.sum()) is ~10x slower
         gx = gcoef = gscale = None
-        if ctx.native:  # every gradient in one pass of the compiled loops
-            lib = _native_gather.kernels(x, coef)
-            assert lib is not None
+        if ctx.lib is not None:  # every gradient in one pass of the compiled loops
             dx_values = dvalues if needs[0] else None
-            gx, gcoef, gscale = _native_gather.backward(lib, first, values, dx_values, table, gy, coef, scale,
-                                                        needs[1], needs[2])
+            gx, gcoef, gscale = _native_gather.backward(ctx.lib, first, values, dx_values, table, gy, coef,
+                                                        scale, needs[1], needs[2])
             return gx, gcoef, gscale, None, None, None
         if needs[1] or needs[2]:
             o, i, c = coef.shape

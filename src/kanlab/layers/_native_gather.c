@@ -200,25 +200,22 @@ static int forward_range(const void *p, int part, int64_t n0, int64_t n1) {
     ANY_ORDER(FORWARD)
 }
 
+/* backward() for the inputs [i0, i1) with scratch block gt, by order. The gradient flags stay
+ * run-time values: inlining a copy per combination tripled the compile time for no measurable
+ * speed. */
+static int backward_by_order(const args_t *a, REAL *gt, int64_t i0, int64_t i1) {
+#define BACKWARD(K) backward(a->b, a->ni, a->no, a->c, K, a->table, a->first, a->val, a->dval, a->gy, a->coef, \
+                             a->scale, a->gcoef, a->gscale, a->gx, gt, i0, i1, gt != NULL, a->gx != NULL)
+    ANY_ORDER(BACKWARD)
+}
+
 static int backward_range(const void *p, int part, int64_t i0, int64_t i1) {
     const args_t *a = p;
     (void)part;
-    int want_gt = a->gcoef != NULL || a->gscale != NULL, status;
+    int want_gt = a->gcoef != NULL || a->gscale != NULL;
     REAL *gt = want_gt ? malloc((size_t)(a->w * a->no) * sizeof(REAL)) : NULL;  /* this thread's */
     if (want_gt && gt == NULL) return 1;
-    /* the flags stay run-time values: inlining a copy per combination tripled the compile time
-     * for no measurable speed */
-#define BACKWARD(K) backward(a->b, a->ni, a->no, a->c, K, a->table, a->first, a->val, a->dval, a->gy, a->coef, \
-                             a->scale, a->gcoef, a->gscale, a->gx, gt, i0, i1, want_gt, a->gx != NULL)
-    switch (a->k) {
-        case 0: status = BACKWARD(0); break;
-        case 1: status = BACKWARD(1); break;
-        case 2: status = BACKWARD(2); break;
-        case 3: status = BACKWARD(3); break;
-        case 4: status = BACKWARD(4); break;
-        case 5: status = BACKWARD(5); break;
-        default: status = 2;
-    }
+    int status = backward_by_order(a, gt, i0, i1);
     free(gt);
     return status;
 }

@@ -46,12 +46,13 @@ def table(lib: ctypes.CDLL, coef: torch.Tensor, scale: torch.Tensor | None, k: i
 
 
 @torch.compiler.disable
-def basis(lib: ctypes.CDLL, x: torch.Tensor, grid: torch.Tensor, k: int, uniform: bool, width: int,
+def basis(lib: ctypes.CDLL, x: torch.Tensor, grid: torch.Tensor, k: int, uniform: bool,
           derivative: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """first (i, b), values and, if derivative, dvalues (i, b, k + 1) of x (b, i)."""
     b, i = x.shape
     if not (uniform and 2 <= k <= _native.MAX_ORDER):  # moved grids, low orders: torch's local basis
         start, values, dvalues = local_basis(x, grid, k, uniform, derivative=derivative)
+        width = grid.shape[-1] + k + 1                                     # table rows per input
         first = start.T.add(torch.arange(k + 1, width * i, width, device=x.device).unsqueeze(1))
         return (first.contiguous(), values.permute(2, 1, 0).contiguous(),
                 None if dvalues is None else dvalues.permute(2, 1, 0).contiguous())
