@@ -13,6 +13,7 @@ import torch
 
 from kanlab import KANLinear
 from kanlab.layers import _native, _native_gather
+from test_fast_paths import assert_same
 
 pytestmark = pytest.mark.skipif(not _native.available(torch.float64),
                                 reason="no C compiler builds the native kernels here")
@@ -24,17 +25,6 @@ def twins(i: int, o: int, grid_size: int, dtype: torch.dtype, **kw: Any) -> tupl
     ref = copy.deepcopy(layer)
     ref.path = "reference"
     return layer, ref
-
-
-def check(layer: KANLinear, ref: KANLinear, x: torch.Tensor, rtol: float) -> None:
-    y, y_ref = layer(x), ref(x)
-    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(y.dtype)
-    grads = torch.autograd.grad(y, [x, *layer.parameters()], gy)
-    grads_ref = torch.autograd.grad(y_ref, [x, *ref.parameters()], gy)
-    names = ["output", "x", *(n for n, _ in layer.named_parameters())]
-    for name, got, want in zip(names, [y, *grads], [y_ref, *grads_ref], strict=True):
-        scale = want.abs().max().item() or 1.0
-        torch.testing.assert_close(got, want, rtol=rtol, atol=rtol * scale, msg=lambda m, n=name: f"{n}: {m}")
 
 
 def inputs(layer: KANLinear, n: int, dtype: torch.dtype) -> torch.Tensor:
@@ -55,7 +45,7 @@ def test_the_cpu_gather_runs_the_compiled_loops(monkeypatch: pytest.MonkeyPatch)
         fn = getattr(_native_gather, name)
         monkeypatch.setattr(_native_gather, name, lambda *a, f=fn, n=name, **k: calls.append(n) or f(*a, **k))
     layer, ref = twins(5, 6, 7, torch.float64)
-    check(layer, ref, inputs(layer, 30, torch.float64), rtol=1e-12)
+    assert_same(layer, ref, inputs(layer, 30, torch.float64), rtol=1e-12)
     assert calls == ["basis", "forward", "backward"]
 
 
@@ -65,7 +55,7 @@ def test_threads_input_blocks_and_partial_output_spans(dtype: torch.dtype, rtol:
     # 64 inputs of 37 rows of 70 outputs: a 1.3 MB float64 table, read in 512 kB blocks of inputs;
     # 70 outputs are a 64-wide span and a 6-wide one; samples and inputs split over 2 threads.
     layer, ref = twins(64, 70, 30, dtype)
-    check(layer, ref, inputs(layer, 40, dtype), rtol=rtol)
+    assert_same(layer, ref, inputs(layer, 40, dtype), rtol=rtol)
 
 
 @pytest.mark.usefixtures("many_threads")
@@ -77,7 +67,7 @@ def test_moved_grids_and_every_order_on_threads(order: int) -> None:
     for m in (layer, ref):
         m.update_grid(data, grid_eps=0.3)
     assert not layer.uniform
-    check(layer, ref, inputs(layer, 50, torch.float64), rtol=1e-12)
+    assert_same(layer, ref, inputs(layer, 50, torch.float64), rtol=1e-12)
 
 
 @pytest.mark.usefixtures("many_threads")
@@ -88,7 +78,7 @@ def test_one_thread_without_an_openmp_runtime() -> None:
     x = inputs(layer, 200, torch.float64)
     lib.kan_runtime(None, None, None)
     try:
-        check(layer, ref, x, rtol=1e-12)
+        assert_same(layer, ref, x, rtol=1e-12)
     finally:
         lib.kan_runtime(*_native.openmp_runtime())
 
