@@ -105,7 +105,7 @@ def candidates(i: int, o: int, grid: int, b: int, args: argparse.Namespace) -> M
     for path in ("auto", "dense", "gather", "compiled", "native", "uniform", "reference"):
         if path in ("uniform", "reference") and big and not args.full:
             continue
-        if path == "native" and i * o > 64 * 64 and not args.full:  # one-thread loops: ~1 s a call here
+        if path == "native" and i * o > 64 * 64 and not args.full:  # per-edge scalar loops: ~1 s a call here
             continue
         out[f"kanlab {path}"] = lambda p=path: KANLinear(i, o, grid, K, path=p, check_finite=False)
     if not big or args.full:
