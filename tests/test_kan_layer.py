@@ -213,6 +213,29 @@ def test_bad_inputs_are_named() -> None:
     assert torch.isnan(fast(x)[2]).any()  # skipped on request: NaN flows through
 
 
+@pytest.mark.parametrize(
+    ("values", "bad"),
+    [
+        ((float("inf"),), True),
+        ((float("-inf"),), True),
+        ((float("inf"), float("-inf")), True),   # their sum is NaN
+        ((3e38, 3e38), False),                   # finite values whose float32 sum overflows
+        ((-3e38, -3e38, 1.0), False),
+    ],
+)
+def test_the_finite_check_is_exact(values: tuple[float, ...], bad: bool) -> None:
+    # The check sums x and looks element by element only when the sum is not finite: an
+    # overflowing sum of finite values must pass, any infinity must not.
+    x = torch.zeros(4, 3)
+    x.view(-1)[: len(values)] = torch.tensor(values)
+    layer = KANLinear(3, 2, path="dense")
+    if bad:
+        with pytest.raises(ValueError, match=r"non-finite input \(first at index \[0, 0\]\)"):
+            layer(x)
+    else:
+        layer(x)  # passes the check (the output itself may overflow: not the check's business)
+
+
 def test_the_finite_check_records_nothing_for_autograd() -> None:
     # The check runs on every call: on x itself, isfinite's composite ops would be recorded and
     # would keep x for a backward that never comes. Only the layer's own backward saves anything.

@@ -37,18 +37,21 @@ static INLINE void local_basis(const REAL *x, int64_t stride, int64_t nn, double
                                double *restrict dval) {
     /* Three passes, so that the first and last have no calls or integer conversions and vectorize:
      * the cell (floor by rounding at 1.5 * 2^52, exact for the small non-negative values here,
-     * then one step down where rounding went up) and offset s, the cells as indices, the values. */
+     * then one step down where rounding went up) and offset s, the cells as indices, the values.
+     * The first pass's selects vectorize only without trapping math (-fno-trapping-math in the
+     * build; 2x faster): no branches, and a NaN fails the first comparison, takes cell 0 and
+     * keeps s NaN. */
     const double top = (double)(m - 1), round = 6755399441055744.0;
     double s[CHUNK], cell[CHUNK];
     for (int64_t n = 0; n < nn; n++) {
-        double u = ((double)x[n * stride] - t0) * inv_h;
-        int nan = u != u;
-        u = nan ? 0.0 : (u < -1.0 ? -1.0 : (u > top ? top : u));
+        double raw = ((double)x[n * stride] - t0) * inv_h;
+        double u = raw >= -1.0 ? raw : -1.0;      /* NaN too: it gets a valid cell */
+        u = u <= top ? u : top;
         double v = u + 1.0;                       /* in 0..m */
         double c = (v + round) - round;
         c = c > v ? c - 1.0 : c;                  /* floor(v) = cell + 1 */
         cell[n] = c;
-        s[n] = nan ? NAN : v - c;
+        s[n] = raw == raw ? v - c : raw;
     }
     for (int64_t n = 0; n < nn; n++) at[n] = (int64_t)cell[n];  /* (cell - k) + (k + 1) */
     for (int r = 0; r <= k; r++) {
