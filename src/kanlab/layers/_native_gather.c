@@ -15,9 +15,13 @@
  */
 #include "_native.h"
 
-/* Backward: dot products over outputs in VL partial sums, one 256-bit register per basis (two
- * registers each were 5-20 % slower: more partial sums to add up per sample and input). */
+/* Backward: dot products over outputs in VL partial sums, one 256-bit register (two were 5-20 %
+ * slower: more partial sums to add up per sample and input). The table's gradient is summed in
+ * COPIES scratch blocks, sample n into copy n % COPIES: neighbouring samples' rows mostly overlap,
+ * and in one copy each addition would wait on the last one's store (2 copies: 15-30 % faster than
+ * one; 4 were slower than 2). */
 #define VL (32 / (int)sizeof(REAL))
+#define COPIES 2
 /* Forward: OB outputs at a time summed in registers, over blocks of inputs whose table rows stay
  * in cache (forward()): L1_BYTES of OB-wide spans where that holds at least L1_INPUTS inputs
  * (each block reads and writes y's span once more), else L2_BYTES of whole rows. */
@@ -118,8 +122,8 @@ static void unpack(int64_t ni, int64_t no, int64_t c, int k, int64_t i, const RE
 }
 
 /* For inputs [i0, i1): the gradients of coef (gcoef = scale * G, G the block of the table's
- * gradient, sum_n val * gy[n] per row, summed in the w * no scratch block gt) and of scale
- * (gscale = G . coef) when want_gt, and gx[n, i] = sum_r dval * (table[first + r] . gy[n]) when
+ * gradient, sum_n val * gy[n] per row, summed in the COPIES w * no scratch blocks gt) and of scale
+ * (gscale = G . coef) when want_gt, and gx[n, i] = gy[n] . sum_r dval * table[first + r] when
  * want_gx, both from one pass over the samples. */
 static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const int k, const REAL *table,
                            const int64_t *first, const REAL *val, const REAL *dval, const REAL *gy,
@@ -128,37 +132,45 @@ static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const i
     int64_t w = c + 2 * k + 2;
     for (int64_t i = i0; i < i1; i++) {
         if (want_gt)
-            for (int64_t e = 0; e < w * no; e++) gt[e] = 0;
+            for (int64_t e = 0; e < COPIES * w * no; e++) gt[e] = 0;
         for (int64_t n = 0; n < b; n++) {
             int64_t at = first[i * b + n] * no;
             const REAL *restrict g = gy + n * no, *restrict t = table + at, *v = val + (i * b + n) * (k + 1);
             if (want_gt) {
-                REAL *restrict dst = gt + at - i * w * no;
+                REAL *restrict dst = gt + (n % COPIES) * w * no + at - i * w * no;
                 for (int r = 0; r <= k; r++) {
                     REAL vr = v[r];
                     for (int64_t o = 0; o < no; o++) dst[r * no + o] += vr * g[o];
                 }
             }
             if (want_gx) {
-                /* VL partial sums per basis: one running sum would wait on each addition */
+                /* one dot product of g with the rows' sum weighted by dval, in VL partial sums
+                 * (a dot per row, then their weighted sum, was 1.3-2x slower) */
                 const REAL *dv = dval + (i * b + n) * (k + 1);
-                REAL lanes[MAX_K + 1][VL], slope = 0;
+                REAL lanes[VL], slope = 0, d[MAX_K + 1];
+                for (int r = 0; r <= k; r++) d[r] = dv[r];
                 int64_t o = 0;
-                for (int r = 0; r <= k; r++)
-                    for (int l = 0; l < VL; l++) lanes[r][l] = 0;
+                for (int l = 0; l < VL; l++) lanes[l] = 0;
                 for (; o + VL <= no; o += VL)
-                    for (int l = 0; l < VL; l++)
-                        for (int r = 0; r <= k; r++) lanes[r][l] += t[r * no + o + l] * g[o + l];
-                for (int r = 0; r <= k; r++) {
-                    REAL dot = 0;
-                    for (int l = 0; l < VL; l++) dot += lanes[r][l];
-                    for (int64_t p = o; p < no; p++) dot += t[r * no + p] * g[p];
-                    slope += dv[r] * dot;
+                    for (int l = 0; l < VL; l++) {
+                        REAL row = d[0] * t[o + l];
+                        for (int r = 1; r <= k; r++) row += d[r] * t[r * no + o + l];
+                        lanes[l] += row * g[o + l];
+                    }
+                for (int l = 0; l < VL; l++) slope += lanes[l];
+                for (int64_t p = o; p < no; p++) {
+                    REAL row = 0;
+                    for (int r = 0; r <= k; r++) row += d[r] * t[r * no + p];
+                    slope += row * g[p];
                 }
                 gx[n * ni + i] = slope;
             }
         }
-        if (want_gt) unpack(ni, no, c, k, i, gt, coef, scale, gcoef, gscale);
+        if (want_gt) {
+            for (int copy = 1; copy < COPIES; copy++)
+                for (int64_t e = 0; e < w * no; e++) gt[e] += gt[copy * w * no + e];
+            unpack(ni, no, c, k, i, gt, coef, scale, gcoef, gscale);
+        }
     }
     return 0;
 }
@@ -218,7 +230,7 @@ static int forward_range(const void *p, int part, int64_t n0, int64_t n1) {
     ANY_ORDER(FORWARD)
 }
 
-/* backward() for the inputs [i0, i1) with scratch block gt, by order. The gradient flags stay
+/* backward() for the inputs [i0, i1) with scratch blocks gt, by order. The gradient flags stay
  * run-time values: inlining a copy per combination tripled the compile time for no measurable
  * speed. */
 static int backward_by_order(const args_t *a, REAL *gt, int64_t i0, int64_t i1) {
@@ -231,7 +243,7 @@ static int backward_range(const void *p, int part, int64_t i0, int64_t i1) {
     const args_t *a = p;
     (void)part;
     int want_gt = a->gcoef != NULL || a->gscale != NULL;
-    REAL *gt = want_gt ? malloc((size_t)(a->w * a->no) * sizeof(REAL)) : NULL;  /* this thread's */
+    REAL *gt = want_gt ? malloc((size_t)(COPIES * a->w * a->no) * sizeof(REAL)) : NULL;  /* this thread's */
     if (want_gt && gt == NULL) return 1;
     int status = backward_by_order(a, gt, i0, i1);
     free(gt);
