@@ -124,6 +124,28 @@ def test_a_build_is_cached_by_source_and_flags(monkeypatch: pytest.MonkeyPatch,
     assert sorted(p.suffix for p in first.parent.iterdir()) == [".so"] * 3         # no .tmp or .o left
 
 
+@pytest.mark.parametrize(
+    ("machine", "capability", "common", "gather_extra"),
+    [
+        ("x86_64", "AVX512", ["-mavx2", "-mfma"], ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq"]),
+        ("x86_64", "AVX2", ["-mavx2", "-mfma"], []),
+        ("x86_64", "DEFAULT", [], []),
+        ("aarch64", "DEFAULT", [], []),
+    ],
+)
+def test_vector_flags_follow_torchs_own_cpu_capability(monkeypatch: pytest.MonkeyPatch, machine: str,
+                                                      capability: str, common: list[str],
+                                                      gather_extra: list[str]) -> None:
+    # Never more than torch itself runs here; AVX-512 only for the gather kernels (_native.c's
+    # were no faster with it and compiled in twice the time).
+    monkeypatch.setattr(_native.platform, "machine", lambda: machine)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+    assert _native.vector_flags() == common
+    by_name = {p.name: p for p in _native.SOURCES}
+    assert _native.wide_flags(by_name["_native_gather.c"]) == gather_extra
+    assert _native.wide_flags(by_name["_native.c"]) == []
+
+
 @pytest.mark.slow  # three interpreters importing torch
 @needs_native
 @pytest.mark.skipif(sys.platform == "win32", reason="the native kernels are not built on Windows")

@@ -15,12 +15,17 @@
  */
 #include "_native.h"
 
-/* Backward: dot products over outputs in VL partial sums, one 256-bit register (two were 5-20 %
- * slower: more partial sums to add up per sample and input). The table's gradient is summed in
- * COPIES scratch blocks, sample n into copy n % COPIES: neighbouring samples' rows mostly overlap,
- * and in one copy each addition would wait on the last one's store (2 copies: 15-30 % faster than
- * one; 4 were slower than 2). */
+/* Backward: dot products over outputs in VL partial sums, one vector register: 256 bits (two
+ * were 5-20 % slower: more partial sums to add up per sample and input), or 512 where AVX-512
+ * is on (gcc vectorizes 256-bit partial sums badly there: dx 1.4-4x slower). The table's
+ * gradient is summed in COPIES scratch blocks, sample n into copy n % COPIES: neighbouring
+ * samples' rows mostly overlap, and in one copy each addition would wait on the last one's
+ * store (2 copies: 15-30 % faster than one; 4 were slower than 2). */
+#ifdef __AVX512F__
+#define VL (64 / (int)sizeof(REAL))
+#else
 #define VL (32 / (int)sizeof(REAL))
+#endif
 #define COPIES 2
 /* Forward: OB outputs at a time summed in registers, over blocks of inputs whose table rows stay
  * in cache (forward()): L1_BYTES of OB-wide spans where that holds at least L1_INPUTS inputs
