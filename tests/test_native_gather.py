@@ -96,15 +96,16 @@ def test_torch_runs_on_openmp_here_and_the_kernels_use_it() -> None:
 
 
 @pytest.mark.parametrize("needs", [(True, False, False), (False, True, True), (False, False, True)])
-def test_only_the_gradients_asked_for(needs: tuple[bool, bool, bool]) -> None:
-    layer, ref = twins(6, 7, 9, torch.float64)
+@pytest.mark.parametrize("outputs", [7, 40])  # the table gradient per sample; by row (32 + 8 outputs)
+def test_only_the_gradients_asked_for(needs: tuple[bool, bool, bool], outputs: int) -> None:
+    layer, ref = twins(6, outputs, 9, torch.float64)
     x = inputs(layer, 30, torch.float64).detach().requires_grad_(needs[0])
     for m in (layer, ref):
         m.coef.requires_grad_(needs[1])
         m.spline_weight.requires_grad_(needs[2])  # type: ignore[union-attr]
     wanted = [t for t, need in zip([x, layer.coef, layer.spline_weight], needs, strict=True) if need]
     wanted_ref = [t for t, need in zip([x, ref.coef, ref.spline_weight], needs, strict=True) if need]
-    gy = torch.randn(x.shape[0], 7, dtype=torch.float64)
+    gy = torch.randn(x.shape[0], outputs, dtype=torch.float64)
     got = torch.autograd.grad(layer(x), wanted, gy)
     want = torch.autograd.grad(ref(x), wanted_ref, gy)
     for g, w in zip(got, want, strict=True):

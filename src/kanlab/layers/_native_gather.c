@@ -17,15 +17,19 @@
 
 /* Backward: dot products over outputs in VL partial sums, one vector register: 256 bits (two
  * were 5-20 % slower: more partial sums to add up per sample and input), or 512 where AVX-512
- * is on (gcc vectorizes 256-bit partial sums badly there: dx 1.4-4x slower). The table's
- * gradient is summed in COPIES scratch blocks, sample n into copy n % COPIES: neighbouring
- * samples' rows mostly overlap, and in one copy each addition would wait on the last one's
- * store (2 copies: 15-30 % faster than one; 4 were slower than 2). */
+ * is on (gcc vectorizes 256-bit partial sums badly there: dx 1.4-4x slower).
+ * The table's gradient, with at least SPAN outputs: samples bucketed by their first row, and
+ * each bucket's k + 1 rows summed SPAN outputs at a time in registers over its samples
+ * (table_grad_by_row; 16 outputs made gcc spill: 3-8x slower). Narrower layers: per sample,
+ * into COPIES scratch blocks, sample n into copy n % COPIES (neighbouring samples' rows mostly
+ * overlap, and in one copy each addition would wait on the last one's store; 2 copies were
+ * 15-30 % faster than one, 4 slower than 2). */
 #ifdef __AVX512F__
 #define VL (64 / (int)sizeof(REAL))
 #else
 #define VL (32 / (int)sizeof(REAL))
 #endif
+#define SPAN 32
 #define COPIES 2
 /* Forward: OB outputs at a time summed in registers, over blocks of inputs whose table rows stay
  * in cache (forward()): L1_BYTES of OB-wide spans where that holds at least L1_INPUTS inputs
@@ -126,22 +130,61 @@ static void unpack(int64_t ni, int64_t no, int64_t c, int k, int64_t i, const RE
     }
 }
 
+/* rows[r][o, o + len) += sum over the cnt samples idx[] of val[n, r] * gy[n, o, o + len), the
+ * sums held in registers while the samples' gy rows are read. */
+static INLINE void bucket_span(int64_t no, const int k, const int64_t *idx, int64_t cnt, const REAL *val,
+                               const REAL *gy, REAL *rows, int64_t o, const int64_t len) {
+    REAL acc[MAX_K + 1][SPAN];
+    for (int r = 0; r <= k; r++)
+        for (int64_t l = 0; l < len; l++) acc[r][l] = 0;
+    for (int64_t q = 0; q < cnt; q++) {
+        const REAL *restrict g = gy + idx[q] * no + o, *v = val + idx[q] * (k + 1);
+        for (int r = 0; r <= k; r++) {
+            REAL vr = v[r];
+            for (int64_t l = 0; l < len; l++) acc[r][l] += vr * g[l];
+        }
+    }
+    for (int r = 0; r <= k; r++)
+        for (int64_t l = 0; l < len; l++) rows[r * no + o + l] += acc[r][l];
+}
+
+/* One input's block gt (w * no) of the table's gradient from its first rows first[n] - base
+ * and bases val (b, k + 1): a counting sort of the samples by first row (into order, with w + 1
+ * counts), then each bucket's k + 1 rows SPAN outputs at a time (no >= SPAN). */
+static INLINE void table_grad_by_row(int64_t b, int64_t no, int64_t w, const int k, const int64_t *first,
+                                     int64_t base, const REAL *val, const REAL *gy, REAL *gt, int64_t *order,
+                                     int64_t *count) {
+    for (int64_t e = 0; e < w * no; e++) gt[e] = 0;
+    for (int64_t j = 0; j <= w; j++) count[j] = 0;
+    for (int64_t n = 0; n < b; n++) count[first[n] - base + 1]++;
+    for (int64_t j = 0; j < w; j++) count[j + 1] += count[j];  /* count[j]: where bucket j starts */
+    for (int64_t n = 0; n < b; n++) order[count[first[n] - base]++] = n;
+    for (int64_t j = 0, start = 0; j < w; start = count[j], j++) {  /* count[j]: now where it ends */
+        int64_t cnt = count[j] - start, o = 0;
+        if (cnt == 0) continue;
+        for (; o + SPAN <= no; o += SPAN) bucket_span(no, k, order + start, cnt, val, gy, gt + j * no, o, SPAN);
+        if (o < no) bucket_span(no, k, order + start, cnt, val, gy, gt + j * no, o, no - o);
+    }
+}
+
 /* For inputs [i0, i1): the gradients of coef (gcoef = scale * G, G the block of the table's
- * gradient, sum_n val * gy[n] per row, summed in the COPIES w * no scratch blocks gt) and of scale
+ * gradient, sum_n val * gy[n] per row, summed in the scratch blocks gt: see SPAN) and of scale
  * (gscale = G . coef) when want_gt, and gx[n, i] = gy[n] . sum_r dval * table[first + r] when
- * want_gx, both from one pass over the samples. */
+ * want_gx. order and count: table_grad_by_row's. */
 static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const int k, const REAL *table,
                            const int64_t *first, const REAL *val, const REAL *dval, const REAL *gy,
                            const REAL *coef, const REAL *scale, REAL *gcoef, REAL *gscale, REAL *gx,
-                           REAL *gt, int64_t i0, int64_t i1, int want_gt, int want_gx) {
+                           REAL *gt, int64_t *order, int64_t *count, int64_t i0, int64_t i1, int want_gt,
+                           int want_gx) {
     int64_t w = c + 2 * k + 2;
+    int by_row = want_gt && no >= SPAN, by_sample = want_gt && !by_row;
     for (int64_t i = i0; i < i1; i++) {
-        if (want_gt)
+        if (by_sample)
             for (int64_t e = 0; e < COPIES * w * no; e++) gt[e] = 0;
-        for (int64_t n = 0; n < b; n++) {
+        for (int64_t n = 0; n < b && (by_sample || want_gx); n++) {
             int64_t at = first[i * b + n] * no;
             const REAL *restrict g = gy + n * no, *restrict t = table + at, *v = val + (i * b + n) * (k + 1);
-            if (want_gt) {
+            if (by_sample) {
                 REAL *restrict dst = gt + (n % COPIES) * w * no + at - i * w * no;
                 for (int r = 0; r <= k; r++) {
                     REAL vr = v[r];
@@ -171,11 +214,12 @@ static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const i
                 gx[n * ni + i] = slope;
             }
         }
-        if (want_gt) {
+        if (by_row)
+            table_grad_by_row(b, no, w, k, first + i * b, i * w, val + i * b * (k + 1), gy, gt, order, count);
+        if (by_sample)
             for (int copy = 1; copy < COPIES; copy++)
                 for (int64_t e = 0; e < w * no; e++) gt[e] += gt[copy * w * no + e];
-            unpack(ni, no, c, k, i, gt, coef, scale, gcoef, gscale);
-        }
+        if (want_gt) unpack(ni, no, c, k, i, gt, coef, scale, gcoef, gscale);
     }
     return 0;
 }
@@ -235,12 +279,13 @@ static int forward_range(const void *p, int part, int64_t n0, int64_t n1) {
     ANY_ORDER(FORWARD)
 }
 
-/* backward() for the inputs [i0, i1) with scratch blocks gt, by order. The gradient flags stay
- * run-time values: inlining a copy per combination tripled the compile time for no measurable
- * speed. */
-static int backward_by_order(const args_t *a, REAL *gt, int64_t i0, int64_t i1) {
+/* backward() for the inputs [i0, i1) with this thread's scratch, by order. The gradient flags
+ * stay run-time values: inlining a copy per combination tripled the compile time for no
+ * measurable speed. */
+static int backward_by_order(const args_t *a, REAL *gt, int64_t *order, int64_t i0, int64_t i1) {
 #define BACKWARD(K) backward(a->b, a->ni, a->no, a->c, K, a->table, a->first, a->val, a->dval, a->gy, a->coef, \
-                             a->scale, a->gcoef, a->gscale, a->gx, gt, i0, i1, gt != NULL, a->gx != NULL)
+                             a->scale, a->gcoef, a->gscale, a->gx, gt, order, order + a->b, i0, i1, gt != NULL, \
+                             a->gx != NULL)
     ANY_ORDER(BACKWARD)
 }
 
@@ -248,10 +293,12 @@ static int backward_range(const void *p, int part, int64_t i0, int64_t i1) {
     const args_t *a = p;
     (void)part;
     int want_gt = a->gcoef != NULL || a->gscale != NULL;
-    REAL *gt = want_gt ? malloc((size_t)(COPIES * a->w * a->no) * sizeof(REAL)) : NULL;  /* this thread's */
-    if (want_gt && gt == NULL) return 1;
-    int status = backward_by_order(a, gt, i0, i1);
+    /* this thread's scratch: the table gradient's blocks, the bucket order (b) and counts (w + 1) */
+    REAL *gt = want_gt ? malloc((size_t)(COPIES * a->w * a->no) * sizeof(REAL)) : NULL;
+    int64_t *order = want_gt ? malloc((size_t)(a->b + a->w + 1) * sizeof(int64_t)) : NULL;
+    int status = want_gt && (gt == NULL || order == NULL) ? 1 : backward_by_order(a, gt, order, i0, i1);
     free(gt);
+    free(order);
     return status;
 }
 
