@@ -51,13 +51,15 @@ def test_the_cpu_gather_runs_the_compiled_loops(monkeypatch: pytest.MonkeyPatch)
 
 @pytest.mark.usefixtures("many_threads")
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
-@pytest.mark.parametrize("grid_size, order", [(30, 3), (3, 2)])
+@pytest.mark.parametrize("grid_size, order", [(30, 3), (3, 2), (70, 3)])
 def test_threads_input_blocks_and_partial_output_spans(dtype: torch.dtype, rtol: float, grid_size: int,
                                                        order: int) -> None:
     # 70 outputs are a 64-wide span and a 6-wide one; samples and inputs split over 2 threads.
     # Grid 30: 64 inputs of 41 rows, a 1.3 MB float64 table, read in 512 kB blocks of whole rows.
     # Grid 3, order 2: 11 rows per input, read in 24 kB blocks of 64-wide spans (4 inputs in
     # float64, 8 in float32; the 6-wide span's blocks are read by every sample after).
+    # Grid 70: 73 coefficients per edge, unpacked from the table's gradient in tiles of 64 and 9,
+    # and 70 outputs are 8 tiles of 8 and one of 6.
     layer, ref = twins(64, 70, grid_size, dtype, order=order)
     assert_same(layer, ref, inputs(layer, 40, dtype), rtol=rtol)
 
