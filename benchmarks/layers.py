@@ -12,7 +12,8 @@ input gradient is part of the work). "fwd" runs under torch.no_grad(); "fwd+bwd"
 backward of y.sum()-like cotangent, gradients set to None between repeats as optimizers do.
 Within a case the candidates run round-robin, one repeat (the best of 3 back-to-back calls) each
 per round, and each reports the median over rounds, so a slow spell on a shared machine hits all
-of them alike. Ratios are to the MLP layer.
+of them alike. Ratios are to the MLP layer. Last, kanlab's default layer at grids 5, 20 and 100
+runs round-robin in one case per shape, for the ratios of its own times across grids.
 Peak memory: a fresh process per (case, candidate) runs one fwd+bwd and reports the growth of its
 peak RSS (VmHWM, reset just before) over its RSS then (parameters and input already allocated),
 and the bytes autograd saved for backward (saved_tensors_hooks; parameters included). Candidates
@@ -295,9 +296,34 @@ def main() -> None:
                 mem = {n: memory(n, i, o, grid, b, args.threads) for n in keep}
             results.append({"i": i, "o": o, "b": b, "grid": grid, "times": t, "memory": mem})
             print_case(results[-1])
+    scaling = []
+    for i, o, b in shapes:  # the grid target compares kanlab with itself: measured round-robin too
+        t = time_case(grid_makers(i, o), b, i, budget, min_reps, max_reps)
+        scaling.append({"i": i, "o": o, "b": b, "times": t})
+        print_grids(scaling[-1])
     print(f"# load average {os.getloadavg()[0]:.1f} at end")
     if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps({"cases": results, "grids": scaling}, indent=1))
+
+
+GRIDS = (5, 20, 100)
+
+
+def grid_makers(i: int, o: int) -> Makers:
+    """kanlab's default layer at each grid of GRIDS, for one round-robin comparison: separate cases
+    run minutes apart, and a busy machine's slow spells would land in the ratios."""
+    from kanlab import KANLinear
+
+    return {f"kanlab auto, grid {g}": lambda g=g: KANLinear(i, o, g, K, check_finite=False) for g in GRIDS}
+
+
+def print_grids(r: dict) -> None:  # type: ignore[type-arg]
+    t = r["times"]
+    base = t[f"kanlab auto, grid {GRIDS[0]}"]["fwd+bwd"]
+    print(f"\n{r['i']}->{r['o']}, batch {r['b']}: kanlab auto fwd+bwd by grid, round-robin in one process: "
+          + ", ".join(f"grid {g} {t[f'kanlab auto, grid {g}']['fwd+bwd']:.2f} ms "
+                      f"({t[f'kanlab auto, grid {g}']['fwd+bwd'] / base:.2f}x)" for g in GRIDS))
+    sys.stdout.flush()
 
 
 def print_case(r: dict) -> None:  # type: ignore[type-arg]
