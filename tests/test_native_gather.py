@@ -41,27 +41,41 @@ def inputs(layer: KANLinear, n: int, dtype: torch.dtype) -> torch.Tensor:
 
 def test_the_cpu_gather_runs_the_compiled_loops(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[str] = []
-    for name in ("basis", "forward", "backward"):
+    for name in ("basis", "forward_build", "backward"):
         fn = getattr(_native_gather, name)
         monkeypatch.setattr(_native_gather, name, lambda *a, f=fn, n=name, **k: calls.append(n) or f(*a, **k))
     layer, ref = twins(5, 6, 7, torch.float64)
     assert_same(layer, ref, inputs(layer, 30, torch.float64), rtol=1e-12)
-    assert calls == ["basis", "forward", "backward"]
+    assert calls == ["basis", "forward_build", "backward"]
 
 
 @pytest.mark.usefixtures("many_threads")
 @pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
 @pytest.mark.parametrize("grid_size, order", [(30, 3), (3, 2), (70, 3)])
+@pytest.mark.parametrize("build", [True, False])
 def test_threads_input_blocks_and_partial_output_spans(dtype: torch.dtype, rtol: float, grid_size: int,
-                                                       order: int) -> None:
+                                                       order: int, build: bool,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # 70 outputs are a 64-wide span and a 6-wide one; samples and inputs split over 2 threads.
     # Grid 30: 64 inputs of 41 rows, a 1.3 MB float64 table, read in 512 kB blocks of whole rows.
     # Grid 3, order 2: 11 rows per input, read in 24 kB blocks of 64-wide spans (4 inputs in
     # float64, 8 in float32; the 6-wide span's blocks are read by every sample after).
     # Grid 70: 73 coefficients per edge, unpacked from the table's gradient in tiles of 64 and 9,
-    # and 70 outputs are 8 tiles of 8 and one of 6.
+    # and 70 outputs are 8 tiles of 8 and one of 6. build: the forward builds the table itself,
+    # inputs split over threads, with partial sums of y (else the table first, samples split).
+    monkeypatch.setattr(_native_gather, "builds_in_forward", lambda *_: build)
     layer, ref = twins(64, 70, grid_size, dtype, order=order)
     assert_same(layer, ref, inputs(layer, 40, dtype), rtol=rtol)
+
+
+@pytest.mark.usefixtures("many_threads")
+def test_the_forward_builds_the_table_unless_partial_sums_outgrow_it() -> None:
+    # Two threads: one (b, o) buffer of partial sums, against a table of 64 * (33 + 2 * 3 + 2) rows
+    # of o (grid 30, order 3).
+    coef = torch.zeros(32, 64, 33)
+    assert torch.get_num_threads() >= 2
+    assert _native_gather.builds_in_forward(64 * 41, coef, 3)
+    assert not _native_gather.builds_in_forward(64 * 41 + 1, coef, 3)
 
 
 @pytest.mark.usefixtures("many_threads")

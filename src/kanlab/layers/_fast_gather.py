@@ -57,9 +57,12 @@ class GatherSpline(torch.autograd.Function):
         need_x = ctx.needs_input_grad[0]
         lib = ctx.lib = _native_gather.kernels(x, coef)
         if lib is not None:  # CPU: the same sums by compiled loops, (i, b) layouts
-            table = _native_gather.table(lib, coef, scale, order)          # (i * (c + 2k + 2), o)
             first, values, dvalues = _native_gather.basis(lib, x, grid, order, uniform, need_x)
-            y = _native_gather.forward(lib, first, values, table)
+            if _native_gather.builds_in_forward(x.shape[0], coef, order):
+                y, table = _native_gather.forward_build(lib, first, values, coef, scale)
+            else:
+                table = _native_gather.table(lib, coef, scale, order)      # (i * (c + 2k + 2), o)
+                y = _native_gather.forward(lib, first, values, table)
         else:
             table = gather_table(coef, scale, order)
             first, rows, values, dvalues = _rows(x, grid, order, uniform, derivative=need_x)

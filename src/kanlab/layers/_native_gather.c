@@ -2,9 +2,11 @@
  * the k + 1 nonzero bases of value * table row, and every gradient of it, for layers of any size.
  *
  * The same sums as the path's embedding bags, without their index sorts and bag layouts. The
- * forward splits samples over threads, the backward inputs, so that no two threads write the
- * same memory; the threads are torch's own OpenMP threads (kan_run in _native.c). The loops over outputs are
- * contiguous and vectorize; sums are in REAL, as a GEMM's would be.
+ * forward splits samples over threads (or, where it builds the table as it goes, inputs, each
+ * thread but the first summing into its own copy of y), the backward inputs, so that no two
+ * threads write the same memory; the threads are torch's own OpenMP threads (kan_run in
+ * _native.c). The loops over outputs are contiguous and vectorize; sums are in REAL, as a GEMM's
+ * would be.
  *
  * Shapes (row-major, contiguous): x (b, ni); grid (ni, m) float64, uniform per row; coef (no, ni,
  * c), scale (no, ni); table (ni * w, no), input i's block of w = c + 2k + 2 rows starting at row
@@ -67,13 +69,14 @@ static INLINE int basis(int64_t b, int64_t ni, int64_t m, const int k, const REA
     return 0;
 }
 
-/* len outputs from column o of sample n's row of y, summed over inputs [i0, i1): acc stays in
- * registers while the table rows are read, and y is written once per block of inputs. */
+/* len outputs from column o of sample n's row of y, summed over inputs [i0, i1) (onto dst's, unless
+ * fresh): acc stays in registers while the table rows are read, and y is written once per block
+ * of inputs. */
 static INLINE void forward_span(int64_t b, int64_t no, const int k, const REAL *table, const int64_t *first,
                                 const REAL *val, REAL *restrict dst, int64_t n, int64_t o, const int len,
-                                int64_t i0, int64_t i1) {
+                                int64_t i0, int64_t i1, int fresh) {
     REAL acc[OB];
-    for (int l = 0; l < len; l++) acc[l] = i0 ? dst[l] : 0;
+    for (int l = 0; l < len; l++) acc[l] = fresh ? 0 : dst[l];
     for (int64_t i = i0; i < i1; i++) {
         const REAL *restrict rows = table + first[i * b + n] * no + o, *v = val + (i * b + n) * (k + 1);
         REAL vr[MAX_K + 1];
@@ -87,35 +90,48 @@ static INLINE void forward_span(int64_t b, int64_t no, const int k, const REAL *
     for (int l = 0; l < len; l++) dst[l] = acc[l];
 }
 
+/* Inputs per block of forward_block(): OB-wide spans of their table rows in L1_BYTES where that
+ * holds at least L1_INPUTS inputs (*spans set), else whole rows in L2_BYTES; at least one. */
+static int64_t forward_step(int64_t no, int64_t w, int *spans) {
+    int64_t span_bytes = w * OB * (int64_t)sizeof(REAL), row_bytes = w * no * (int64_t)sizeof(REAL);
+    *spans = span_bytes * L1_INPUTS <= L1_BYTES;
+    int64_t step = *spans ? L1_BYTES / span_bytes : L2_BYTES / row_bytes;
+    return step < 1 ? 1 : step;
+}
+
+/* y[n] (or, if fresh, y[n] =) += the sums over the block of inputs [i0, i1) for samples [n0, n1):
+ * at small grids, OB-wide spans of the rows of enough inputs fit in L1, and every sample reads one
+ * span's block before the next (20-25 % faster at grid 5 than whole rows in L2); at larger grids,
+ * whole rows in L2 (spans of L2-sized blocks, whose rows are strided, were 10-20 % slower). */
+static INLINE void forward_block(int64_t b, int64_t no, const int k, const REAL *table, const int64_t *first,
+                                 const REAL *val, REAL *y, int64_t n0, int64_t n1, int64_t i0, int64_t i1,
+                                 int spans, int fresh) {
+    if (spans) {
+        int64_t o = 0;
+        for (; o + OB <= no; o += OB)
+            for (int64_t n = n0; n < n1; n++)
+                forward_span(b, no, k, table, first, val, y + n * no + o, n, o, OB, i0, i1, fresh);
+        if (o < no)
+            for (int64_t n = n0; n < n1; n++)
+                forward_span(b, no, k, table, first, val, y + n * no + o, n, o, (int)(no - o), i0, i1, fresh);
+        return;
+    }
+    for (int64_t n = n0; n < n1; n++) {
+        int64_t o = 0;
+        for (; o + OB <= no; o += OB)
+            forward_span(b, no, k, table, first, val, y + n * no + o, n, o, OB, i0, i1, fresh);
+        if (o < no) forward_span(b, no, k, table, first, val, y + n * no + o, n, o, (int)(no - o), i0, i1, fresh);
+    }
+}
+
 /* y[n] = sum_{i, r} val[i, n, r] * table[first[i, n] + r] for samples [n0, n1), in blocks of
- * inputs whose table rows stay in cache: at small grids, OB-wide spans of the rows of enough
- * inputs fit in L1, and every sample reads one span's block before the next (20-25 % faster at
- * grid 5 than whole rows in L2); at larger grids, whole rows in L2 (spans of L2-sized blocks,
- * whose rows are strided, were 10-20 % slower). */
+ * inputs whose table rows stay in cache (forward_step). */
 static INLINE int forward(int64_t b, int64_t ni, int64_t no, int64_t w, const int k, const REAL *table,
                           const int64_t *first, const REAL *val, REAL *y, int64_t n0, int64_t n1) {
-    int64_t span_bytes = w * OB * (int64_t)sizeof(REAL), row_bytes = w * no * (int64_t)sizeof(REAL);
-    int spans = span_bytes * L1_INPUTS <= L1_BYTES;
-    int64_t step = spans ? L1_BYTES / span_bytes : L2_BYTES / row_bytes;
-    step = step < 1 ? 1 : step;
-    for (int64_t i0 = 0; i0 < ni; i0 += step) {
-        int64_t i1 = ni - i0 < step ? ni : i0 + step;
-        if (spans) {
-            int64_t o = 0;
-            for (; o + OB <= no; o += OB)
-                for (int64_t n = n0; n < n1; n++)
-                    forward_span(b, no, k, table, first, val, y + n * no + o, n, o, OB, i0, i1);
-            if (o < no)
-                for (int64_t n = n0; n < n1; n++)
-                    forward_span(b, no, k, table, first, val, y + n * no + o, n, o, (int)(no - o), i0, i1);
-            continue;
-        }
-        for (int64_t n = n0; n < n1; n++) {
-            int64_t o = 0;
-            for (; o + OB <= no; o += OB) forward_span(b, no, k, table, first, val, y + n * no + o, n, o, OB, i0, i1);
-            if (o < no) forward_span(b, no, k, table, first, val, y + n * no + o, n, o, (int)(no - o), i0, i1);
-        }
-    }
+    int spans;
+    int64_t step = forward_step(no, w, &spans);
+    for (int64_t i0 = 0; i0 < ni; i0 += step)
+        forward_block(b, no, k, table, first, val, y, n0, n1, i0, ni - i0 < step ? ni : i0 + step, spans, i0 == 0);
     return 0;
 }
 
@@ -297,6 +313,23 @@ static int table_rows(int64_t ni, int64_t no, int64_t c, int k, const REAL *coef
     return 0;
 }
 
+/* Every sample's sums over the inputs [i0, i1) into dst (y's shape), each block of inputs' table
+ * rows built (table_rows()) just before the block is read, while they are in cache: the forward
+ * that builds the table (gather_forward_build()). */
+static INLINE int forward_build(int64_t b, int64_t ni, int64_t no, int64_t c, const int k, const REAL *coef,
+                                const REAL *scale, REAL *table, const int64_t *first, const REAL *val, REAL *dst,
+                                int64_t i0, int64_t i1) {
+    int64_t w = c + 2 * k + 2;
+    int spans;
+    int64_t step = forward_step(no, w, &spans);
+    for (int64_t ib = i0; ib < i1; ib += step) {
+        int64_t ie = i1 - ib < step ? i1 : ib + step;
+        table_rows(ni, no, c, k, coef, scale, table, ib, ie);
+        forward_block(b, no, k, table, first, val, dst, 0, b, ib, ie, spans, ib == i0);
+    }
+    return 0;
+}
+
 /* ---- entry points: each splits its range (samples or inputs) over threads ---------------- */
 
 /* One inlined copy per order k = 0..MAX_K for the table kernels (any grid: they get the bases). */
@@ -317,7 +350,8 @@ typedef struct {
     const REAL *x, *table, *val, *dval, *gy, *coef, *scale;
     const double *grid, *poly;
     int64_t *first;
-    REAL *out_val, *out_dval, *y, *gcoef, *gscale, *gx, *out_table;
+    REAL *out_val, *out_dval, *y, *gcoef, *gscale, *gx, *out_table, *partial;
+    int *ran;
 } args_t;
 
 static int basis_range(const void *p, int part, int64_t i0, int64_t i1) {
@@ -326,6 +360,28 @@ static int basis_range(const void *p, int part, int64_t i0, int64_t i1) {
     (void)part;
 #define BASIS(K) basis(a->b, a->ni, a->m, K, a->x, a->grid, a->poly, a->first, a->out_val, a->out_dval, i0, i1)
     BY_ORDER(BASIS)
+}
+
+/* Part p's inputs [i0, i1) into y (p = 0) or its partial sums (p - 1 of them). */
+static int forward_build_range(const void *p, int part, int64_t i0, int64_t i1) {
+    const args_t *a = p;
+    REAL *dst = part ? a->partial + (part - 1) * a->b * a->no : a->y;
+    a->ran[part] = 1;
+#define FORWARD_BUILD(K) forward_build(a->b, a->ni, a->no, a->c, K, a->coef, a->scale, a->out_table, a->first, \
+                                       a->val, dst, i0, i1)
+    ANY_ORDER(FORWARD_BUILD)
+}
+
+/* y[n] += the partial sums of the parts that ran, for samples [n0, n1). */
+static int add_partials_range(const void *p, int part, int64_t n0, int64_t n1) {
+    const args_t *a = p;
+    (void)part;
+    for (int q = 1; a->ran[q] >= 0; q++) {
+        if (!a->ran[q]) continue;
+        const REAL *src = a->partial + (q - 1) * a->b * a->no;
+        for (int64_t e = n0 * a->no; e < n1 * a->no; e++) a->y[e] += src[e];
+    }
+    return 0;
 }
 
 static int forward_range(const void *p, int part, int64_t n0, int64_t n1) {
@@ -378,6 +434,30 @@ int gather_forward(int64_t b, int64_t ni, int64_t no, int64_t w, int k, const RE
     args_t a = {.b = b, .ni = ni, .no = no, .w = w, .k = k, .table = table, .first = (int64_t *)first,
                 .val = val, .y = y};
     return kan_run(forward_range, &a, b, threads);
+}
+
+/* y (b, no) and the padded table (ni * w, no) of coef (no, ni, c) times scale (no, ni; NULL: 1), in
+ * one pass: the inputs split over threads, each thread's block of table rows built and read while
+ * in its cache (not written, then read back from memory), into its own partial sums of y, added
+ * up at the end. */
+int gather_forward_build(int64_t b, int64_t ni, int64_t no, int64_t c, int k, const REAL *coef, const REAL *scale,
+                         REAL *table, const int64_t *first, const REAL *val, REAL *y, int threads) {
+    int parts = kan_parts(ni, threads);
+    REAL *partial = parts > 1 ? malloc((size_t)((parts - 1) * b * no) * sizeof(REAL)) : NULL;
+    int *ran = calloc((size_t)parts + 1, sizeof(int));  /* which parts ran; -1 ends the list */
+    if ((parts > 1 && partial == NULL) || ran == NULL) {
+        free(partial);
+        free(ran);
+        return 1;
+    }
+    ran[parts] = -1;
+    args_t a = {.b = b, .ni = ni, .no = no, .c = c, .w = c + 2 * k + 2, .k = k, .coef = coef, .scale = scale,
+                .out_table = table, .first = (int64_t *)first, .val = val, .y = y, .partial = partial, .ran = ran};
+    int status = kan_run(forward_build_range, &a, ni, threads);
+    if (status == 0 && parts > 1) status = kan_run(add_partials_range, &a, b, threads);
+    free(partial);
+    free(ran);
+    return status;
 }
 
 /* The gradients of x (gx, needs dval), coef (gcoef) and scale (gscale), each skipped when NULL. */
