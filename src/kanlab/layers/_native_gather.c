@@ -124,17 +124,6 @@ static INLINE void forward_block(int64_t b, int64_t no, const int k, const REAL 
     }
 }
 
-/* y[n] = sum_{i, r} val[i, n, r] * table[first[i, n] + r] for samples [n0, n1), in blocks of
- * inputs whose table rows stay in cache (forward_step). */
-static INLINE int forward(int64_t b, int64_t ni, int64_t no, int64_t w, const int k, const REAL *table,
-                          const int64_t *first, const REAL *val, REAL *y, int64_t n0, int64_t n1) {
-    int spans;
-    int64_t step = forward_step(no, w, &spans);
-    for (int64_t i0 = 0; i0 < ni; i0 += step)
-        forward_block(b, no, k, table, first, val, y, n0, n1, i0, ni - i0 < step ? ni : i0 + step, spans, i0 == 0);
-    return 0;
-}
-
 /* unpack() for the tt outputs from o0: their entries of the block's c rows copied UJ at a time
  * into a tile (tt rows of contiguous coefficients), then gcoef = scale * tile, and gscale's dot
  * products with coef summed in DL double lanes per output across the tiles. */
@@ -313,19 +302,21 @@ static int table_rows(int64_t ni, int64_t no, int64_t c, int k, const REAL *coef
     return 0;
 }
 
-/* Every sample's sums over the inputs [i0, i1) into dst (y's shape), each block of inputs' table
- * rows built (table_rows()) just before the block is read, while they are in cache: the forward
- * that builds the table (gather_forward_build()). */
-static INLINE int forward_build(int64_t b, int64_t ni, int64_t no, int64_t c, const int k, const REAL *coef,
-                                const REAL *scale, REAL *table, const int64_t *first, const REAL *val, REAL *dst,
-                                int64_t i0, int64_t i1) {
+/* y[n] = sum_{i, r} val[i, n, r] * table[first[i, n] + r] over the inputs [i0, i1), for samples
+ * [n0, n1), in blocks of inputs whose table rows stay in cache (forward_step). The rows are
+ * table's or, where out_table is not NULL, built there a block at a time (table_rows()) just
+ * before the block is read, while they are in cache (gather_forward_build()). */
+static INLINE int forward(int64_t b, int64_t ni, int64_t no, int64_t c, const int k, const REAL *table,
+                          REAL *out_table, const REAL *coef, const REAL *scale, const int64_t *first,
+                          const REAL *val, REAL *y, int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
     int64_t w = c + 2 * k + 2;
     int spans;
     int64_t step = forward_step(no, w, &spans);
+    const REAL *rows = out_table ? out_table : table;
     for (int64_t ib = i0; ib < i1; ib += step) {
         int64_t ie = i1 - ib < step ? i1 : ib + step;
-        table_rows(ni, no, c, k, coef, scale, table, ib, ie);
-        forward_block(b, no, k, table, first, val, dst, 0, b, ib, ie, spans, ib == i0);
+        if (out_table) table_rows(ni, no, c, k, coef, scale, out_table, ib, ie);
+        forward_block(b, no, k, rows, first, val, y, n0, n1, ib, ie, spans, ib == i0);
     }
     return 0;
 }
@@ -362,14 +353,17 @@ static int basis_range(const void *p, int part, int64_t i0, int64_t i1) {
     BY_ORDER(BASIS)
 }
 
-/* Part p's inputs [i0, i1) into y (p = 0) or its partial sums (p - 1 of them). */
+static int forward_by_order(const args_t *a, REAL *y, int64_t n0, int64_t n1, int64_t i0, int64_t i1) {
+#define FORWARD(K) forward(a->b, a->ni, a->no, a->c, K, a->table, a->out_table, a->coef, a->scale, a->first, \
+                           a->val, y, n0, n1, i0, i1)
+    ANY_ORDER(FORWARD)
+}
+
+/* Part p's inputs [i0, i1), every sample, into y (p = 0) or its partial sums (p - 1 of them). */
 static int forward_build_range(const void *p, int part, int64_t i0, int64_t i1) {
     const args_t *a = p;
-    REAL *dst = part ? a->partial + (part - 1) * a->b * a->no : a->y;
     a->ran[part] = 1;
-#define FORWARD_BUILD(K) forward_build(a->b, a->ni, a->no, a->c, K, a->coef, a->scale, a->out_table, a->first, \
-                                       a->val, dst, i0, i1)
-    ANY_ORDER(FORWARD_BUILD)
+    return forward_by_order(a, part ? a->partial + (part - 1) * a->b * a->no : a->y, 0, a->b, i0, i1);
 }
 
 /* y[n] += the partial sums of the parts that ran, for samples [n0, n1). */
@@ -387,8 +381,7 @@ static int add_partials_range(const void *p, int part, int64_t n0, int64_t n1) {
 static int forward_range(const void *p, int part, int64_t n0, int64_t n1) {
     const args_t *a = p;
     (void)part;
-#define FORWARD(K) forward(a->b, a->ni, a->no, a->w, K, a->table, a->first, a->val, a->y, n0, n1)
-    ANY_ORDER(FORWARD)
+    return forward_by_order(a, a->y, n0, n1, 0, a->ni);
 }
 
 /* backward() for the inputs [i0, i1) with this thread's scratch, by order. The gradient flags
@@ -431,8 +424,8 @@ int gather_basis(int64_t b, int64_t ni, int64_t m, int k, const REAL *x, const d
 /* y (b, no) from the table (ni * w, no) and the bases. */
 int gather_forward(int64_t b, int64_t ni, int64_t no, int64_t w, int k, const REAL *table, const int64_t *first,
                    const REAL *val, REAL *y, int threads) {
-    args_t a = {.b = b, .ni = ni, .no = no, .w = w, .k = k, .table = table, .first = (int64_t *)first,
-                .val = val, .y = y};
+    args_t a = {.b = b, .ni = ni, .no = no, .c = w - 2 * k - 2, .w = w, .k = k, .table = table,
+                .first = (int64_t *)first, .val = val, .y = y};
     return kan_run(forward_range, &a, b, threads);
 }
 
