@@ -39,10 +39,8 @@
 #define OB 64
 /* The padded table is built through TT x TT tiles (table_rows()). */
 #define TT 8
-/* The table gradient's unpacking: tiles of TT outputs by UJ coefficients, dot products in DL
- * double lanes. */
+/* The table gradient's unpacking: tiles of TT outputs by UJ coefficients (unpack_tile()). */
 #define UJ 64
-#define DL (VL / 2 > 4 ? VL / 2 : 4)
 #define L1_BYTES (24 << 10)
 #define L1_INPUTS 4
 #define L2_BYTES (512 << 10)
@@ -124,40 +122,38 @@ static INLINE void forward_block(int64_t b, int64_t no, const int k, const REAL 
     }
 }
 
+/* The unpacking's dot products are summed without fused multiply-adds, as gcc compiled the
+ * untiled loop it replaces (the same values to the bit: training trajectories, and what tests
+ * pin to them, do not move); unpack() is kept out of line so that this holds where it is called. */
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=off")
+
 /* unpack() for the tt outputs from o0: their entries of the block's c rows copied UJ at a time
  * into a tile (tt rows of contiguous coefficients), then gcoef = scale * tile, and gscale's dot
- * products with coef summed in DL double lanes per output across the tiles. */
+ * products with coef, each summed in coefficient order (the tt sums interleaved, so that none
+ * waits on its last addition), as the untiled loop summed them: the same values to the bit. */
 static INLINE void unpack_tile(int64_t ni, int64_t no, int64_t c, int64_t i, const REAL *inner, const REAL *coef,
                                const REAL *scale, REAL *gcoef, REAL *gscale, int64_t o0, const int tt) {
-    double dot[TT][DL];
-    for (int q = 0; q < tt; q++)
-        for (int l = 0; l < DL; l++) dot[q][l] = 0;
+    double dot[TT];
+    for (int q = 0; q < tt; q++) dot[q] = 0;
     for (int64_t j0 = 0; j0 < c; j0 += UJ) {
         int64_t jn = c - j0 < UJ ? c - j0 : UJ;
         REAL tile[TT][UJ];
         for (int64_t j = 0; j < jn; j++)
             for (int q = 0; q < tt; q++) tile[q][j] = inner[(j0 + j) * no + o0 + q];
-        for (int q = 0; q < tt; q++) {
-            int64_t e = (o0 + q) * ni + i;
-            const REAL *restrict cf = coef + e * c + j0, *restrict g = tile[q];
-            if (gcoef) {
+        if (gcoef)
+            for (int q = 0; q < tt; q++) {
+                int64_t e = (o0 + q) * ni + i;
                 REAL sc = scale ? scale[e] : 1, *restrict dst = gcoef + e * c + j0;
-                for (int64_t j = 0; j < jn; j++) dst[j] = sc * g[j];
+                for (int64_t j = 0; j < jn; j++) dst[j] = sc * tile[q][j];
             }
-            if (gscale) {
-                int64_t j = 0;
-                for (; j + DL <= jn; j += DL)
-                    for (int l = 0; l < DL; l++) dot[q][l] += (double)g[j + l] * (double)cf[j + l];
-                for (; j < jn; j++) dot[q][0] += (double)g[j] * (double)cf[j];
-            }
-        }
+        if (gscale)
+            for (int64_t j = 0; j < jn; j++)
+                for (int q = 0; q < tt; q++)
+                    dot[q] += (double)tile[q][j] * (double)coef[((o0 + q) * ni + i) * c + j0 + j];
     }
     if (gscale)
-        for (int q = 0; q < tt; q++) {
-            double sum = 0;
-            for (int l = 0; l < DL; l++) sum += dot[q][l];
-            gscale[(o0 + q) * ni + i] = (REAL)sum;
-        }
+        for (int q = 0; q < tt; q++) gscale[(o0 + q) * ni + i] = (REAL)dot[q];
 }
 
 /* gcoef and gscale of input i (either may be NULL) from its block of the table's gradient, TT
@@ -165,13 +161,14 @@ static INLINE void unpack_tile(int64_t ni, int64_t no, int64_t c, int64_t i, con
  * product was a chain of c dependent double additions, and the column's reads fell in few L1
  * sets (rows of no * sizeof(REAL) bytes): at 256->256 grid 100 that took about a third of the
  * backward; tiled, the table's gradient with the unpacking takes 0.8-0.9x its time then. */
-static void unpack(int64_t ni, int64_t no, int64_t c, int k, int64_t i, const REAL *block, const REAL *coef,
-                   const REAL *scale, REAL *gcoef, REAL *gscale) {
+static __attribute__((noinline)) void unpack(int64_t ni, int64_t no, int64_t c, int k, int64_t i, const REAL *block,
+                                             const REAL *coef, const REAL *scale, REAL *gcoef, REAL *gscale) {
     const REAL *inner = block + (k + 1) * no;  /* the c inner rows */
     int64_t o0 = 0;
     for (; o0 + TT <= no; o0 += TT) unpack_tile(ni, no, c, i, inner, coef, scale, gcoef, gscale, o0, TT);
     if (o0 < no) unpack_tile(ni, no, c, i, inner, coef, scale, gcoef, gscale, o0, (int)(no - o0));
 }
+#pragma GCC pop_options
 
 /* rows[r][o, o + len) += sum over the cnt samples idx[] of val[n, r] * gy[n, o, o + len), the
  * sums held in registers while the samples' gy rows are read. */
