@@ -2,8 +2,9 @@
 
 The embedding bags of _fast_gather spend most of their backward sorting indices and laying out
 bags (16 ms of a 64->64 grid-100 layer's 19 here); these kernels compute the same sums directly:
-the forward over ranges of samples, the backward (every gradient in one pass) over ranges of
-inputs, so that each thread writes its own rows and nothing is sorted. The ranges run on
+the forward over ranges of samples (or of inputs, each thread with its own partial sums, where it
+builds the table as it goes), the backward (every gradient in one pass) over ranges of inputs,
+so that each thread writes its own rows and nothing is sorted. The ranges run on
 torch.get_num_threads() of torch's own OpenMP threads (_native.openmp_runtime), one thread where
 torch does not run on OpenMP. Built with the native kernels (_native.library); where they cannot
 be (no C compiler, not CPU), the gather path keeps its embedding bags.
