@@ -71,8 +71,13 @@ def builds_in_forward(b: int, coef: torch.Tensor, k: int) -> bool:
     """Whether the forward builds the table itself (forward_build): unless the partial sums of y of
     its threads but one, (threads - 1) * (b, o), would be larger than the table."""
     o, i, c = coef.shape
-    parts = min(_native.threads(b * i * (k + 1) * o), i)
+    parts = min(_forward_threads(b, i, k + 1, o), i)  # as kan_parts splits the inputs
     return (parts - 1) * b <= i * (c + 2 * k + 2)
+
+
+def _forward_threads(b: int, i: int, k1: int, o: int) -> int:
+    """The threads of a forward call (either split), whose work is b * i * (k + 1) * o."""
+    return _native.threads(b * i * k1 * o)
 
 
 @torch.compiler.disable
@@ -91,7 +96,7 @@ def forward_build(lib: ctypes.CDLL, first: torch.Tensor, values: torch.Tensor, c
     y = coef.new_empty(b, o)
     _native.check(lib.gather_forward_build(b, i, o, c, k1 - 1, coef.data_ptr(), _native.ptr(scale),
                                            table.data_ptr(), first.data_ptr(), values.data_ptr(),
-                                           y.data_ptr(), _native.threads(b * i * k1 * o)))
+                                           y.data_ptr(), _forward_threads(b, i, k1, o)))
     return y, table
 
 
@@ -102,7 +107,7 @@ def forward(lib: ctypes.CDLL, first: torch.Tensor, values: torch.Tensor, table: 
     o = table.shape[1]
     y = table.new_empty(b, o)
     _native.check(lib.gather_forward(b, i, o, table.shape[0] // i, k1 - 1, table.data_ptr(), first.data_ptr(),
-                                     values.data_ptr(), y.data_ptr(), _native.threads(b * i * k1 * o)))
+                                     values.data_ptr(), y.data_ptr(), _forward_threads(b, i, k1, o)))
     return y
 
 
