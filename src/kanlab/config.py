@@ -71,6 +71,7 @@ class ExperimentConfig:
     train: TrainConfig
     seed: int
     symbolic: Mapping[str, Any] | None = None  # SymbolicConfig fields: run the symbolic workflow instead
+    trial: Mapping[str, Any] | None = None  # a tuning trial: its study, number and pruning (kanlab.tune)
 
     @property
     def run_id(self) -> str:
@@ -82,8 +83,9 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the run folder's config.json, without run_id)."""
         out = json.loads(json.dumps(dataclasses.asdict(self)))
-        if out["symbolic"] is None:  # absent, so plain runs keep the ids they had before the key existed
-            del out["symbolic"]
+        for key in ("symbolic", "trial"):  # absent, so plain runs keep the ids they had before these keys
+            if out[key] is None:
+                del out[key]
         return out
 
     @classmethod
@@ -94,7 +96,7 @@ class ExperimentConfig:
         return cls(
             experiment=d["experiment"], label=d["label"], family=d["family"], spec=d["spec"],
             task=_build(TaskConfig, task, "task"), train=_build(TrainConfig, d["train"], "train"),
-            seed=int(d["seed"]), symbolic=d.get("symbolic"),
+            seed=int(d["seed"]), symbolic=d.get("symbolic"), trial=d.get("trial"),
         )
 
 
@@ -203,6 +205,8 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
     if "axes" in raw:
         raise ValueError("this file has [axes], so it is a sweep: run it with `kanlab sweep`, "
                          "not run/compare")
+    if "tune" in raw or "search" in raw:
+        raise ValueError("this file has [tune] or [search], so it is a tune file: run it with `kanlab tune`")
     unknown = sorted(set(raw) - set(STUDY_KEYS))
     if unknown:
         raise ValueError(

@@ -24,7 +24,7 @@ from kanlab.config import ExperimentConfig
 from kanlab.executors import Executor, Job, Outcome, SerialExecutor, unpack
 from kanlab.store import ResultsStore
 
-DONE = ("finished", "diverged")
+DONE = ("finished", "diverged", "pruned")  # a pruned run is a tuning trial its pruner stopped early
 Annotations = Mapping[str, Mapping[str, Any]]  # run_id -> keys added to the run's config.json
 
 
@@ -118,10 +118,15 @@ def land(exp: ExperimentConfig, outcome: Outcome, root: Path, extra: Mapping[str
     return final
 
 
-class _Progress:
-    """One bar over runs: done (finished or diverged) / failed / remaining, with tqdm's ETA."""
+class Progress:
+    """One bar over runs: done (finished, diverged or pruned) / failed / remaining, with tqdm's ETA.
 
-    def __init__(self, total: int, where: str) -> None:
+    Args:
+        total: runs expected (None: not known in advance, as in a tune with a budget in seconds).
+        where: the executor's description.
+    """
+
+    def __init__(self, total: int | None, where: str) -> None:
         self.counts = {"done": 0, "failed": 0}
         self.total = total
         self.bar = tqdm(total=total, unit="run", desc=f"runs on {where}", dynamic_ncols=True,
@@ -130,15 +135,17 @@ class _Progress:
 
     def _postfix(self, refresh: bool = True) -> None:
         done, failed = self.counts["done"], self.counts["failed"]
-        self.bar.set_postfix_str(f"done {done}, failed {failed}, remaining {self.total - done - failed}",
-                                 refresh=refresh)
+        left = "" if self.total is None else f", remaining {self.total - done - failed}"
+        self.bar.set_postfix_str(f"done {done}, failed {failed}{left}", refresh=refresh)
 
     def update(self, status: str) -> None:
+        """Count one landed run by its status."""
         self.counts["done" if status in DONE else "failed"] += 1
         self._postfix(refresh=False)  # drawn by update(), with the new count
         self.bar.update(1)
 
     def close(self) -> None:
+        """Close the bar."""
         self.bar.close()
 
 
@@ -166,7 +173,7 @@ def run_experiments(experiments: Sequence[ExperimentConfig], root: Path, db_path
         todo = {e.run_id: e for e in pending(unique, store, root, retry_failed=retry_failed)}
         if todo:
             runner = executor or SerialExecutor()
-            progress = _Progress(len(todo), runner.description)
+            progress = Progress(len(todo), runner.description)
             try:
                 for outcome in runner.run([Job.of(e, plots=plots) for e in todo.values()]):
                     exp = todo[outcome.job.run_id]

@@ -128,15 +128,24 @@ def _train_run(exp: ExperimentConfig, tmp: Path, out: RunState,
     model = out.model = build_model(exp)
     metrics = (tmp / "metrics.jsonl").open("w")
 
-    def record(rec: dict[str, Any]) -> None:
-        rec = dict(rec)
+    def with_psnr(rec: dict[str, Any]) -> dict[str, Any]:
         is_image = data.image_shape is not None
-        rec["psnr"] = psnr(rec["test_loss"]) if is_image and np.isfinite(rec["test_loss"]) else None
-        metrics.write(json.dumps(rec) + "\n")
+        return {**rec, "psnr": psnr(rec["test_loss"]) if is_image and np.isfinite(rec["test_loss"]) else None}
+
+    def record(rec: dict[str, Any]) -> None:
+        metrics.write(json.dumps(with_psnr(rec)) + "\n")
         metrics.flush()
 
+    hook = None
+    if exp.trial is not None and exp.trial["pruner"]["kind"] != "none":  # a tuning trial with a pruner
+        from kanlab.trial_pruning import PruneHook
+
+        hook = PruneHook(exp.trial)
     with metrics:
-        history = out.history = train(model, data, exp.train, callback=record, progress=progress)
+        history = out.history = train(model, data, exp.train, callback=record, progress=progress,
+                                      prune=None if hook is None else lambda rec: hook(with_psnr(rec)))
+    if hook is not None:
+        out.extra["pruner_attrs"] = hook.system_attrs()
     for rec in history.records:  # keep the History's records in step with the file
         if data.image_shape is not None and np.isfinite(rec["test_loss"]):
             rec["psnr"] = psnr(rec["test_loss"])

@@ -31,6 +31,7 @@ __all__ = ["DTYPES", "OPTIMIZERS", "SCHEDULES", "Data", "History", "TrainConfig"
 
 Record = dict[str, Any]
 Callback = Callable[[Record], None]  # gets each evaluation record
+Prune = Callable[[Record], str | None]  # gets each evaluation record; a message stops training (pruned)
 Progress = Callable[[int, int], None]  # gets (step, total_steps) after each step
 
 
@@ -41,8 +42,8 @@ class History:
     Attributes:
         records: one dict per evaluation with keys step, time, train_loss, test_loss, test_rmse, lr,
             grid_size (finite evaluations only).
-        status: "finished" or "diverged".
-        message: why it diverged (step and last finite loss), else None.
+        status: "finished", "diverged" or "pruned" (stopped by the prune hook).
+        message: why it diverged (step and last finite loss) or was pruned, else None.
         wall_time: seconds for the whole call.
         steps_done: optimizer steps completed with a finite loss.
         time_per_step: training seconds (evaluation excluded) per completed step.
@@ -167,7 +168,7 @@ class _Run:
     y_test: torch.Tensor
 
     def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig,
-                 callback: Callback | None, progress: Progress | None) -> None:
+                 callback: Callback | None, progress: Progress | None, prune: Prune | None = None) -> None:
         p = next(model.parameters(), None)
         if p is None:
             raise ValueError(f"{type(model).__name__} has no parameters to train")
@@ -181,7 +182,7 @@ class _Run:
         self.start, self.eval_time, self.step = time.perf_counter(), 0.0, 0
         self.last: tuple[int, float] | None = None  # (step, value) of the last finite loss
         self.opt: torch.optim.Optimizer | None = None
-        self.callback, self.progress = callback, progress
+        self.callback, self.progress, self.prune = callback, progress, prune
 
     def diverge(self, why: str) -> bool:
         last = "none" if self.last is None else f"{self.last[1]:.6g} at step {self.last[0]}"
@@ -207,10 +208,15 @@ class _Run:
                   "grid_size": kan[0].grid_size if kan else None}
         self.history.records.append(record)
         self.last = (self.step, ev["train_loss"])
+        t1 = time.perf_counter()
         if self.callback is not None:
-            t1 = time.perf_counter()
             self.callback(dict(record))
-            self.eval_time += time.perf_counter() - t1
+        # The last evaluation is never pruned: a run that got there is complete.
+        reason = self.prune(dict(record)) if self.prune and self.step < self.cfg.total_steps else None
+        self.eval_time += time.perf_counter() - t1
+        if reason:
+            self.history.status, self.history.message = "pruned", reason
+            return False
         return True
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> Any:
@@ -272,6 +278,7 @@ def train(
     *,
     callback: Callback | None = None,
     progress: Progress | None = None,
+    prune: Prune | None = None,
 ) -> History:
     """Train model in place on data's MSE; NaN/inf ends the run with status "diverged" (no exception).
 
@@ -282,11 +289,13 @@ def train(
         cfg: the training configuration.
         callback: called with (a copy of) each evaluation record right after it is taken.
         progress: called as progress(step, cfg.total_steps) after every optimizer step.
+        prune: asked with (a copy of) each evaluation record but the last; a message ends training
+            there with status "pruned" (a tuning trial's pruner, see kanlab.trial_pruning).
     Returns:
         The History: records, stages, status/message and timings.
     """
     model.to(dtype=DTYPES[cfg.dtype])
-    run = _Run(model, data, cfg, callback, progress)
+    run = _Run(model, data, cfg, callback, progress, prune)
     for grid_size in cfg.grid_stages or (None,):
         if not run.stage(grid_size):
             break
