@@ -1,11 +1,11 @@
-"""The `kanlab` command: run | compare | sweep | report | eval | plot | list."""
+"""The `kanlab` command: run | compare | sweep | tune | report | eval | plot | list."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,11 @@ def _parser() -> argparse.ArgumentParser:
     compare = sub.add_parser("compare", help="run a study and write its HTML report")
     _study_args(compare)
     _sweep_args(sub.add_parser("sweep", help="run a sweep (a study plus [axes]) on an executor, and report"))
+    _sweep_args(sub.add_parser(
+        "tune", help="tune each model on an equal budget (Optuna), retrain each best on fresh seeds, report",
+        description="A tune file is a study plus [tune] (per_family = 'trials:N' or 'seconds:S', metric, "
+                    "seed, pruner) and [search.<family or label>] ranges; see the README's `kanlab tune`."),
+        "TUNE", "a tune preset (tune-quick) or a .toml file", "--set tune.per_family=trials:4")
     report = sub.add_parser("report", help="write the HTML report of a recorded study")
     report.add_argument("experiment", help="the study's name")
     report.add_argument("--root", type=Path, default=DEFAULT_ROOT)
@@ -48,10 +53,12 @@ def _parser() -> argparse.ArgumentParser:
 EXECUTORS = ("local", "dask", "ray", "serial")
 
 
-def _sweep_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("study", metavar="SWEEP", help="a sweep preset (scaling-quick, scaling) or a .toml file")
+def _sweep_args(p: argparse.ArgumentParser, metavar: str = "SWEEP",
+                what: str = "a sweep preset (scaling-quick, scaling) or a .toml file",
+                example: str = "--set axes.budget=[300]") -> None:
+    p.add_argument("study", metavar=metavar, help=what)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a key, e.g. --set train.steps=100 or --set axes.budget=[300] (repeatable)")
+                   help=f"override a key, e.g. --set train.steps=100 or {example} (repeatable)")
     p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where run folders go (default: runs)")
     p.add_argument("--db", type=Path, default=None, help="results database (default: ROOT/kanlab.db)")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
@@ -83,32 +90,76 @@ def _executor(args: argparse.Namespace) -> Executor:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from collections import Counter
-
     from kanlab.driver import run_experiments
-    from kanlab.executors import ExecutorUnavailable
     from kanlab.sweep import load_sweep
 
     sweep = load_sweep(args.study, args.overrides)  # every run resolved and checked: nothing written yet
     axes = " x ".join(f"{len(values)} {key}" for key, values in sweep.axes) or "no axes"
     print(f"{sweep.name}: {len(sweep.experiments)} runs ({sweep.points} point(s) of {axes})")
-    try:
-        executor = _executor(args)
-    except ExecutorUnavailable as err:
-        print(f"kanlab: error: {err}", file=sys.stderr)
-        return 2
-    try:
+
+    def work(executor: Executor) -> list[Path]:
         print(f"executing on {executor.description}")
-        folders = run_experiments(sweep.experiments, args.root, _db(args), retry_failed=args.retry_failed,
-                                  plots=args.plots, executor=executor, annotations=sweep.annotations())
-    finally:
-        executor.close()
-    statuses = Counter(json.loads((f / "final.json").read_text())["status"] for f in folders)
-    print(", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
+        return run_experiments(sweep.experiments, args.root, _db(args), retry_failed=args.retry_failed,
+                               plots=args.plots, executor=executor, annotations=sweep.annotations())
+
+    if _on_executor(args, work) is None:
+        return 2
     if not args.no_report:
         from kanlab.report.sweep import write_sweep_report
 
         print(f"report: {write_sweep_report(_db(args), sweep.name, args.root / sweep.name)}")
+    return 0
+
+
+def _on_executor(args: argparse.Namespace, work: Callable[[Executor], list[Path]]) -> list[Path] | None:
+    """work(executor) on the executor args name, closed afterwards; prints the runs' statuses.
+
+    Returns:
+        The run folders work returned, or None when the executor could not start (said on stderr).
+    """
+    from collections import Counter
+
+    from kanlab.executors import ExecutorUnavailable
+
+    try:
+        executor = _executor(args)
+    except ExecutorUnavailable as err:
+        print(f"kanlab: error: {err}", file=sys.stderr)
+        return None
+    try:
+        folders = work(executor)
+    finally:
+        executor.close()
+    statuses = Counter(json.loads((f / "final.json").read_text())["status"] for f in folders)
+    print(", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
+    return folders
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from kanlab.tune import journal_path, run_tune
+    from kanlab.tune_config import load_tune
+
+    tune = load_tune(args.study, args.overrides)  # every search space checked: nothing written yet
+    models = len({s.label for s in tune.studies})
+    tasks = len(tune.studies) // models
+    print(f"{tune.name}: {len(tune.studies)} searches ({models} models x {tasks} tasks), {tune.budget} each; "
+          f"verdict on seeds {list(tune.seeds)}")
+    manifest = args.root / tune.name / "tune.json"
+
+    def work(executor: Executor) -> list[Path]:
+        print(f"executing on {executor.description}; Optuna studies in {journal_path(_db(args))}")
+        folders, _ = run_tune(tune, args.root, _db(args), executor=executor, retry_failed=args.retry_failed,
+                              plots=args.plots)
+        print("verdict runs:", end=" ")
+        return folders
+
+    if _on_executor(args, work) is None:
+        return 2
+    print(f"manifest: {manifest}")
+    if not args.no_report:
+        from kanlab.report.tune import write_tune_report
+
+        print(f"report: {write_tune_report(_db(args), manifest, args.root / tune.name)}")
     return 0
 
 
@@ -136,6 +187,11 @@ def _write_report(name: str, args: argparse.Namespace) -> Path:
     from kanlab.store import ResultsStore
 
     db = _db(args)
+    manifest = args.root / name / "tune.json"
+    if manifest.is_file():  # recorded by `kanlab tune`
+        from kanlab.report.tune import write_tune_report
+
+        return write_tune_report(db, manifest, args.root / name)
     if db.is_file():
         with ResultsStore(db) as store:
             is_sweep = any("sweep" in json.loads(r["config_json"]) for r in store.runs(name))
@@ -169,6 +225,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"report: {_write_report(name, args)}")
         elif args.command == "sweep":
             return _sweep(args)
+        elif args.command == "tune":
+            return _tune(args)
         elif args.command == "report":
             print(f"report: {_write_report(args.experiment, args)}")
         elif args.command == "eval":
@@ -186,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kanlab: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if args.command in ("run", "compare", "sweep"):
+        if args.command in ("run", "compare", "sweep", "tune"):
             print("kanlab: interrupted; finished runs are saved: run the same command again to resume",
                   file=sys.stderr)
         else:

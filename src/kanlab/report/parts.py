@@ -107,6 +107,15 @@ def read_experiment(db_path: Path, experiment: str) -> tuple[list[Row], dict[str
         return rows, {r["run_id"]: store.curves(r["run_id"]) for r in rows}
 
 
+def write_page(out_dir: Path, title: str, body: str) -> Path:
+    """out_dir/report.html: a self-contained page with the stylesheet, the title and an HTML body."""
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
+            f"<style>{CSS}</style></head>\n<body><main><h1>{escape(title)}</h1>\n{body}\n</main></body></html>\n")
+    path = Path(out_dir) / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
 def table(head: Sequence[str], body: Sequence[Sequence[str]], n_text: int) -> str:
     """An HTML table; the first n_text columns are text (left-aligned), the rest numbers."""
     return (f"<table><thead>{row(head, n_text, 'th')}</thead><tbody>"

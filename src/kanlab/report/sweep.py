@@ -17,7 +17,7 @@ from typing import Any
 
 from kanlab.models import count_params, parse_spec
 from kanlab.report import scaling
-from kanlab.report.parts import CSS, read_experiment, table
+from kanlab.report.parts import read_experiment, table, write_page
 from kanlab.report.scaling import finished
 from kanlab.report.tables import BASELINE_FAMILY, fmt_params, fmt_sci, fmt_time, task_name
 from kanlab.stats import ScalingFit, geometric_summary, paired_ratio, summarize, time_to_target
@@ -224,11 +224,4 @@ def write_sweep_report(db_path: Path, experiment: str, out_dir: Path) -> Path:
     Returns:
         The path of report.html.
     """
-    out_dir = Path(out_dir)
-    body = sweep_section(db_path, experiment, out_dir)
-    title = f"kanlab sweep: {experiment}"
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
-            f"<style>{CSS}</style></head>\n<body><main><h1>{escape(title)}</h1>\n{body}\n</main></body></html>\n")
-    path = out_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_page(out_dir, f"kanlab sweep: {experiment}", sweep_section(db_path, experiment, out_dir))
