@@ -437,11 +437,16 @@ def test_sigkill_mid_tune_then_rerun_completes_with_one_row_per_trial_and_none_r
     assert {r["seed"] for r in rows(root, "t")} == {1, 2} and not list((root / "t-search").glob(".tmp-*"))
 
 
-@pytest.mark.slow  # real training end to end through the command line (seconds)
-def test_a_real_tune_prunes_trials_mid_run_and_reports(tmp_path: Path) -> None:
+@pytest.mark.slow  # real training end to end through the command line, twice (seconds)
+def test_a_real_tune_prunes_trials_mid_run_reports_and_proposes_the_same_again(tmp_path: Path) -> None:
     spec, root = tmp_path / "real.toml", tmp_path / "runs"
     spec.write_text(REAL)
-    assert main(["tune", str(spec), "--root", str(root), "--executor", "serial"]) == 0
+    for where in (root, tmp_path / "again"):
+        assert main(["tune", str(spec), "--root", str(where), "--executor", "serial", "--no-report"]) == 0
+    tune = parse_tune(tomllib.loads(REAL))
+    assert proposals(Search(tune, root, root / "kanlab.db")) == proposals(
+        Search(tune, tmp_path / "again", tmp_path / "again" / "kanlab.db"))
+    assert main(["report", "t", "--root", str(root)]) == 0
     recorded = rows(root, "t-search")
     pruned = [r for r in recorded if r["status"] == "pruned"]
     assert pruned and all(0 < r["steps"] < 60 for r in pruned)
