@@ -2,7 +2,7 @@
 
     name = "tune-quick"
     seeds = [100, 101, 102]       # the verdict: each family's best configuration, retrained on these
-    budget = 600                  # parameters (widths from match_params at each trial's depth)
+    budget = 1000                 # parameters (widths from match_params at each trial's depth)
     depth = 2
     [train]
     steps = 400
