@@ -112,7 +112,8 @@ def test_bad_sweeps_fail_before_any_run(extra: str, message: str) -> None:
 def test_an_unmeetable_budget_names_the_point_and_the_family() -> None:
     sweep = raw()
     sweep["axes"]["budget"] = [300, 5]
-    with pytest.raises(ValueError, match=r"sweep point budget=5: budget 5 is below the smallest kan model"):
+    expected = r"sweep point budget=5: model 'KAN' on task 'zigzag': budget 5 is below the smallest kan model"
+    with pytest.raises(ValueError, match=expected):
         parse_sweep(sweep)
 
 

@@ -73,7 +73,8 @@ def test_standardisation_uses_the_training_rows_only() -> None:
 
 def test_value_targets_standardised_with_the_training_mean_and_std() -> None:
     _, target = table("diabetes")
-    ds = make_dataset(TaskConfig(kind="dataset", name="diabetes", standardize="inputs+targets"), torch.float64)
+    cfg = TaskConfig(kind="dataset", name="diabetes", standardize="inputs+targets")
+    ds = make_dataset(cfg, torch.float64)
     assert ds.split is not None
     y_train, y_test = target[ds.split["train_rows"]], target[ds.split["test_rows"]]
     np.testing.assert_allclose(ds.y_test.numpy()[:, 0], (y_test - y_train.mean()) / y_train.std(), atol=1e-12)
@@ -83,7 +84,8 @@ def test_value_targets_standardised_with_the_training_mean_and_std() -> None:
 def test_csv_class_columns_of_names_and_of_whole_numbers(tmp_path: Path) -> None:
     rows = [[i * 0.1, ["cat", "dog", "bird"][i % 3], [2, 10, 1][i % 3]] for i in range(30)]
     path = write_csv(tmp_path / "pets.csv", ["x", "pet", "code"], rows)
-    ds = make_dataset(TaskConfig(kind="data", path=path, inputs=("x",), targets=("pet",), target_kind="class"))
+    cfg = TaskConfig(kind="data", path=path, inputs=("x",), targets=("pet",), target_kind="class")
+    ds = make_dataset(cfg)
     assert ds.target_names == ("bird", "cat", "dog") and ds.target_kind == "class"
     assert ds.y_train.sum(0).tolist() == [8.0, 8.0, 8.0] and ds.y_test.sum(0).tolist() == [2.0, 2.0, 2.0]
     coded = make_dataset(TaskConfig(kind="data", path=path, inputs=("x",), targets=("code",),

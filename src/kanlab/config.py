@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from kanlab.encodings import EncodingConfig
-from kanlab.tasks import TaskConfig
+from kanlab.tasks import TABULAR_ONLY, TaskConfig
 from kanlab.train import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -41,22 +41,32 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STUDY_KEYS = ("name", "description", "seeds", "budget", "depth", "data_seed", "train", "symbolic", "tasks",
-              "models")
-MODEL_KEYS = ("label", "family", "spec", "options", "budget", "depth", "train")
+STUDY_KEYS = ("name", "description", "seeds", "budget", "depth", "match", "match_tol", "data_seed", "train",
+              "symbolic", "tasks", "models")
+MODEL_KEYS = ("label", "family", "spec", "options", "budget", "depth", "match", "match_tol", "train")
+MATCHES = ("params", "flops", "time")
+# Default tolerance of each match: counts are exact, a measured time per step moves by ~5-10 % here.
+MATCH_TOL = {"params": 0.02, "flops": 0.02, "time": 0.10}
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model of a study: a spec string, or a family matched to a parameter budget."""
+    """One model of a study: a spec string, or a family matched to a budget of parameters, FLOPs or time."""
 
     label: str
     family: str
     options: Mapping[str, Any] = field(default_factory=dict)
     spec: str | None = None
-    budget: int | None = None
+    budget: float | None = None  # parameters, multiply-adds per sample, or seconds per step (match)
     depth: int = 1
     train: Mapping[str, Any] = field(default_factory=dict)
+    match: str = "params"
+    match_tol: float | None = None  # None: MATCH_TOL[match]
+
+    @property
+    def tol(self) -> float:
+        """The relative tolerance of the match."""
+        return MATCH_TOL[self.match] if self.match_tol is None else self.match_tol
 
 
 @dataclass(frozen=True)
@@ -71,19 +81,28 @@ class ExperimentConfig:
     train: TrainConfig
     seed: int
     symbolic: Mapping[str, Any] | None = None  # SymbolicConfig fields: run the symbolic workflow instead
+    # How the widths of spec were found: {"by", "budget", "tol", "depth", "value"} (value: the count
+    # or measured seconds per step reached); None for a model given by its spec. Not part of the
+    # run's identity: the spec it produced is.
+    match: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def run_id(self) -> str:
-        """Stable id: a readable prefix and a hash of the resolved config."""
-        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """Stable id: a readable prefix and a hash of the resolved config (without match)."""
+        identity = {k: v for k, v in self.to_dict().items() if k != "match"}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         name = Path(self.task.name).stem if self.task.kind != "function" else self.task.name
         return f"{name}-{self.family}-s{self.seed}-{digest[:10]}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the run folder's config.json, without run_id)."""
         out = json.loads(json.dumps(dataclasses.asdict(self)))
-        if out["symbolic"] is None:  # absent, so plain runs keep the ids they had before the key existed
-            del out["symbolic"]
+        for key in ("symbolic", "match"):  # absent when None: plain runs keep the ids they had before
+            if out[key] is None:
+                del out[key]
+        for key in TABULAR_ONLY:  # task fields only tables use: function and image runs keep their ids
+            if self.task.kind not in ("data", "dataset"):
+                del out["task"][key]
         return out
 
     @classmethod
@@ -94,7 +113,7 @@ class ExperimentConfig:
         return cls(
             experiment=d["experiment"], label=d["label"], family=d["family"], spec=d["spec"],
             task=_build(TaskConfig, task, "task"), train=_build(TrainConfig, d["train"], "train"),
-            seed=int(d["seed"]), symbolic=d.get("symbolic"),
+            seed=int(d["seed"]), symbolic=d.get("symbolic"), match=d.get("match"),
         )
 
 
@@ -236,10 +255,13 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
         budget = m.get("budget", raw.get("budget"))
         if m.get("spec") is None and budget is None:
             raise ValueError(f"models.{n} ({family}) has no spec and the study sets no budget")
+        match, tol = m.get("match", raw.get("match", "params")), m.get("match_tol", raw.get("match_tol"))
+        if m.get("spec") is None:
+            _check_match(f"models.{n} ({family})", match, tol, budget)
         models.append(ModelEntry(
             label=m.get("label", family), family=family, options=dict(m.get("options", {})),
             spec=m.get("spec"), budget=budget, depth=int(m.get("depth", raw.get("depth", 1))),
-            train=dict(m.get("train", {})),
+            train=dict(m.get("train", {})), match=match, match_tol=None if tol is None else float(tol),
         ))
     study = StudyConfig(
         name=str(raw.get("name", "study")), tasks=tuple(tasks), task_train=tuple(task_train),
@@ -248,6 +270,23 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
     )
     _check_symbolic(study)
     return study
+
+
+def _check_match(where: str, match: Any, tol: Any, budget: Any) -> None:
+    """A clear error for a bad match, match_tol or budget (before anything is measured or run)."""
+    if match not in MATCHES:
+        raise ValueError(f"{where}: match must be one of {', '.join(MATCHES)}, got {match!r}")
+    number = isinstance(tol, (int, float)) and not isinstance(tol, bool)
+    if tol is not None and not (number and 0 < tol < 1):
+        raise ValueError(f"{where}: match_tol must be a number in (0, 1), e.g. 0.05, got {tol!r}")
+    positive = isinstance(budget, (int, float)) and not isinstance(budget, bool) and 0 < budget < float("inf")
+    if match == "time" and not positive:
+        raise ValueError(f"{where}: with match = \"time\" the budget is seconds per training step, "
+                         f"a number > 0 (e.g. 0.002), got {budget!r}")
+    if match != "time" and not (positive and float(budget).is_integer()):
+        unit = "parameters" if match == "params" else "multiply-adds per sample"
+        raise ValueError(f"{where}: the budget is a whole number of {unit} (e.g. 1000 or 1e4), "
+                         f"got {budget!r}")
 
 
 def _check_symbolic(study: StudyConfig) -> None:
