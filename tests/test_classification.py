@@ -15,9 +15,10 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss
 
 from kanlab.config import ExperimentConfig
 from kanlab.evaluation import evaluate, macro_f1
+from kanlab.models import MLP
 from kanlab.runs import execute
 from kanlab.store import CURVE_COLUMNS, RUN_COLUMNS, ResultsStore
-from kanlab.tasks import TaskConfig
+from kanlab.tasks import TaskConfig, make_dataset
 from kanlab.train import TrainConfig, train
 
 
@@ -126,3 +127,15 @@ def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
     assert row[0]["test_loss"] == 0.5 and row[0]["test_accuracy"] is None and row[0]["flops"] is None
     with sqlite3.connect(db) as raw:
         assert "test_accuracy" in {r[1] for r in raw.execute("PRAGMA table_info(curves)")}
+
+
+@pytest.mark.slow  # 200 full-batch steps on 1438 rows
+def test_an_mlp_reaches_95_percent_accuracy_on_digits() -> None:
+    # Measured: 96.7 % test accuracy (359 rows, stratified seed-0 split) after 200 steps, ~2-5 s here.
+    data = make_dataset(TaskConfig(kind="dataset", name="digits"))
+    torch.manual_seed(0)
+    model = MLP([64, 64, 10])
+    history = train(model, data, TrainConfig(lr=0.01, steps=200, eval_every=100))
+    final = history.records[-1]
+    assert history.status == "finished" and final["test_accuracy"] >= 0.95, final
+    assert final["test_macro_f1"] >= 0.95 and final["test_loss"] < 0.2

@@ -149,3 +149,18 @@ def test_sweep_axes_over_match_and_time_budgets() -> None:
     assert by == {"params", "flops"} and len(sweep.experiments) == 4
     with pytest.raises(ValueError, match="whole numbers"):
         parse_sweep({**STUDY, "axes": {"budget": [1.5, 2.5]}})
+
+
+@pytest.mark.slow  # measures real training steps (a few seconds)
+def test_a_study_matched_by_time_lands_within_its_tolerance(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    monkeypatch.setenv("KANLAB_CACHE", str(tmp_path))
+    study = {**STUDY, "budget": 0.02, "match": "time", "match_tol": 0.25, "models": STUDY["models"][1:],
+             "tasks": [{"kind": "function", "name": "zigzag", "n_train": 2048, "n_test": 64}]}
+    runs = expand(parse_study(study))
+    for exp in runs:
+        assert exp.match is not None and abs(exp.match["value"] - 0.02) <= 0.25 * 0.02, exp.match
+    cached = json.loads((tmp_path / "time-match.json").read_text())
+    assert sorted(entry["seconds"] for entry in cached.values()) == sorted(e.match["value"] for e in runs
+                                                                           if e.match is not None)
+    assert [e.spec for e in expand(parse_study(study))] == [e.spec for e in runs]  # no second measurement

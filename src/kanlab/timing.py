@@ -4,7 +4,9 @@ Time per step is measured, not counted: on this machine, in this process, with i
 (a local sweep pool runs one thread per worker: set torch.set_num_threads(1) to match for it). A
 measurement trains the model for `warmup + steps` steps of the run's own training config on the
 task's own data (batch size, optimizer, dtype and grid updates included; evaluations, which
-happen once at each end, are not timed) and takes the median of the timed steps.
+happen once at each end, are not timed) and takes the smallest median of three blocks of steps
+(see step_seconds). A run's reported time per step is its mean over all steps, so on a busy
+machine it can come out above the time it was matched to.
 
 The search: uniform hidden widths (h, ..., h), h doubling from 1 until a step takes at least the
 budget, then bisection between the last two; it stops at the first h measured within tol. A
@@ -39,17 +41,21 @@ MAX_WIDTH = 4096
 Measure = Callable[[tuple[int, ...]], float]  # widths -> seconds per step
 
 
-def step_seconds(model: torch.nn.Module, data: Data, cfg: TrainConfig, *, steps: int = 20,
-                 warmup: int = 5) -> float:
-    """Median seconds per training step of model on data with cfg (the model is trained in place).
+def step_seconds(model: torch.nn.Module, data: Data, cfg: TrainConfig, *, steps: int = 30,
+                 warmup: int = 5, blocks: int = 3) -> float:
+    """Seconds per training step of model on data with cfg (the model is trained in place).
+
+    The timed steps are split into blocks; the result is the smallest of the blocks' medians, so
+    that a burst of work by another process on a shared machine moves it less.
 
     Args:
         model: the model to time (its parameters change).
         data: the task's data.
         cfg: the run's training config; grid_stages are dropped and the step count replaced.
         steps, warmup: timed steps, and untimed ones before them.
+        blocks: how many blocks the timed steps are split into.
     Returns:
-        The median duration of the timed steps, in seconds.
+        The smallest block median of the step durations, in seconds.
     """
     from kanlab.train import train  # training imports models: keep this module importable from there
 
@@ -60,7 +66,8 @@ def step_seconds(model: torch.nn.Module, data: Data, cfg: TrainConfig, *, steps:
     if len(durations) < 3:
         raise ValueError(f"cannot time a training step: the model {history.status} after "
                          f"{history.steps_done} steps ({history.message})")
-    return statistics.median(durations)
+    size = max(1, len(durations) // max(1, blocks))
+    return min(statistics.median(durations[i : i + size]) for i in range(0, len(durations) - size + 1, size))
 
 
 def match_time(seconds: float, measure: Measure, *, depth: int, in_features: int, out_features: int,
