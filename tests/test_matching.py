@@ -17,6 +17,7 @@ from kanlab.config import ExperimentConfig, parse_study
 from kanlab.models import ModelConfig, build, count_flops, count_params, parse_spec
 from kanlab.runs import expand
 from kanlab.sweep import parse_sweep
+from kanlab.sweep_axes import check_axis
 from kanlab.tasks import TaskConfig, make_dataset
 from kanlab.train import TrainConfig
 from test_flops import traced_macs
@@ -149,6 +150,7 @@ def test_sweep_axes_over_match_and_time_budgets() -> None:
     assert by == {"params", "flops"} and len(sweep.experiments) == 4
     with pytest.raises(ValueError, match="whole numbers"):
         parse_sweep({**STUDY, "axes": {"budget": [1.5, 2.5]}})
+    assert check_axis({**STUDY, "match": "time"}, "budget", [0.001, 0.002]) == (0.001, 0.002)  # seconds
 
 
 @pytest.mark.slow  # measures real training steps (a few seconds)

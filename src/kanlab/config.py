@@ -4,20 +4,35 @@ A study file looks like this (every table but [[tasks]] and [[models]] is option
 
     name = "zigzag-vs-mlp"
     seeds = [0, 1, 2]
-    budget = 300          # parameter budget shared by every model that gives no spec
+    budget = 300          # budget shared by every model that gives no spec, in units of match
     depth = 1             # hidden layers of budget-matched models
+    match = "params"      # what the budget counts (default "params"; see below)
+    match_tol = 0.02      # allowed relative deviation (default 0.02 for counts, 0.10 for time)
     [train]               # TrainConfig fields, shared
     steps = 2000
     [[tasks]]             # TaskConfig fields; [tasks.train] overrides [train] for this task
     name = "zigzag"
-    [[models]]            # label, family, options, and either spec or budget/depth
+    [[tasks]]             # a table: kind "dataset" (digits, breast_cancer, wine, iris: classes;
+    kind = "dataset"      # diabetes: values) or kind "data" (path, targets, target_kind = "class")
+    name = "digits"       # split seeded by data_seed (or its own seed), stratified for classes,
+    test_fraction = 0.2   # inputs standardised on the training rows (standardize = "inputs")
+    [[models]]            # label, family, options, and either spec or budget/depth/match
     label = "KAN"
     family = "kan"
     options = { grid_size = 5 }
     train = { lr = 0.01 } # overrides for this model
 
+match: "params" (trainable parameters), "flops" (forward multiply-adds per sample, see
+kanlab.models.count_flops) or "time" (measured seconds per training step on this machine, see
+kanlab.timing; the budget is then seconds, e.g. 0.002). A model entry may set its own budget,
+depth, match and match_tol. A budget that a model cannot meet is an error before anything runs.
+
+Class tasks train on the cross-entropy of the logits; the loss recorded as train_loss/test_loss
+(the one to minimise, and the one reports compare) is the cross-entropy, with test_accuracy and
+test_macro_f1 beside it in final.json and the store.
+
 Overrides use dotted keys with TOML values: `--set train.steps=100 --set tasks.0.n_train=64
---set models.1.options.grid_size=10 --set seeds=[0]`.
+--set models.1.options.grid_size=10 --set seeds=[0] --set match=flops`.
 """
 
 from __future__ import annotations

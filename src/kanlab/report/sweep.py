@@ -2,7 +2,8 @@
 
 Read from the results store only. A run's coordinates come from the "sweep" key of its config
 (see kanlab.sweep); runs without it (a plain study) are grouped by parameter count instead.
-Losses are final test MSEs of finished runs; diverged and failed runs are counted, not averaged.
+Losses are final test losses of finished runs (MSE, or cross-entropy for class targets); diverged and
+failed runs are counted, not averaged.
 """
 
 from __future__ import annotations
@@ -190,7 +191,8 @@ def _target_table(cells: list[list[Row]], names: Sequence[str], curves: dict[str
             body.append([fmt_budget(c[0]), c[0]["label"], *_axes_text(c[0], names), fmt_sci(target),
                          fmt_time(statistics.median(reached)) if reached else "not reached",
                          f"{len(reached)} / {len(c)}"])
-    head = ["Budget", "Label", *names, "Target MSE", "Median time", "Reached"]
+    loss = loss_name(targets_of(cells[0][0])) if cells else "loss"
+    head = ["Budget", "Label", *names, f"Target {loss}", "Median time", "Reached"]
     return table(head, body, 2 + len(names))
 
 
@@ -236,7 +238,7 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
                   f"<h3>{name}: loss against cost</h3>",
                   '<div class="plots">' + figure(pareto, PARETO_CAPTION) + "</div>",
                   f"<h3>{name}: time to a target loss</h3>",
-                  '<p class="note">Target: per budget, the highest median final test MSE of any cell, so the '
+                  '<p class="note">Target: per budget, the highest median final test loss of any cell, so the '
                   "median run of every cell reaches it; time is wall time from the start of training "
                   "(evaluations included), the median over runs that reach it.</p>",
                   _target_table(cells, names, curves)]
