@@ -16,7 +16,7 @@ from sklearn.metrics import accuracy_score, f1_score, log_loss
 from kanlab.config import ExperimentConfig
 from kanlab.evaluation import evaluate, macro_f1
 from kanlab.models import MLP
-from kanlab.runs import execute
+from kanlab.runs import evaluate_run, execute
 from kanlab.store import CURVE_COLUMNS, RUN_COLUMNS, ResultsStore
 from kanlab.tasks import TaskConfig, make_dataset
 from kanlab.train import TrainConfig, train
@@ -98,6 +98,9 @@ def test_a_classification_run_records_metrics_classes_and_its_split(tmp_path: Pa
     with np.load(folder / "split.npz") as z:
         assert len(z["test_rows"]) == 30 and len(np.intersect1d(z["train_rows"], z["test_rows"])) == 0
         assert z["input_mean"].shape == (4,)
+    again = evaluate_run(folder)  # `kanlab eval`: the checkpoint reloaded gives the same metrics
+    assert again["test_accuracy"] == final["test_accuracy"] and again["test_loss"] == pytest.approx(
+        final["test_loss"], rel=1e-5)
     with ResultsStore(tmp_path / "k.db") as store:
         store.record_run(folder)
         row = store.runs()[0]

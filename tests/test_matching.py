@@ -166,3 +166,11 @@ def test_a_study_matched_by_time_lands_within_its_tolerance(monkeypatch: pytest.
     assert sorted(entry["seconds"] for entry in cached.values()) == sorted(e.match["value"] for e in runs
                                                                            if e.match is not None)
     assert [e.spec for e in expand(parse_study(study))] == [e.spec for e in runs]  # no second measurement
+
+
+def test_budgets_are_shown_in_the_unit_they_were_matched_by() -> None:
+    from kanlab.report.sweep import fmt_budget
+
+    assert fmt_budget({"budget": 2000, "match": "params"}) == "2,000"
+    assert fmt_budget({"budget": 2000, "match": "flops"}) == "2,000 FLOPs"
+    assert fmt_budget({"budget": 0.0025, "match": "time"}) == "2.5 ms / step"

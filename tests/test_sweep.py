@@ -186,7 +186,7 @@ def test_the_sweep_report_has_statistics_comparisons_and_a_scaling_fit(
     assert (root / "tiny" / "plots" / "sweep-scaling-0.png").is_file()
     assert (root / "tiny" / "plots" / "sweep-pareto-0.png").is_file() and "loss against cost" in text
     mlp_flops = {r["flops"] for r in rows(root / "kanlab.db") if r["family"] == "mlp"}
-    assert "FLOPs / sample" in text and "Time / step" in text
+    assert "FLOPs / sample" in text and "Time / step" in text and "Model: params / FLOPs / step" in text
     assert all(f"{flops:,}" in text for flops in mlp_flops)
     with pytest.raises(ValueError, match="no runs"):
         sweep_section(root / "kanlab.db", "nope", root / "nope")

@@ -126,3 +126,15 @@ def test_bad_class_columns_are_named(tmp_path: Path, labels: list[str], fragment
 def test_bad_table_task_configs(kwargs: dict[str, Any], fragment: str) -> None:
     with pytest.raises(ValueError, match=fragment):
         TaskConfig(**kwargs)
+
+
+def test_npz_class_labels_of_integers_and_of_strings(tmp_path: Path) -> None:
+    labels = {"y": np.array([3, 7, 7] * 4), "name": np.array(["b", "a", "a"] * 4)}
+    np.savez(tmp_path / "i.npz", x=np.arange(12.0), **labels)
+    for column, classes in (("y", ("3", "7")), ("name", ("a", "b"))):
+        ds = make_dataset(TaskConfig(kind="data", path=str(tmp_path / "i.npz"), inputs=("x",),
+                                     targets=(column,), target_kind="class"))
+        assert ds.target_names == classes and ds.split is not None
+        for split in ("train", "test"):
+            decoded = np.array(classes)[getattr(ds, f"y_{split}").argmax(1).numpy()]
+            np.testing.assert_array_equal(decoded, labels[column][ds.split[f"{split}_rows"]].astype(str))
