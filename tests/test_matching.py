@@ -174,3 +174,14 @@ def test_budgets_are_shown_in_the_unit_they_were_matched_by() -> None:
     assert fmt_budget({"budget": 2000, "match": "params"}) == "2,000"
     assert fmt_budget({"budget": 2000, "match": "flops"}) == "2,000 FLOPs"
     assert fmt_budget({"budget": 0.0025, "match": "time"}) == "2.5 ms / step"
+
+
+def test_only_table_tasks_carry_the_table_keys_into_their_run_ids() -> None:
+    # Function and image runs keep the ids they had before target_kind and standardize existed.
+    function = expand(parse_study({**STUDY, "budget": 300}))[0]
+    assert not {"target_kind", "standardize"} & set(function.to_dict()["task"])
+    table = ExperimentConfig.from_dict({**function.to_dict(), "task": {"kind": "dataset", "name": "iris"}})
+    assert {"target_kind", "standardize"} <= set(table.to_dict()["task"])
+    other = ExperimentConfig.from_dict({**table.to_dict(), "task": {**table.to_dict()["task"],
+                                                                    "standardize": "none"}})
+    assert other.run_id != table.run_id
