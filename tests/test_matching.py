@@ -185,3 +185,25 @@ def test_only_table_tasks_carry_the_table_keys_into_their_run_ids() -> None:
     other = ExperimentConfig.from_dict({**table.to_dict(), "task": {**table.to_dict()["task"],
                                                                     "standardize": "none"}})
     assert other.run_id != table.run_id
+
+
+def test_a_task_budget_overrides_the_studys_but_not_a_models_own() -> None:
+    tasks = [{"kind": "function", "name": "zigzag", "n_train": 32, "n_test": 32},
+             {"kind": "function", "name": "exp_sin", "n_train": 32, "n_test": 32, "budget": 1000}]
+    models = [{"label": "KAN", "family": "kan", "budget": 500}, {"label": "MLP", "family": "mlp"}]
+    runs = expand(parse_study({**STUDY, "budget": 300, "tasks": tasks, "models": models}))
+    got = {(e.task.name, e.label): (e.match or {})["budget"] for e in runs}
+    assert got == {("zigzag", "KAN"): 500, ("zigzag", "MLP"): 300, ("exp_sin", "KAN"): 500,
+                   ("exp_sin", "MLP"): 1000}
+    for e in runs:
+        budget = got[(e.task.name, e.label)]
+        assert abs(count_params(parse_spec(e.spec)) - budget) <= 0.02 * budget
+    missing = r"models.1 \(mlp\) has no spec and no budget: set one for the model, the study or every task"
+    with pytest.raises(ValueError, match=missing):
+        parse_study({**STUDY, "tasks": tasks, "models": models})
+    with pytest.raises(ValueError, match=r"models.1 \(mlp\): the budget is a whole number of parameters"):
+        parse_study({**STUDY, "budget": 300, "models": models,
+                     "tasks": [tasks[0], {**tasks[1], "budget": 12.5}]})
+    sweep = parse_sweep({**STUDY, "budget": 300, "tasks": tasks, "models": models,
+                         "axes": {"tasks.1.budget": [600, 1000]}})
+    assert {c["budget"] for c in sweep.coords.values()} == {300, 500, 600, 1000}

@@ -10,8 +10,8 @@ A study file looks like this (every table but [[tasks]] and [[models]] is option
     match_tol = 0.02      # allowed relative deviation (default 0.02 for counts, 0.10 for time)
     [train]               # TrainConfig fields, shared
     steps = 2000
-    [[tasks]]             # TaskConfig fields; [tasks.train] overrides [train] for this task
-    name = "zigzag"
+    [[tasks]]             # TaskConfig fields; [tasks.train] overrides [train] for this task, and
+    name = "zigzag"       # a task's budget = ... the study's budget (not a model's own)
     [[tasks]]             # a table: kind "dataset" (digits, breast_cancer, wine, iris: classes;
     kind = "dataset"      # diabetes: values) or kind "data" (path, targets, target_kind = "class")
     name = "digits"       # split seeded by data_seed (or its own seed), stratified for classes,
@@ -77,6 +77,7 @@ class ModelEntry:
     train: Mapping[str, Any] = field(default_factory=dict)
     match: str = "params"
     match_tol: float | None = None  # None: MATCH_TOL[match]
+    own_budget: bool = False  # the entry sets its budget (else it is the study's: a task may override it)
 
     @property
     def tol(self) -> float:
@@ -145,6 +146,12 @@ class StudyConfig:
     description: str = ""
     symbolic: Mapping[str, Any] | None = None
     task_symbolic: tuple[Mapping[str, Any], ...] = ()
+    task_budget: tuple[float | None, ...] = ()  # a task's budget, for the models without their own
+
+    def budget_of(self, entry: ModelEntry, n: int) -> float | None:
+        """The budget of a model entry on task n: its own, else the task's, else the study's."""
+        task = self.task_budget[n] if n < len(self.task_budget) else None
+        return entry.budget if entry.own_budget or task is None else task
 
     def symbolic_of(self, n: int) -> dict[str, Any] | None:
         """The SymbolicConfig fields of task n: the study's [symbolic] under the task's own."""
@@ -249,11 +256,12 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
         raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
     train = dict(raw.get("train", {}))
     _build(TrainConfig, train, "train")  # validate early
-    tasks, task_train, task_symbolic = [], [], []
+    tasks, task_train, task_symbolic, task_budget = [], [], [], []
     for n, t in enumerate(raw["tasks"]):
         t = dict(t)
         task_train.append(t.pop("train", {}))
         task_symbolic.append(t.pop("symbolic", {}))
+        task_budget.append(t.pop("budget", None))
         t.setdefault("seed", raw.get("data_seed", 0))
         t["encoding"] = _build(EncodingConfig, t.get("encoding", {}), f"tasks.{n}.encoding")
         tasks.append(_build(TaskConfig, t, f"tasks.{n}"))
@@ -268,20 +276,23 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
             raise ValueError(f"models.{n} needs a family (matched to the budget) or a spec")
         family = m.get("family") or str(m["spec"]).split(":", 1)[0]
         budget = m.get("budget", raw.get("budget"))
-        if m.get("spec") is None and budget is None:
-            raise ValueError(f"models.{n} ({family}) has no spec and the study sets no budget")
+        budgets = [budget] if "budget" in m else [b if b is not None else budget for b in task_budget]
+        if m.get("spec") is None and any(b is None for b in budgets):
+            raise ValueError(f"models.{n} ({family}) has no spec and no budget: set one for the model, "
+                             "the study or every task")
         match, tol = m.get("match", raw.get("match", "params")), m.get("match_tol", raw.get("match_tol"))
-        if m.get("spec") is None:
-            _check_match(f"models.{n} ({family})", match, tol, budget)
+        for b in dict.fromkeys(budgets) if m.get("spec") is None else ():
+            _check_match(f"models.{n} ({family})", match, tol, b)
         models.append(ModelEntry(
             label=m.get("label", family), family=family, options=dict(m.get("options", {})),
             spec=m.get("spec"), budget=budget, depth=int(m.get("depth", raw.get("depth", 1))),
             train=dict(m.get("train", {})), match=match, match_tol=None if tol is None else float(tol),
+            own_budget="budget" in m,
         ))
     study = StudyConfig(
         name=str(raw.get("name", "study")), tasks=tuple(tasks), task_train=tuple(task_train),
         models=tuple(models), seeds=tuple(seeds), train=train, description=str(raw.get("description", "")),
-        symbolic=raw.get("symbolic"), task_symbolic=tuple(task_symbolic),
+        symbolic=raw.get("symbolic"), task_symbolic=tuple(task_symbolic), task_budget=tuple(task_budget),
     )
     _check_symbolic(study)
     return study

@@ -49,7 +49,8 @@ def expand(study: StudyConfig) -> list[ExperimentConfig]:
             train = _build(TrainConfig, merged, f"train of {entry.label}")
             spec, match = entry.spec, None
             if spec is None:
-                widths, match = match_entry(entry, data, train, task)
+                resolved = dataclasses.replace(entry, budget=study.budget_of(entry, n))
+                widths, match = match_entry(resolved, data, train, task)
                 cfg = models.ModelConfig.single(entry.family, widths, **dict(entry.options))
                 spec = models.format_spec(cfg)
             for seed in study.seeds:

@@ -129,7 +129,7 @@ def check_path(raw: Mapping[str, Any], key: str) -> None:
     field, tail = rest[1], rest[2:]
     tables: dict[str, list[str]] = {"train": _names(TrainConfig)}
     if root == "tasks":
-        need([*_names(TaskConfig), "train"], field, "a task")
+        need([*_names(TaskConfig), "train", "budget"], field, "a task")
         tables["encoding"] = _names(EncodingConfig)
     else:
         need(MODEL_KEYS, field, "a model")
@@ -170,7 +170,7 @@ def check_axis(raw: Mapping[str, Any], key: str, values: Any) -> tuple[Any, ...]
     if (base is not None or _field_default(key) is not None) and kinds != {expected}:
         raise ValueError(f"axis {key!r}: values must be {expected}s like the study's {key}, got {values!r}")
     leaf = key.split(".")[-1]
-    whole = leaf in ("budget", "depth", "data_seed") and root in (leaf, "models")
+    whole = leaf in ("budget", "depth", "data_seed") and root in (leaf, "models", "tasks")
     if leaf == "budget" and _timed(raw):  # seconds per step: numbers > 0, checked per point
         whole = False
     least = 0 if leaf == "data_seed" else 1
