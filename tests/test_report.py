@@ -245,7 +245,10 @@ def test_report_html(report: Path) -> None:
     assert DIVERGED in text and "2 run(s) diverged or failed" in text
     assert "<lr too high>" not in source  # escaped
     assert "On zigzag, the best model is KAN" in text and "times lower than the best MLP, MLP tanh" in text
-    assert len(page.images) == 2 * (2 + 3 + 2)  # per task: curves, params, 3 fits/images, 2 edge grids
+    assert len(page.images) == 2 * (3 + 3 + 2)  # per task: curves, params, costs, 3 fits/images, 2 edge grids
+    # FLOPs per sample from each spec (family:1-3-1): KAN 6 edges x (5 + 3 + 1 base), local (3 + 1 + 1)
+    assert "FLOPs / sample" in text and "54 (local 30)" in text
+    assert '<td class="text">mlp</td><td class="num">1,185</td><td class="num">6</td>' in source
     for src in page.images:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_SIGNATURE)

@@ -37,7 +37,7 @@ def test_recorded_row_equals_the_json(tmp_path: Path) -> None:
     assert set(json.loads(row["versions_json"])) == {"python", "torch", "numpy", "kanlab"}
     assert len(curve) == len(metrics) == 4
     for got, want in zip(curve, metrics, strict=True):
-        assert got == {"run_id": run_id, **want}
+        assert got == {"run_id": run_id, "test_accuracy": None, **want}  # a value task: no accuracy
 
 
 def test_recording_twice_keeps_one_row_and_replaces_the_curve(tmp_path: Path) -> None:

@@ -112,7 +112,8 @@ def test_bad_sweeps_fail_before_any_run(extra: str, message: str) -> None:
 def test_an_unmeetable_budget_names_the_point_and_the_family() -> None:
     sweep = raw()
     sweep["axes"]["budget"] = [300, 5]
-    with pytest.raises(ValueError, match=r"sweep point budget=5: budget 5 is below the smallest kan model"):
+    expected = r"sweep point budget=5: model 'KAN' on task 'zigzag': budget 5 is below the smallest kan model"
+    with pytest.raises(ValueError, match=expected):
         parse_sweep(sweep)
 
 
@@ -183,6 +184,10 @@ def test_the_sweep_report_has_statistics_comparisons_and_a_scaling_fit(
     # 2 budgets x 2 learning rates: one KAN-vs-MLP line each, with 3 seed pairs.
     assert len(re.findall(r'<td class="text">KAN</td><td class="text">MLP</td>', page)) == 4
     assert (root / "tiny" / "plots" / "sweep-scaling-0.png").is_file()
+    assert (root / "tiny" / "plots" / "sweep-pareto-0.png").is_file() and "loss against cost" in text
+    mlp_flops = {r["flops"] for r in rows(root / "kanlab.db") if r["family"] == "mlp"}
+    assert "FLOPs / sample" in text and "Time / step" in text and "Model: params / FLOPs / step" in text
+    assert all(f"{flops:,}" in text for flops in mlp_flops)
     with pytest.raises(ValueError, match="no runs"):
         sweep_section(root / "kanlab.db", "nope", root / "nope")
 
@@ -224,9 +229,9 @@ def test_the_report_counts_failed_runs_and_groups_plain_studies_by_size(tmp_path
                     executor=SerialExecutor(target=mlp_seed_1_fails))
     html = sweep_section(tmp_path / "db", "tiny", tmp_path / "out")
     assert "8 runs, 6 finished" in html
-    table = html.split("</table>")[0]  # the first task's cell table: label, budget, params, finished
-    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row)[:4] for row in table.split("<tr>")[2:]]
-    assert len(cells) == 4 and [c[3] for c in cells if c[0] == "MLP"] == ["1 / 2", "1 / 2"]
+    table = html.split("</table>")[0]  # the first task's cells: label, budget, params, flops, time, finished
+    cells = [re.findall(r"<td[^>]*>([^<]*)</td>", row)[:6] for row in table.split("<tr>")[2:]]
+    assert len(cells) == 4 and [c[5] for c in cells if c[0] == "MLP"] == ["1 / 2", "1 / 2"]
     budgets = sorted({int(c[1].replace(",", "")) for c in cells})  # middles of parameter-count clusters
     assert budgets == [pytest.approx(300, rel=0.02), pytest.approx(1000, rel=0.02)]
     assert html.count("one pair: no test") == 2  # one KAN-vs-MLP line per budget, one pair each

@@ -241,7 +241,7 @@ def write_csv(path: Path, header: list[str], rows: Sequence[Sequence[object]]) -
 def test_csv_round_trip_and_split(tmp_path: Path) -> None:
     rows = [[i, i * 0.5, f"id{i}", i + 2 * i * 0.5] for i in range(40)]
     path = write_csv(tmp_path / "d.csv", ["a", "b", "name", "y"], rows)
-    cfg = TaskConfig(kind="data", path=path, inputs=("a", "b"), targets=("y",))
+    cfg = TaskConfig(kind="data", path=path, inputs=("a", "b"), targets=("y",), standardize="none")
     ds = make_dataset(cfg, dtype=torch.float64)
     assert (ds.x_train.shape, ds.x_test.shape) == ((32, 2), (8, 2))  # test_fraction 0.2
     all_a = sorted(torch.cat([ds.coords_train[:, 0], ds.coords_test[:, 0]]).tolist())
@@ -256,7 +256,8 @@ def test_csv_round_trip_and_split(tmp_path: Path) -> None:
 def test_npz_with_default_inputs(tmp_path: Path) -> None:
     u, v = np.linspace(0, 1, 10), np.arange(10.0)
     np.savez(tmp_path / "d.npz", u=u, v=v, t=u * v)
-    ds = make_dataset(TaskConfig(kind="data", path=str(tmp_path / "d.npz"), targets=("t",)), torch.float64)
+    cfg = TaskConfig(kind="data", path=str(tmp_path / "d.npz"), targets=("t",), standardize="none")
+    ds = make_dataset(cfg, torch.float64)
     assert ds.input_names == ("u", "v") and ds.target_names == ("t",)
     assert torch.equal(ds.y_train[:, 0], ds.x_train[:, 0] * ds.x_train[:, 1])
 

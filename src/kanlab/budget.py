@@ -1,4 +1,4 @@
-"""Matching a parameter budget: hidden widths whose parameter count is within tol of a budget."""
+"""Matching a budget: hidden widths whose parameter or FLOPs count is within tol of a budget."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ class _Search:
 
     Counts grow with every width, so moving h away from the uniform solution h_u only widens the
     spread: the first hit on each side of h_u is that side's best. With h fixed the count is affine
-    in the one free width w (num_params is bilinear in (in, out)): w is solved for, then checked.
+    in the one free width w (num_params and num_flops are bilinear in (in, out)): w is solved for,
+    then checked.
     """
 
     def __init__(self, count: Callable[[Hidden], int], depth: int, budget: int, slack: float) -> None:
@@ -76,6 +77,10 @@ class _Search:
         return (w_lo - h if step < 0 else h - w_hi), None
 
 
+MATCH_BY = ("params", "flops")  # what match_budget counts; "time" is measured (kanlab.timing)
+UNITS = {"params": "parameters", "flops": "multiply-adds per sample"}
+
+
 @overload
 def match_params(family: str, budget: float, *, depth: int = 2, in_features: int = 1, out_features: int = 1,
                  tol: float = 0.02, widths_only: Literal[False] = False, **options: Any) -> Stack: ...
@@ -101,6 +106,29 @@ def match_params(
     Returns:
         the built Stack, or its widths (in_features, *hidden, out_features) with widths_only.
     """
+    widths = match_widths(family, budget, by="params", depth=depth, in_features=in_features,
+                          out_features=out_features, tol=tol, **options)
+    return widths if widths_only else build(ModelConfig.single(family, widths, **options))
+
+
+def match_widths(
+    family: str, budget: float, *, by: str = "params", depth: int = 2, in_features: int = 1,
+    out_features: int = 1, tol: float = 0.02, **options: Any,
+) -> tuple[int, ...]:
+    """Widths of a `family` model with `depth` hidden layers whose count is budget * (1 +- tol).
+
+    Args:
+        family: a key of FAMILIES; options: its layer options, as in ModelConfig.single.
+        budget: the target count (an integer; 1e6 is fine).
+        by: "params" (trainable parameters, num_params) or "flops" (forward multiply-adds per
+            sample, num_flops: see kanlab.models.count_flops).
+        depth, in_features, out_features, tol: as in match_params.
+    Returns:
+        (in_features, *hidden, out_features): the most uniform hidden widths within tol, then the
+        closest count.
+    """
+    if by not in MATCH_BY:
+        raise ValueError(f"match by must be one of {', '.join(MATCH_BY)}, got {by!r}")
     target = _as_int(budget)
     if target is None or target < 1:
         raise ValueError(f"budget must be a positive integer (e.g. 10_000 or 1e4), got {budget!r}")
@@ -109,26 +137,27 @@ def match_params(
         raise ValueError(f"tol must be in [0, 1), got {tol!r}")
     block = BlockConfig(family, (in_features, *(1,) * depth, out_features), options)  # validates
     cls = FAMILIES[family].layer
+    unit = UNITS[by]
 
     def count(hidden: Hidden) -> int:
         args = _layer_args(family, (in_features, *hidden, out_features), block.options, True)
+        if by == "flops":
+            return sum(cls.num_flops(a, o, **opts) for a, o, opts in args)
         return sum(cls.num_params(a, o, **opts) for a, o, opts in args)
 
     search = _Search(count, depth, target, tol * target * (1 + 1e-12))
     if count((1,) * depth) > target + search.slack:
         raise ValueError(
             f"budget {target} is below the smallest {family} model with {depth} hidden layers "
-            f"({count((1,) * depth)} parameters at widths {block.widths})"
+            f"({count((1,) * depth)} {unit} at widths {block.widths})"
         )
     hidden = search.run()
     if hidden is None:
         n, near = count(search.closest[1]), (in_features, *search.closest[1], out_features)
         knob = next((k for k in ("grid_size", "degree", "frequencies") if k in allowed_options(family)), None)
         raise ValueError(
-            f"no {family} model with {depth} hidden layers has {target} parameters within {tol:.1%}; "
+            f"no {family} model with {depth} hidden layers has {target} {unit} within {tol:.1%}; "
             f"the closest has {n} ({(n - target) / target:+.1%}) at widths {near}; try another depth"
             + (f" or {knob}" if knob else "") + ", or a larger tol"
         )
-    widths = (in_features, *hidden, out_features)
-    return widths if widths_only else build(ModelConfig.single(family, widths, **block.options))
-
+    return (in_features, *hidden, out_features)

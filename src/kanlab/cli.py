@@ -203,11 +203,13 @@ def _write_report(name: str, args: argparse.Namespace) -> Path:
 def _list() -> None:
     from kanlab.config import preset_names
     from kanlab.models import FAMILIES
-    from kanlab.tasks import FUNCTIONS, IMAGES
+    from kanlab.tasks import DATASETS, FUNCTIONS, IMAGES
 
     print("presets: " + ", ".join(preset_names()))
     print("functions: " + ", ".join(FUNCTIONS))
     print("images: " + ", ".join(IMAGES) + " (or a path to a PNG/JPEG)")
+    print("datasets: " + ", ".join(f"{name} ({kind})" for name, (kind, _) in DATASETS.items())
+          + " (or kind = \"data\": a path to a CSV/npz)")
     print("families: " + ", ".join(FAMILIES))
 
 

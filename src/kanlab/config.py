@@ -4,20 +4,35 @@ A study file looks like this (every table but [[tasks]] and [[models]] is option
 
     name = "zigzag-vs-mlp"
     seeds = [0, 1, 2]
-    budget = 300          # parameter budget shared by every model that gives no spec
+    budget = 300          # budget shared by every model that gives no spec, in units of match
     depth = 1             # hidden layers of budget-matched models
+    match = "params"      # what the budget counts (default "params"; see below)
+    match_tol = 0.02      # allowed relative deviation (default 0.02 for counts, 0.10 for time)
     [train]               # TrainConfig fields, shared
     steps = 2000
-    [[tasks]]             # TaskConfig fields; [tasks.train] overrides [train] for this task
-    name = "zigzag"
-    [[models]]            # label, family, options, and either spec or budget/depth
+    [[tasks]]             # TaskConfig fields; [tasks.train] overrides [train] for this task, and
+    name = "zigzag"       # a task's budget = ... the study's budget (not a model's own)
+    [[tasks]]             # a table: kind "dataset" (digits, breast_cancer, wine, iris: classes;
+    kind = "dataset"      # diabetes: values) or kind "data" (path, targets, target_kind = "class")
+    name = "digits"       # split seeded by data_seed (or its own seed), stratified for classes,
+    test_fraction = 0.2   # inputs standardised on the training rows (standardize = "inputs")
+    [[models]]            # label, family, options, and either spec or budget/depth/match
     label = "KAN"
     family = "kan"
     options = { grid_size = 5 }
     train = { lr = 0.01 } # overrides for this model
 
+match: "params" (trainable parameters), "flops" (forward multiply-adds per sample, see
+kanlab.models.count_flops) or "time" (measured seconds per training step on this machine, see
+kanlab.timing; the budget is then seconds, e.g. 0.002). A model entry may set its own budget,
+depth, match and match_tol. A budget that a model cannot meet is an error before anything runs.
+
+Class tasks train on the cross-entropy of the logits; the loss recorded as train_loss/test_loss
+(the one to minimise, and the one reports compare) is the cross-entropy, with test_accuracy and
+test_macro_f1 beside it in final.json and the store.
+
 Overrides use dotted keys with TOML values: `--set train.steps=100 --set tasks.0.n_train=64
---set models.1.options.grid_size=10 --set seeds=[0]`.
+--set models.1.options.grid_size=10 --set seeds=[0] --set match=flops`.
 """
 
 from __future__ import annotations
@@ -33,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from kanlab.encodings import EncodingConfig
-from kanlab.tasks import TaskConfig
+from kanlab.tasks import TABULAR_ONLY, TaskConfig
 from kanlab.train import TrainConfig
 
 if sys.version_info >= (3, 11):
@@ -41,22 +56,33 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-STUDY_KEYS = ("name", "description", "seeds", "budget", "depth", "data_seed", "train", "symbolic", "tasks",
-              "models")
-MODEL_KEYS = ("label", "family", "spec", "options", "budget", "depth", "train")
+STUDY_KEYS = ("name", "description", "seeds", "budget", "depth", "match", "match_tol", "data_seed", "train",
+              "symbolic", "tasks", "models")
+MODEL_KEYS = ("label", "family", "spec", "options", "budget", "depth", "match", "match_tol", "train")
+MATCHES = ("params", "flops", "time")
+# Default tolerance of each match: counts are exact, a measured time per step moves by ~5-10 % here.
+MATCH_TOL = {"params": 0.02, "flops": 0.02, "time": 0.10}
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model of a study: a spec string, or a family matched to a parameter budget."""
+    """One model of a study: a spec string, or a family matched to a budget of parameters, FLOPs or time."""
 
     label: str
     family: str
     options: Mapping[str, Any] = field(default_factory=dict)
     spec: str | None = None
-    budget: int | None = None
+    budget: float | None = None  # parameters, multiply-adds per sample, or seconds per step (match)
     depth: int = 1
     train: Mapping[str, Any] = field(default_factory=dict)
+    match: str = "params"
+    match_tol: float | None = None  # None: MATCH_TOL[match]
+    own_budget: bool = False  # the entry sets its budget (else it is the study's: a task may override it)
+
+    @property
+    def tol(self) -> float:
+        """The relative tolerance of the match."""
+        return MATCH_TOL[self.match] if self.match_tol is None else self.match_tol
 
 
 @dataclass(frozen=True)
@@ -72,20 +98,28 @@ class ExperimentConfig:
     seed: int
     symbolic: Mapping[str, Any] | None = None  # SymbolicConfig fields: run the symbolic workflow instead
     trial: Mapping[str, Any] | None = None  # a tuning trial: its study, number and pruning (kanlab.tune)
+    # How the widths of spec were found: {"by", "budget", "tol", "depth", "value"} (value: the count
+    # or measured seconds per step reached); None for a model given by its spec. Not part of the
+    # run's identity: the spec it produced is.
+    match: Mapping[str, Any] | None = field(default=None, compare=False)
 
     @property
     def run_id(self) -> str:
-        """Stable id: a readable prefix and a hash of the resolved config."""
-        digest = hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """Stable id: a readable prefix and a hash of the resolved config (without match)."""
+        identity = {k: v for k, v in self.to_dict().items() if k != "match"}
+        digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
         name = Path(self.task.name).stem if self.task.kind != "function" else self.task.name
         return f"{name}-{self.family}-s{self.seed}-{digest[:10]}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the run folder's config.json, without run_id)."""
         out = json.loads(json.dumps(dataclasses.asdict(self)))
-        for key in ("symbolic", "trial"):  # absent, so plain runs keep the ids they had before these keys
+        for key in ("symbolic", "trial", "match"):  # absent when None: plain runs keep the ids they had
             if out[key] is None:
                 del out[key]
+        for key in TABULAR_ONLY:  # task fields only tables use: function and image runs keep their ids
+            if self.task.kind not in ("data", "dataset"):
+                del out["task"][key]
         return out
 
     @classmethod
@@ -96,7 +130,7 @@ class ExperimentConfig:
         return cls(
             experiment=d["experiment"], label=d["label"], family=d["family"], spec=d["spec"],
             task=_build(TaskConfig, task, "task"), train=_build(TrainConfig, d["train"], "train"),
-            seed=int(d["seed"]), symbolic=d.get("symbolic"), trial=d.get("trial"),
+            seed=int(d["seed"]), symbolic=d.get("symbolic"), trial=d.get("trial"), match=d.get("match"),
         )
 
 
@@ -113,6 +147,12 @@ class StudyConfig:
     description: str = ""
     symbolic: Mapping[str, Any] | None = None
     task_symbolic: tuple[Mapping[str, Any], ...] = ()
+    task_budget: tuple[float | None, ...] = ()  # a task's budget, for the models without their own
+
+    def budget_of(self, entry: ModelEntry, n: int) -> float | None:
+        """The budget of a model entry on task n: its own, else the task's, else the study's."""
+        task = self.task_budget[n] if n < len(self.task_budget) else None
+        return entry.budget if entry.own_budget or task is None else task
 
     def symbolic_of(self, n: int) -> dict[str, Any] | None:
         """The SymbolicConfig fields of task n: the study's [symbolic] under the task's own."""
@@ -219,11 +259,12 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
         raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
     train = dict(raw.get("train", {}))
     _build(TrainConfig, train, "train")  # validate early
-    tasks, task_train, task_symbolic = [], [], []
+    tasks, task_train, task_symbolic, task_budget = [], [], [], []
     for n, t in enumerate(raw["tasks"]):
         t = dict(t)
         task_train.append(t.pop("train", {}))
         task_symbolic.append(t.pop("symbolic", {}))
+        task_budget.append(t.pop("budget", None))
         t.setdefault("seed", raw.get("data_seed", 0))
         t["encoding"] = _build(EncodingConfig, t.get("encoding", {}), f"tasks.{n}.encoding")
         tasks.append(_build(TaskConfig, t, f"tasks.{n}"))
@@ -238,20 +279,43 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
             raise ValueError(f"models.{n} needs a family (matched to the budget) or a spec")
         family = m.get("family") or str(m["spec"]).split(":", 1)[0]
         budget = m.get("budget", raw.get("budget"))
-        if m.get("spec") is None and budget is None:
-            raise ValueError(f"models.{n} ({family}) has no spec and the study sets no budget")
+        budgets = [budget] if "budget" in m else [b if b is not None else budget for b in task_budget]
+        if m.get("spec") is None and any(b is None for b in budgets):
+            raise ValueError(f"models.{n} ({family}) has no spec and no budget: set one for the model, "
+                             "the study or every task")
+        match, tol = m.get("match", raw.get("match", "params")), m.get("match_tol", raw.get("match_tol"))
+        for b in dict.fromkeys(budgets) if m.get("spec") is None else ():
+            _check_match(f"models.{n} ({family})", match, tol, b)
         models.append(ModelEntry(
             label=m.get("label", family), family=family, options=dict(m.get("options", {})),
             spec=m.get("spec"), budget=budget, depth=int(m.get("depth", raw.get("depth", 1))),
-            train=dict(m.get("train", {})),
+            train=dict(m.get("train", {})), match=match, match_tol=None if tol is None else float(tol),
+            own_budget="budget" in m,
         ))
     study = StudyConfig(
         name=str(raw.get("name", "study")), tasks=tuple(tasks), task_train=tuple(task_train),
         models=tuple(models), seeds=tuple(seeds), train=train, description=str(raw.get("description", "")),
-        symbolic=raw.get("symbolic"), task_symbolic=tuple(task_symbolic),
+        symbolic=raw.get("symbolic"), task_symbolic=tuple(task_symbolic), task_budget=tuple(task_budget),
     )
     _check_symbolic(study)
     return study
+
+
+def _check_match(where: str, match: Any, tol: Any, budget: Any) -> None:
+    """A clear error for a bad match, match_tol or budget (before anything is measured or run)."""
+    if match not in MATCHES:
+        raise ValueError(f"{where}: match must be one of {', '.join(MATCHES)}, got {match!r}")
+    number = isinstance(tol, (int, float)) and not isinstance(tol, bool)
+    if tol is not None and not (number and 0 < tol < 1):
+        raise ValueError(f"{where}: match_tol must be a number in (0, 1), e.g. 0.05, got {tol!r}")
+    positive = isinstance(budget, (int, float)) and not isinstance(budget, bool) and 0 < budget < float("inf")
+    if match == "time" and not positive:
+        raise ValueError(f"{where}: with match = \"time\" the budget is seconds per training step, "
+                         f"a number > 0 (e.g. 0.002), got {budget!r}")
+    if match != "time" and not (positive and float(budget).is_integer()):
+        unit = "parameters" if match == "params" else "multiply-adds per sample"
+        raise ValueError(f"{where}: the budget is a whole number of {unit} (e.g. 1000 or 1e4), "
+                         f"got {budget!r}")
 
 
 def _check_symbolic(study: StudyConfig) -> None:

@@ -1,21 +1,30 @@
 """Full-set evaluation of a model on a dataset's train and test splits, and the Data protocol.
 
-Legend: n rows, d inputs, t targets.
+Value targets: mean squared error. Class targets (one-hot rows, the model's outputs are logits):
+cross-entropy (the loss, the metric to minimise), accuracy and macro-F1.
+
+Legend: n rows, d inputs, t targets (C classes).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Data", "evaluate"]
+__all__ = ["Data", "accuracy", "evaluate", "loss_function", "macro_f1", "target_kind"]
 
 
 class Data(Protocol):
-    """What train needs from a dataset (kanlab.tasks.Dataset is one): (n, d) inputs, (n, t) targets."""
+    """What train needs from a dataset (kanlab.tasks.Dataset is one): (n, d) inputs, (n, t) targets.
+
+    A `target_kind` attribute of "class" (one-hot targets) selects cross-entropy; without it the
+    targets are values and the loss is the MSE.
+    """
 
     @property
     def x_train(self) -> torch.Tensor: ...
@@ -27,18 +36,56 @@ class Data(Protocol):
     def y_test(self) -> torch.Tensor: ...
 
 
+def target_kind(data: object) -> str:
+    """"class" or "value": data's target_kind, "value" when it has none."""
+    return str(getattr(data, "target_kind", "value"))
+
+
+def loss_function(kind: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The training loss of a target kind: MSE for "value", cross-entropy on logits for "class"."""
+    return F.cross_entropy if kind == "class" else F.mse_loss
+
+
+def accuracy(pred: torch.Tensor, true: torch.Tensor) -> float:
+    """Share of rows whose predicted class equals the true class; (n,) class indices each."""
+    return float((pred == true).double().mean())
+
+
+def macro_f1(pred: torch.Tensor, true: torch.Tensor, n_classes: int) -> float:
+    """Unweighted mean over classes of F1 = 2 TP / (2 TP + FP + FN) (scikit-learn's average="macro").
+
+    A class that is neither true nor predicted for any row has no F1 and is left out (scikit-learn
+    averages over the labels present in either); one never predicted but present scores 0.
+
+    Args:
+        pred, true: (n,) class indices in 0..n_classes-1.
+        n_classes: C.
+    Returns:
+        The macro-averaged F1 in [0, 1].
+    """
+    tp = torch.bincount(true[pred == true], minlength=n_classes).double()        # (C,)
+    predicted = torch.bincount(pred, minlength=n_classes).double()               # (C,) TP + FP
+    actual = torch.bincount(true, minlength=n_classes).double()                  # (C,) TP + FN
+    denominator = predicted + actual
+    present = denominator > 0
+    return float((2 * tp[present] / denominator[present]).mean())
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Data, *, chunk: int = 65536) -> dict[str, float]:
-    """Full-set MSE of model on the train and test sets, in chunks of rows, without gradients.
+    """Full-set loss of model on the train and test sets, in chunks of rows, without gradients.
 
     Args:
         model: maps (n, d) -> (n, t); data is cast to its first parameter's dtype and device.
-        data: any object with x_train, y_train, x_test, y_test.
+        data: any object with x_train, y_train, x_test, y_test (and target_kind, see Data).
         chunk: rows per forward pass (bounds memory on image tasks).
     Returns:
-        {"train_loss", "test_loss", "test_rmse"} as Python floats (MSE over all n * t entries).
+        Python floats. Value targets: train_loss, test_loss (MSE over all n * t entries) and
+        test_rmse. Class targets: train_loss, test_loss (mean cross-entropy per row, nats),
+        train_accuracy, test_accuracy and test_macro_f1.
     """
     p = next(model.parameters())
+    classes = target_kind(data) == "class"
     was_training = model.training
     model.eval()
     try:
@@ -46,11 +93,19 @@ def evaluate(model: nn.Module, data: Data, *, chunk: int = 65536) -> dict[str, f
         for split in ("train", "test"):
             x = getattr(data, f"x_{split}").to(p.device, p.dtype)
             y = getattr(data, f"y_{split}").to(p.device, p.dtype)
-            sse = sum(  # (chunk, t) squared errors
-                ((model(x[i : i + chunk]) - y[i : i + chunk]) ** 2).sum()
-                for i in range(0, len(x), chunk))
-            out[f"{split}_loss"] = float(sse) / y.numel()
+            outputs = [model(x[i : i + chunk]) for i in range(0, len(x), chunk)]  # (chunk, t) each
+            if not classes:
+                sse = sum(((o - y[i * chunk : (i + 1) * chunk]) ** 2).sum() for i, o in enumerate(outputs))
+                out[f"{split}_loss"] = float(sse) / y.numel()
+                continue
+            logits = torch.cat(outputs)                                              # (n, C)
+            out[f"{split}_loss"] = float(F.cross_entropy(logits, y, reduction="sum")) / len(y)
+            pred, true = logits.argmax(dim=1), y.argmax(dim=1)                       # (n,)
+            out[f"{split}_accuracy"] = accuracy(pred, true)
+            if split == "test":
+                out["test_macro_f1"] = macro_f1(pred, true, y.shape[1])
     finally:
         model.train(was_training)
-    out["test_rmse"] = math.sqrt(out["test_loss"]) if out["test_loss"] >= 0 else math.nan
+    if not classes:
+        out["test_rmse"] = math.sqrt(out["test_loss"]) if out["test_loss"] >= 0 else math.nan
     return out

@@ -26,7 +26,7 @@ from kanlab.modelspec import (
 # The spec names are re-exported: kanlab.models is where users look for them.
 __all__ = [
     "ALIASES", "FAMILIES", "GRAMMAR", "KAN", "MLP", "BlockConfig", "Family", "ModelConfig", "Stack",
-    "allowed_options", "build", "count_params", "format_spec", "param_count", "parse_spec",
+    "allowed_options", "build", "count_flops", "count_params", "format_spec", "param_count", "parse_spec",
 ]
 
 
@@ -91,6 +91,28 @@ def param_count(model: nn.Module) -> int:
 def count_params(cfg: ModelConfig) -> int:
     """Parameter count of build(cfg), from each layer class's num_params; builds nothing."""
     return sum(cls.num_params(a, o, **opts) for cls, a, o, opts in _all_layer_args(cfg))
+
+
+def count_flops(cfg: ModelConfig, *, local: bool = False) -> int:
+    """Forward multiply-adds per sample of build(cfg) ("FLOPs" in kanlab), from each layer's num_flops.
+
+    What is counted: the multiply-adds of the weighted sums, the products of a learnable weight
+    with a per-sample value, as a dense matmul evaluates them (one multiply-add = one multiply
+    and one add; torch.utils.flop_counter counts it as 2 FLOPs). Per layer of in -> out:
+    mlp in*out; kan in*out*(grid_size + order), + in*out with a weighted base branch;
+    chebyshev in*out*(degree + 1); fourier 2*in*out*frequencies; rbf in*out*grid_size, + in*out
+    with a base branch; tanhquad 2*in*out. Elementwise work is not counted: the basis values
+    (per input), the activations (per node, or per edge for tanhquad), the bias adds; measured
+    time per step (match = "time") is what includes it.
+
+    Args:
+        cfg: the model.
+        local: count B-spline KAN layers by their local support (order + 1 bases per input, as
+            the gather and native paths evaluate them) instead of every basis.
+    Returns:
+        Multiply-adds per sample of one forward pass.
+    """
+    return sum(cls.num_flops(a, o, local=local, **opts) for cls, a, o, opts in _all_layer_args(cfg))
 
 
 class EdgeLayer(Protocol):

@@ -42,10 +42,11 @@ from kanlab.layers.tanh_quadratic import TanhQuadratic
 
 
 class LayerClass(Protocol):
-    """A layer family's class: built as cls(in, out, **options), counted by cls.num_params."""
+    """A layer family's class: built as cls(in, out, **options), counted by num_params and num_flops."""
 
     def __call__(self, *args: Any, **kwargs: Any) -> nn.Module: ...
     def num_params(self, *args: Any, **kwargs: Any) -> int: ...
+    def num_flops(self, *args: Any, **kwargs: Any) -> int: ...
 
 
 @dataclass(frozen=True)

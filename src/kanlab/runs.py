@@ -1,13 +1,16 @@
 """Run one experiment into a run folder, and expand a study into experiments.
 
 A run folder `<root>/<experiment>/<run_id>/` holds config.json, metrics.jsonl, final.json,
-model.pt (a state dict: load with weights_only=True), predictions.npz, edges.npz and plots/.
+model.pt (a state dict: load with weights_only=True), predictions.npz, edges.npz, plots/ and,
+for tables (data and dataset tasks), split.npz: the row numbers of each split and the
+standardisation fitted on the training rows.
 It is written under a temporary name and renamed when complete, so a folder with the final
 name is always whole.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -22,12 +25,14 @@ import torch
 from torch import nn
 
 from kanlab import models
-from kanlab.budget import match_params
-from kanlab.config import ExperimentConfig, StudyConfig, _build
+from kanlab.budget import match_widths
+from kanlab.config import ExperimentConfig, ModelEntry, StudyConfig, _build
+from kanlab.evaluation import evaluate
 from kanlab.layers import KANLinear
 from kanlab.layers.dense import Dense
 from kanlab.tasks import Dataset, TaskConfig, make_dataset
 from kanlab.tasks.image import psnr
+from kanlab.timing import cached_match_time
 from kanlab.train import History, TrainConfig, train
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -40,24 +45,53 @@ def expand(study: StudyConfig) -> list[ExperimentConfig]:
     for n, (task, task_train) in enumerate(zip(study.tasks, study.task_train, strict=True)):
         data = make_dataset(task)
         for entry in study.models:
-            if entry.spec is not None:
-                spec = entry.spec
-            else:
-                assert entry.budget is not None
-                widths = match_params(
-                    entry.family, int(entry.budget), depth=entry.depth, in_features=data.in_dim,
-                    out_features=data.out_dim, widths_only=True, **dict(entry.options),
-                )
-                cfg = models.ModelConfig.single(entry.family, tuple(widths), **dict(entry.options))
+            merged = {**study.train, **task_train, **entry.train}
+            train = _build(TrainConfig, merged, f"train of {entry.label}")
+            spec, match = entry.spec, None
+            if spec is None:
+                resolved = dataclasses.replace(entry, budget=study.budget_of(entry, n))
+                widths, match = match_entry(resolved, data, train, task)
+                cfg = models.ModelConfig.single(entry.family, widths, **dict(entry.options))
                 spec = models.format_spec(cfg)
             for seed in study.seeds:
-                merged = {**study.train, **task_train, **entry.train, "seed": seed}
                 out.append(ExperimentConfig(
                     experiment=study.name, label=entry.label, family=entry.family, spec=spec,
-                    task=task, train=_build(TrainConfig, merged, f"train of {entry.label}"), seed=seed,
-                    symbolic=study.symbolic_of(n),
+                    task=task, train=dataclasses.replace(train, seed=seed), seed=seed,
+                    symbolic=study.symbolic_of(n), match=match,
                 ))
     return out
+
+
+def match_entry(entry: ModelEntry, data: Dataset, train: TrainConfig,
+                task: TaskConfig) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """Widths of a budget-matched model entry and how they were matched (ExperimentConfig.match).
+
+    Args:
+        entry: a study's model entry without a spec (family, options, budget, depth, match).
+        data: its task's dataset (input and output widths; the data timed for match = "time").
+        train: its training config (timed for match = "time").
+        task: its task (part of the time-match cache key).
+    Returns:
+        (widths, {"by", "budget", "tol", "depth", "value"}): value is the count reached, or the
+        measured seconds per step.
+    """
+    assert entry.budget is not None
+    options = dict(entry.options)
+    try:
+        if entry.match == "time":
+            widths, value = cached_match_time(
+                entry.family, float(entry.budget), data=data, train=train, depth=entry.depth, options=options,
+                task=json.loads(json.dumps(dataclasses.asdict(task))), tol=entry.tol)
+        else:
+            widths = match_widths(
+                entry.family, entry.budget, by=entry.match, depth=entry.depth, tol=entry.tol,
+                in_features=data.in_dim, out_features=data.out_dim, **options)
+            cfg = models.ModelConfig.single(entry.family, widths, **options)
+            value = models.count_flops(cfg) if entry.match == "flops" else models.count_params(cfg)
+    except ValueError as err:
+        raise ValueError(f"model {entry.label!r} on task {task_label(task)!r}: {err}") from None
+    return widths, {"by": entry.match, "budget": entry.budget, "tol": entry.tol, "depth": entry.depth,
+                    "value": value}
 
 
 def build_model(exp: ExperimentConfig) -> nn.Module:
@@ -91,23 +125,54 @@ def edge_arrays(model: nn.Module, x_train: torch.Tensor) -> dict[str, np.ndarray
 
 
 def _final(history: History | None, model: nn.Module, data: Dataset | None, started: float,
-           error: str | None) -> dict[str, Any]:
+           error: str | None, spec: str) -> dict[str, Any]:
     last = history.records[-1] if history and history.records else {}
     status = "failed" if error else (history.status if history else "failed")
     test_loss = last.get("test_loss")
-    return {
+    out = {
         "status": status,
         "message": error or (history.message if history else None),
         "param_count": models.param_count(model),
+        **spec_flops(spec),
         "train_loss": last.get("train_loss"),
         "test_loss": test_loss,
         "test_rmse": last.get("test_rmse"),
         "psnr": last.get("psnr"),
+        **{key: last.get(key) for key in CLASS_METRICS},
         "wall_time": time.perf_counter() - started,
         "time_per_step": history.time_per_step if history else None,
         "steps": history.steps_done if history else 0,
         "stages": history.stages if history else [],
     }
+    if data is not None:
+        out["data"] = data_summary(data)
+    return out
+
+
+CLASS_METRICS = ("train_accuracy", "test_accuracy", "test_macro_f1")
+
+
+def spec_flops(spec: str) -> dict[str, int | None]:
+    """FLOPs per sample of a spec (kanlab.models.count_flops): "flops" (dense) and "flops_local"."""
+    try:
+        cfg = models.parse_spec(spec)
+    except ValueError:
+        return {"flops": None, "flops_local": None}
+    return {"flops": models.count_flops(cfg), "flops_local": models.count_flops(cfg, local=True)}
+
+
+def data_summary(data: Dataset) -> dict[str, Any]:
+    """final.json's "data": target kind, split sizes, how a table was split; rows per class per split."""
+    out: dict[str, Any] = {"target_kind": data.target_kind, "n_train": len(data.x_train),
+                           "n_test": len(data.x_test)}
+    if data.split is not None:
+        out["split"] = {k: data.split[k] for k in ("seed", "test_fraction", "stratified", "standardize")
+                        if k in data.split}
+    if data.target_kind == "class":
+        out["classes"] = list(data.target_names)
+        out["train_counts"] = [round(float(v)) for v in data.y_train.sum(0)]
+        out["test_counts"] = [round(float(v)) for v in data.y_test.sum(0)]
+    return out
 
 
 @dataclass
@@ -154,9 +219,12 @@ def _train_run(exp: ExperimentConfig, tmp: Path, out: RunState,
 
 
 def write_outputs(folder: Path, model: nn.Module, data: Dataset) -> None:
-    """predictions.npz (test set) and edges.npz (per-edge responses) of a trained model."""
+    """predictions.npz (test set), edges.npz (per-edge responses) and a table's split.npz."""
     _write_predictions(folder, model, data)
     np.savez(folder / "edges.npz", allow_pickle=False, **edge_arrays(model, data.x_train))
+    if data.split is not None:
+        arrays = {k: np.asarray(v) for k, v in data.split.items() if isinstance(v, np.ndarray)}
+        np.savez(folder / "split.npz", allow_pickle=False, **arrays)
 
 
 def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int], None] | None = None,
@@ -184,7 +252,7 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
         out.error = f"{type(err).__name__}: {err}"
         (tmp / "error.txt").write_text(traceback.format_exc())
     history, model, data, error = out.history, out.model, out.data, out.error
-    _json(tmp / "final.json", {**_final(history, model, data, started, error), **out.extra})
+    _json(tmp / "final.json", {**_final(history, model, data, started, error, exp.spec), **out.extra})
     if plots and error is None:
         from kanlab.report.plots import plot_run
 
@@ -199,7 +267,8 @@ def _write_predictions(folder: Path, model: nn.Module, data: Dataset) -> None:
     y_pred = model(data.x_test)
     shape = np.array(data.image_shape or (), dtype=np.int64)
     np.savez(folder / "predictions.npz", coords_test=data.coords_test.cpu().numpy(),
-             y_test=data.y_test.cpu().numpy(), y_pred=y_pred.cpu().numpy(), image_shape=shape)
+             y_test=data.y_test.cpu().numpy(), y_pred=y_pred.cpu().numpy(), image_shape=shape,
+             target_kind=np.array(data.target_kind), target_names=np.array(data.target_names, dtype=str))
 
 
 def load_run(run_dir: Path) -> tuple[ExperimentConfig, nn.Module]:
@@ -221,15 +290,12 @@ def load_run(run_dir: Path) -> tuple[ExperimentConfig, nn.Module]:
 
 
 def evaluate_run(run_dir: Path) -> dict[str, float]:
-    """Reload a run's checkpoint and evaluate it on its task's train and test sets."""
+    """Reload a run's checkpoint and evaluate it on its task's train and test sets (kanlab.evaluation)."""
     exp, model = load_run(run_dir)
     data = make_dataset(exp.task, dtype=DTYPES[exp.train.dtype])
-    with torch.no_grad():
-        train_mse = float(torch.mean((model(data.x_train) - data.y_train) ** 2))
-        test_mse = float(torch.mean((model(data.x_test) - data.y_test) ** 2))
-    out = {"train_loss": train_mse, "test_loss": test_mse, "test_rmse": test_mse**0.5}
+    out = evaluate(model, data)
     if data.image_shape is not None:
-        out["psnr"] = psnr(test_mse)
+        out["psnr"] = psnr(out["test_loss"])
     return out
 
 

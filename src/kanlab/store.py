@@ -3,6 +3,8 @@
 Only the driver process writes it (WAL mode lets reports read while a sweep is recording).
 A row is rebuilt from the run folder's config.json, final.json and metrics.jsonl, so the
 folder stays the source of truth and re-recording a run replaces its rows instead of adding.
+Columns added since a database was created (all nullable) are added to it when it is opened:
+an older kanlab still reads and writes it, leaving them empty.
 """
 
 from __future__ import annotations
@@ -42,6 +44,11 @@ RUN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("final_json", "TEXT NOT NULL"),
     ("versions_json", "TEXT NOT NULL"),
     ("created", "TEXT NOT NULL"),
+    # added later (nullable, so _add_columns can add them to an older database)
+    ("flops", "INTEGER"),  # forward multiply-adds per sample of the spec (kanlab.models.count_flops)
+    ("flops_local", "INTEGER"),  # the same with B-spline KAN layers counted by their local support
+    ("test_accuracy", "REAL"),  # class targets
+    ("test_macro_f1", "REAL"),
 )
 CURVE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("run_id", "TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE"),
@@ -53,6 +60,7 @@ CURVE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("psnr", "REAL"),
     ("lr", "REAL"),
     ("grid_size", "INTEGER"),
+    ("test_accuracy", "REAL"),
 )
 _RUN_NAMES = [name for name, _ in RUN_COLUMNS]
 _CURVE_NAMES = [name for name, _ in CURVE_COLUMNS]
@@ -91,6 +99,15 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as err:
             raise ValueError(f"cannot record run: {path} line {number} is not valid JSON ({err})") from err
     return records
+
+
+def _add_columns(db: sqlite3.Connection) -> None:
+    """Add the columns a database created by an earlier kanlab lacks (nullable ones only)."""
+    for table, columns in (("runs", RUN_COLUMNS), ("curves", CURVE_COLUMNS)):
+        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns:
+            if name not in have:
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 class ResultsStore:
@@ -135,6 +152,7 @@ class ResultsStore:
                 elif found[0][0] != SCHEMA_VERSION:
                     raise RuntimeError(f"{self.path} has schema version {found[0][0]}, this kanlab "
                                        f"reads version {SCHEMA_VERSION}; record the runs into a new database")
+                _add_columns(db)
         except BaseException:
             db.close()
             raise
@@ -163,7 +181,8 @@ class ResultsStore:
         except (KeyError, TypeError) as err:
             raise ValueError(f"cannot record run: {run_dir} lacks config/final field {err}") from err
         for key in ("param_count", "message", "train_loss", "test_loss", "test_rmse", "psnr",
-                    "wall_time", "time_per_step", "steps"):
+                    "wall_time", "time_per_step", "steps", "flops", "flops_local", "test_accuracy",
+                    "test_macro_f1"):
             row[key] = final.get(key)
         row.update(
             run_dir=str(run_dir), config_json=json.dumps(config, sort_keys=True),

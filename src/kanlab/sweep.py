@@ -96,8 +96,8 @@ def _expand_point(base: Mapping[str, Any], point: Mapping[str, Any]) -> list[tup
     for n, exp in enumerate(runs):
         entry = study.models[(n // per_model) % len(study.models)]
         assert entry.label == exp.label  # runs.expand orders runs by task, model, seed
-        if entry.spec is None:
-            out.append((exp, {"budget": entry.budget, "depth": entry.depth}))
+        if exp.match is not None:  # the budget it was matched to on its task
+            out.append((exp, {"budget": exp.match["budget"], "depth": exp.match["depth"]}))
         else:  # a model given by its spec has no budget or depth of its own
             out.append((exp, {"budget": None, "depth": None}))
     return out

@@ -1,7 +1,8 @@
 """Sweep axes: dotted keys into a study, checked before anything runs, and set per point.
 
-An axis key is a path into a raw study dict (see kanlab.sweep): `budget`, `depth`, `data_seed`,
-`train.<field>`, or `tasks.<pick>.<key>[.<key>]` / `models.<pick>.<key>[.<key>]`, where a pick is
+An axis key is a path into a raw study dict (see kanlab.sweep): `budget`, `depth`, `match`,
+`match_tol`, `data_seed`, `train.<field>`, or `tasks.<pick>.<key>[.<key>]` /
+`models.<pick>.<key>[.<key>]`, where a pick is
 an index, `*` (every entry) or a family or label name. check_axis validates a path and its values'
 kinds; assign writes one value at a path.
 """
@@ -20,7 +21,8 @@ from kanlab.modelspec import allowed_options
 from kanlab.tasks import TaskConfig
 from kanlab.train import TrainConfig
 
-ROOTS = ("budget", "depth", "data_seed", "train", "tasks", "models")
+SCALARS = ("budget", "depth", "match", "match_tol", "data_seed")  # top-level study keys that hold one value
+ROOTS = (*SCALARS, "train", "tasks", "models")
 
 
 def _kind(value: Any) -> str:
@@ -115,7 +117,7 @@ def check_path(raw: Mapping[str, Any], key: str) -> None:
         if name not in allowed:
             raise ValueError(f"axis {key!r}: unknown key {name!r} in {where}; allowed: {', '.join(allowed)}")
 
-    if root in ("budget", "depth", "data_seed") or (root == "train" and len(rest) == 1):
+    if root in SCALARS or (root == "train" and len(rest) == 1):
         if root == "train":
             need(_names(TrainConfig), rest[0], "train")
         elif rest:
@@ -127,7 +129,7 @@ def check_path(raw: Mapping[str, Any], key: str) -> None:
     field, tail = rest[1], rest[2:]
     tables: dict[str, list[str]] = {"train": _names(TrainConfig)}
     if root == "tasks":
-        need([*_names(TaskConfig), "train"], field, "a task")
+        need([*_names(TaskConfig), "train", "budget"], field, "a task")
         tables["encoding"] = _names(EncodingConfig)
     else:
         need(MODEL_KEYS, field, "a model")
@@ -139,6 +141,12 @@ def check_path(raw: Mapping[str, Any], key: str) -> None:
         raise ValueError(f"axis {key!r} goes too deep: {root}.{rest[0]}.{field} has no key {tail[0]!r}")
     if tail:
         need(tables[field], tail[0], f"{root}.{rest[0]}.{field}")
+
+
+def _timed(raw: Mapping[str, Any]) -> bool:
+    # Whether some model may be matched by time, so that its budget is seconds, not a count.
+    models = [m for m in raw.get("models", []) if isinstance(m, Mapping)]
+    return raw.get("match") == "time" or any(m.get("match") == "time" for m in models)
 
 
 def check_axis(raw: Mapping[str, Any], key: str, values: Any) -> tuple[Any, ...]:
@@ -162,7 +170,9 @@ def check_axis(raw: Mapping[str, Any], key: str, values: Any) -> tuple[Any, ...]
     if (base is not None or _field_default(key) is not None) and kinds != {expected}:
         raise ValueError(f"axis {key!r}: values must be {expected}s like the study's {key}, got {values!r}")
     leaf = key.split(".")[-1]
-    whole = leaf in ("budget", "depth", "data_seed") and root in (leaf, "models")
+    whole = leaf in ("budget", "depth", "data_seed") and root in (leaf, "models", "tasks")
+    if leaf == "budget" and _timed(raw):  # seconds per step: numbers > 0, checked per point
+        whole = False
     least = 0 if leaf == "data_seed" else 1
     for v in values:
         if whole and not (

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.optim import lr_scheduler
 
-from kanlab.evaluation import Data, evaluate
+from kanlab.evaluation import Data, evaluate, loss_function, target_kind
 from kanlab.layers.bspline import KANLinear
 from kanlab.native_objective import lbfgs_step
 from kanlab.optim import LBFGS
@@ -40,15 +39,17 @@ class History:
     """What a run produced.
 
     Attributes:
-        records: one dict per evaluation with keys step, time, train_loss, test_loss, test_rmse, lr,
-            grid_size (finite evaluations only).
+        records: one dict per evaluation with keys step, time, lr, grid_size and evaluate()'s
+            (train_loss, test_loss, then test_rmse for value targets, or train_accuracy,
+            test_accuracy and test_macro_f1 for class targets); finite evaluations only.
         status: "finished", "diverged" or "pruned" (stopped by the prune hook).
         message: why it diverged (step and last finite loss) or was pruned, else None.
         wall_time: seconds for the whole call.
         steps_done: optimizer steps completed with a finite loss.
         time_per_step: training seconds (evaluation excluded) per completed step.
         stages: one dict per completed grid stage (a run without grid_stages is one stage): grid_size,
-            step, train_rmse, test_rmse at the end of the stage.
+            step, and train_rmse, test_rmse (value targets) or train_loss, test_loss, test_accuracy
+            (class targets) at the end of the stage.
     """
 
     records: list[Record] = field(default_factory=list)
@@ -140,17 +141,19 @@ def _batches(n: int, batch_size: int | None, gen: torch.Generator) -> Iterator[t
 
 
 def _make_closure(
-    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
+    kind: str = "value",
 ) -> Callable[[], torch.Tensor]:
     params = [p for g in opt.param_groups for p in g["params"]]
+    loss_fn = loss_function(kind)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
         if cfg.sparsity > 0:
             pred, reg = forward_with_sparsity(model, x, cfg.sparsity_l1, cfg.sparsity_entropy)
-            loss = F.mse_loss(pred, y) + cfg.sparsity * reg
+            loss = loss_fn(pred, y) + cfg.sparsity * reg
         else:
-            loss = F.mse_loss(model(x), y)
+            loss = loss_fn(model(x), y)
         loss.backward()
         if cfg.grad_clip is not None:
             nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -178,6 +181,7 @@ class _Run:
                 raise ValueError(f"data.{name} must be 2-D and finite in {cfg.dtype}; shape {tuple(t.shape)}")
             setattr(self, name, t)
         self.model, self.cfg, self.history = model, cfg, History()
+        self.target_kind = target_kind(data)  # so that evaluate(model, self) sees it
         self.batches = _batches(len(self.x_train), cfg.batch_size, torch.Generator().manual_seed(cfg.seed))
         self.start, self.eval_time, self.step = time.perf_counter(), 0.0, 0
         self.last: tuple[int, float] | None = None  # (step, value) of the last finite loss
@@ -224,8 +228,9 @@ class _Run:
         # give the loss and gradient on the optimizer's flat vector (kanlab.native_objective).
         opt, cfg = self.opt, self.cfg
         assert opt is not None
-        closure = _make_closure(self.model, opt, x, y, cfg)
-        if isinstance(opt, LBFGS) and cfg.sparsity == 0 and cfg.grad_clip is None:
+        closure = _make_closure(self.model, opt, x, y, cfg, self.target_kind)
+        native = cfg.sparsity == 0 and cfg.grad_clip is None and self.target_kind == "value"  # its MSE only
+        if isinstance(opt, LBFGS) and native:
             return lbfgs_step(opt, self.model, x, y, closure)
         return opt.step(closure)  # type: ignore[arg-type]
 
@@ -265,9 +270,13 @@ class _Run:
             if (self.step % cfg.eval_every == 0 or t == cfg.steps - 1) and not self.evaluate():
                 return False
         end = self.history.records[-1]
-        self.history.stages.append({"grid_size": end["grid_size"], "step": self.step,
-                                    "train_rmse": math.sqrt(end["train_loss"]),
-                                    "test_rmse": end["test_rmse"]})
+        stage = {"grid_size": end["grid_size"], "step": self.step}
+        if self.target_kind == "class":
+            stage.update(train_loss=end["train_loss"], test_loss=end["test_loss"],
+                         test_accuracy=end["test_accuracy"])
+        else:
+            stage.update(train_rmse=math.sqrt(end["train_loss"]), test_rmse=end["test_rmse"])
+        self.history.stages.append(stage)
         return True
 
 
@@ -280,7 +289,7 @@ def train(
     progress: Progress | None = None,
     prune: Prune | None = None,
 ) -> History:
-    """Train model in place on data's MSE; NaN/inf ends the run with status "diverged" (no exception).
+    """Train model in place on data's MSE (cross-entropy for class targets); NaN/inf ends the run "diverged".
 
     Args:
         model: converted to cfg.dtype in place; trains on its parameters' device. Grid stages,

@@ -86,6 +86,12 @@ class RBFKAN(nn.Module):
         per_edge = grid_size + int(base is not None)
         return in_features * out_features * per_edge + (out_features if bias else 0)
 
+    @staticmethod
+    def num_flops(in_features: int, out_features: int, grid_size: int = 8, *, base: str | None = "silu",
+                  **_: Any) -> int:
+        """Forward multiply-adds per sample: every Gaussian times its weight, and the base branch."""
+        return in_features * out_features * (grid_size + int(base is not None))
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Draw fresh parameters as the class docstring says (uses the global torch RNG)."""
@@ -160,6 +166,11 @@ class ChebyshevKAN(nn.Module):
         """Parameter count of a layer built with these options, without building it."""
         return in_features * out_features * (degree + 1) + (out_features if bias else 0)
 
+    @staticmethod
+    def num_flops(in_features: int, out_features: int, degree: int = 4, **_: Any) -> int:
+        """Forward multiply-adds per sample: each of the degree + 1 polynomials times its weight."""
+        return in_features * out_features * (degree + 1)
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Draw fresh parameters as the class docstring says (uses the global torch RNG)."""
@@ -227,6 +238,11 @@ class FourierKAN(nn.Module):
     ) -> int:
         """Parameter count of a layer built with these options, without building it."""
         return 2 * in_features * out_features * frequencies + (out_features if bias else 0)
+
+    @staticmethod
+    def num_flops(in_features: int, out_features: int, frequencies: int = 4, **_: Any) -> int:
+        """Forward multiply-adds per sample: each cosine and sine times its weight."""
+        return 2 * in_features * out_features * frequencies
 
     @torch.no_grad()
     def reset_parameters(self) -> None:

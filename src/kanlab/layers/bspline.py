@@ -128,6 +128,31 @@ class KANLinear(nn.Module):
         per_edge = grid_size + order + int(spline_weight) + int(base is not None and base_weight)
         return edges * per_edge + (out_features if bias else 0)
 
+    @staticmethod
+    def num_flops(
+        in_features: int,
+        out_features: int,
+        grid_size: int = 5,
+        order: int = 3,
+        grid_range: tuple[float, float] = (-1.0, 1.0),
+        *,
+        base: str | None = "silu",
+        base_weight: bool = True,
+        local: bool = False,
+        **_: Any,
+    ) -> int:
+        """Forward multiply-adds per sample (kanlab.models.count_flops), at the grid as built.
+
+        The dense evaluation (local=False; the reference and uniform paths) multiplies all
+        grid_size + order bases of each input by their coefficients: in * out * (grid_size + order).
+        The local-support evaluation (local=True; gather and native) touches only the order + 1
+        nonzero ones: in * out * (order + 1). Either way the weighted base branch adds in * out
+        (none without base or base_weight: an unweighted sum has no multiplies); the spline
+        weights scale the coefficients once per batch, not per sample.
+        """
+        per_edge = (order + 1 if local else grid_size + order) + int(base is not None and base_weight)
+        return in_features * out_features * per_edge
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Draw fresh parameters according to self.init (uses the global torch RNG)."""

@@ -82,6 +82,11 @@ class Dense(nn.Module):
         """Parameter count of a layer built with these options, without building it."""
         return in_features * out_features + (out_features if bias else 0)
 
+    @staticmethod
+    def num_flops(in_features: int, out_features: int, **_: Any) -> int:
+        """Forward multiply-adds per sample (kanlab.models.count_flops): the matmul's in * out."""
+        return in_features * out_features
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Draw fresh parameters as the class docstring says (uses the global torch RNG)."""

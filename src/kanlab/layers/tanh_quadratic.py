@@ -57,6 +57,14 @@ class TanhQuadratic(nn.Module):
         """Parameter count of a layer built with these options, without building it."""
         return 2 * in_features * out_features + (out_features if bias else 0)
 
+    @staticmethod
+    def num_flops(in_features: int, out_features: int, **_: Any) -> int:
+        """Forward multiply-adds per sample: a x^2 + b x per edge, (a x + b) x, is two (either mode).
+
+        The default mode also evaluates one tanh per edge (in * out per sample), not a multiply-add.
+        """
+        return 2 * in_features * out_features
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Draw fresh parameters as the class docstring says (uses the global torch RNG)."""

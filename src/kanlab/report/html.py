@@ -13,6 +13,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from kanlab.report.classes import class_balance, plot_confusion
+from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
 from kanlab.report.parts import CSS, ROW_PX, figure, png_width, read_experiment, row, run_folder, slug
 from kanlab.report.plots import plot_curves, plot_edges, plot_fit, plot_image, plot_loss_vs_params
 from kanlab.report.symbolic import symbolic_section
@@ -22,9 +24,12 @@ from kanlab.report.tables import (
     fmt_pm,
     fmt_sci,
     fmt_time,
+    loss_name,
     summary_table,
+    targets_of,
     task_name,
     winner,
+    with_flops,
 )
 
 
@@ -34,34 +39,53 @@ def _representative(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return done[(len(done) - 1) // 2] if done else None  # the lower median for an even count
 
 
-def _headline(task: str, win: dict[str, Any] | None) -> str:
+def _accuracy(line: dict[str, Any]) -> str:
+    acc = line.get("test_accuracy_mean")
+    return "" if acc is None else f", accuracy {acc:.1%}"
+
+
+def _headline(task: str, win: dict[str, Any] | None, kind: str = "value") -> str:
     if win is None:
         return f"On {task}, no run finished, so there is no winner."
-    best, rival = win["best"], win["rival"]
+    best, rival, loss = win["best"], win["rival"], loss_name(kind)
     text = (f"On {task}, the best model is {best['label']} ({best['family']}, ~{fmt_params(best['params'])} "
-            f"parameters) with test MSE {fmt_pm(best['test_loss_mean'], best['test_loss_std'])}")
+            f"parameters) with test {loss} {fmt_pm(best['test_loss_mean'], best['test_loss_std'])}"
+            + _accuracy(best))
     if best["psnr_mean"] is not None:
         text += f" (PSNR {fmt_fixed(best['psnr_mean'], None)} dB)"
     if rival is None:
         return text + (": no other family ran on this task." if win["best_is_mlp"]
                        else ": no MLP ran on this task to compare with.")
-    versus = (f"{rival['label']} ({rival['family']}, ~{fmt_params(rival['params'])} parameters, test MSE "
-              f"{fmt_sci(rival['test_loss_mean'])})")
+    versus = (f"{rival['label']} ({rival['family']}, ~{fmt_params(rival['params'])} parameters, test {loss} "
+              f"{fmt_sci(rival['test_loss_mean'])}{_accuracy(rival)})")
     factor = f"{win['factor']:.3g} times"
     if win["best_is_mlp"]:
         return text + f"; the best non-MLP model, {versus}, is {factor} higher."
     return text + f", {factor} lower than the best MLP, {versus}."
 
 
-def _table(lines: Sequence[dict[str, Any]], best_label: str | None) -> str:
+def fmt_flops(flops: float | None, local: float | None) -> str:
+    """FLOPs per sample, with the local-support count in brackets where it differs (B-spline KANs)."""
+    text = fmt_params(flops)
+    return text if local is None or local == flops else f"{text} (local {fmt_params(local)})"
+
+
+def _table(lines: Sequence[dict[str, Any]], best_label: str | None, kind: str = "value") -> str:
     image = any(s["psnr_mean"] is not None for s in lines)
-    heads = ["Label", "Family", "Parameters", "Train MSE", "Test MSE"] + (["PSNR (dB)"] if image else [])
+    loss = loss_name(kind)
+    heads = ["Label", "Family", "Parameters", "FLOPs / sample", f"Train {loss}", f"Test {loss}"]
+    heads += ["PSNR (dB)"] if image else []
+    heads += ["Test accuracy", "Test macro-F1"] if kind == "class" else []
     heads += ["Time / step", "Total time", "Finished seeds", "Diverged / failed"]
     body = []
     for s in lines:
-        cells = [s["label"], s["family"], fmt_params(s["params"])]
+        cells = [s["label"], s["family"], fmt_params(s["params"]), fmt_flops(s["flops"], s["flops_local"])]
         cells += [fmt_pm(s[f"{k}_mean"], s[f"{k}_std"]) for k in ("train_loss", "test_loss")]
         cells += [fmt_fixed(s["psnr_mean"], s["psnr_std"])] if image else []
+        if kind == "class":
+            cells += [fmt_fixed(None if s[f"{k}_mean"] is None else 100 * s[f"{k}_mean"],
+                                None if s[f"{k}_std"] is None else 100 * s[f"{k}_std"], 1) + " %"
+                      for k in ("test_accuracy", "test_macro_f1")]
         cells += [fmt_time(s["time_per_step"]), fmt_time(s["total_time"]),
                   f"{s['n_finished']} / {s['n_seeds']}", f"{s['n_diverged']} / {s['n_failed']}"]
         body.append(row(cells, 2, cls="best" if s["label"] == best_label else ""))
@@ -70,7 +94,10 @@ def _table(lines: Sequence[dict[str, Any]], best_label: str | None) -> str:
 
 
 NOTE = ("Mean ± sample std (ddof=1) over finished seeds; diverged and failed runs are left out of the means "
-        "but their time counts in the total. Time / step is the median over runs.")
+        "but their time counts in the total. Time / step is the median over runs. FLOPs / sample: forward "
+        "multiply-adds of the weighted sums (a B-spline KAN by its dense evaluation, every basis; in "
+        "brackets by its local support, the order + 1 nonzero bases), basis values and activations not "
+        "counted.")
 
 
 def _task_section(n: int, task_rows: list[dict[str, Any]], lines: list[dict[str, Any]],
@@ -78,17 +105,26 @@ def _task_section(n: int, task_rows: list[dict[str, Any]], lines: list[dict[str,
                   plots: Path) -> str:
     task = task_name(task_rows[0])
     stem = plots / f"t{n}-{slug(task)}"
-    kind = escape(task_rows[0]["task_kind"])
+    kind, targets = escape(task_rows[0]["task_kind"]), targets_of(task_rows[0])
+    loss = f"test {loss_name(targets)}"
     parts = [f'<h2 id="task-{n}">Task: {escape(task)} <span class="note">({kind})</span></h2>',
-             f'<p class="headline">{escape(_headline(task, win))}</p>',
-             _table(lines, win["best"]["label"] if win else None), f'<p class="note">{escape(NOTE)}</p>',
-             _stages(task_rows), symbolic_section(task_rows, db_path, stem)]
+             f'<p class="headline">{escape(_headline(task, win, targets))}</p>',
+             _table(lines, win["best"]["label"] if win else None, targets),
+             f'<p class="note">{escape(NOTE)}</p>',
+             class_balance(task_rows), _stages(task_rows), symbolic_section(task_rows, db_path, stem)]
     run_curves = [(r["label"], curves[r["run_id"]]) for r in task_rows]
-    curve_png = plot_curves(run_curves, f"{stem}-curves", title=f"{task}: test MSE during training")
-    size_png = plot_loss_vs_params(task_rows, f"{stem}-params", title=f"{task}: final test MSE vs size")
+    curve_png = plot_curves(run_curves, f"{stem}-curves", title=f"{task}: {loss} during training",
+                            ylabel=loss)
+    size_png = plot_loss_vs_params(task_rows, f"{stem}-params", title=f"{task}: final {loss} vs size",
+                                   ylabel=f"final {loss}")
+    pareto_png = pareto_figure(task_rows, f"{stem}-pareto", loss_name=loss,
+                               title=f"{task}: final {loss} against parameters, FLOPs and time per step")
     parts.append('<div class="plots">'
-                 + figure(curve_png, "Test MSE against step; thin lines: seeds, bold line: their median.")
-                 + figure(size_png, "Final test MSE against parameters; bars: std over seeds.") + "</div>")
+                 + figure(curve_png, f"The {loss} against step; thin lines: seeds, bold line: their median.")
+                 + figure(size_png, f"Final {loss} against parameters; bars: std over seeds.") + "</div>"
+                 + '<div class="plots">'
+                 + figure(pareto_png, PARETO_CAPTION)
+                 + "</div>")
     for m, line in enumerate(lines):
         rep = _representative([r for r in task_rows if r["label"] == line["label"]])
         parts.append(f"<h3>{escape(line['label'])}</h3>")
@@ -98,10 +134,11 @@ def _task_section(n: int, task_rows: list[dict[str, Any]], lines: list[dict[str,
             parts.append(f'<p class="note">No plots: {escape(why)}.</p>')
             continue
         label_stem = f"{stem}-l{m}-{slug(line['label'])}"
-        fit = plot_image(folder, f"{label_stem}-image") or plot_fit(folder, f"{label_stem}-fit")
+        fit = (plot_image(folder, f"{label_stem}-image") or plot_confusion(folder, f"{label_stem}-confusion")
+               or plot_fit(folder, f"{label_stem}-fit"))
         edges = plot_edges(folder, f"{label_stem}-edges")
         done = line["n_finished"]
-        which = "the only finished seed" if done == 1 else f"the median test MSE of {done} finished seeds"
+        which = "the only finished seed" if done == 1 else f"the median {loss} of {done} finished seeds"
         caption = f"Seed {rep['seed']} ({which}), run {rep['run_id']}"
         edge_caption = f"Learned edge functions of the same run ({rep['run_id']})"
         shown = [(p, c) for p, c in ((fit, caption), (edges, edge_caption)) if p]
@@ -120,9 +157,11 @@ def _stages(task_rows: Sequence[dict[str, Any]]) -> str:
         stages = json.loads(r["final_json"] or "{}").get("stages") or []
         if len(stages) < 2:
             continue
-        head = row(("Grid size", "Step", "Train RMSE", "Test RMSE"), 0, "th")
-        body = "".join(row((str(st["grid_size"]), str(st["step"]), fmt_sci(st["train_rmse"]),
-                             fmt_sci(st["test_rmse"])), 0) for st in stages)
+        keys = ("train_rmse", "test_rmse") if "train_rmse" in stages[0] else ("train_loss", "test_loss")
+        names = ("Train RMSE", "Test RMSE") if keys[0] == "train_rmse" else ("Train loss", "Test loss")
+        head = row(("Grid size", "Step", *names), 0, "th")
+        body = "".join(row((str(st["grid_size"]), str(st["step"]), fmt_sci(st[keys[0]]),
+                             fmt_sci(st[keys[1]])), 0) for st in stages)
         out.append(f"<h3>Grid extension: {escape(r['label'])}, seed {r['seed']}</h3>"
                    f'<table class="stages"><thead>{head}</thead><tbody>{body}</tbody></table>')
     return "\n".join(out)
@@ -173,6 +212,7 @@ def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | 
     """
     db_path, out_dir = Path(db_path), Path(out_dir)
     rows, curves = read_experiment(db_path, experiment)
+    rows = with_flops(rows)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     summary = summary_table(rows)
@@ -180,7 +220,8 @@ def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | 
     tasks = list(dict.fromkeys(s["task"] for s in summary))
     title = title or f"kanlab report: {experiment}"
     names = {r["task"]: task_name(r) for r in rows}
-    heads = "".join(f'<p class="headline">{escape(_headline(names[t], wins.get(t)))} '
+    kinds = {r["task"]: targets_of(r) for r in rows}
+    heads = "".join(f'<p class="headline">{escape(_headline(names[t], wins.get(t), kinds[t]))} '
                     f'<a href="#task-{n}">Details</a></p>' for n, t in enumerate(tasks))
     sections = [_task_section(n, [r for r in rows if r["task"] == t], [s for s in summary if s["task"] == t],
                               wins.get(t), curves, db_path, plots) for n, t in enumerate(tasks)]

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import LogFormatter
 
+from kanlab.report.classes import plot_confusion
 from kanlab.report.edges import plot_edges
 from kanlab.report.style import COLORS, MARKERS, STYLE, read_json, run_title, save
 from kanlab.report.tables import fmt_sci, mean_std
@@ -54,8 +55,8 @@ def plot_fit(run_dir: Path, out: Path | str) -> Path | None:
         The PNG path, or None for image tasks or a run without predictions.
     """
     pred = _predictions(run_dir)
-    if pred is None or pred["image_shape"].size:
-        return None
+    if pred is None or pred["image_shape"].size or str(pred.get("target_kind", "value")) == "class":
+        return None  # images and classes have their own plots (plot_image, classes.plot_confusion)
     x, y, yhat = pred["coords_test"], pred["y_test"], pred["y_pred"]
     title = f"{run_title(run_dir)}: test MSE {fmt_sci(float(np.mean((yhat - y) ** 2)))}"
     with plt.style.context(STYLE):
@@ -146,7 +147,7 @@ def _series(records: Sequence[dict[str, Any]], key: str, log: bool) -> dict[int,
 
 
 def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], out: Path | str, key: str = "test_loss",
-                *, title: str | None = None) -> Path:
+                *, title: str | None = None, ylabel: str | None = None) -> Path:
     """Curves of several runs against step; seeds of one label share a colour (thin) with a bold median.
 
     Args:
@@ -154,6 +155,7 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], out: Path 
         out: output path stem.
         key: the record field to plot (log axis unless it is "psnr"-like).
         title: figure title (default: the key's name).
+        ylabel: the y axis (default: the key's name).
     Returns:
         The PNG path.
     """
@@ -185,7 +187,7 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], out: Path 
                     ax.axvline(step, color=color, ls=":", lw=0.9, alpha=0.6)
         if log:
             ax.set_yscale("log")
-        name = PRETTY.get(key, key)
+        name = ylabel or PRETTY.get(key, key)
         ax.set(xlabel="step", ylabel=name, title=title or f"{name} during training")
         if drawn:
             ax.legend(loc="best")
@@ -195,7 +197,7 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], out: Path 
 
 
 def plot_loss_vs_params(rows: Sequence[dict[str, Any]], out: Path | str, key: str = "test_loss",
-                        *, title: str | None = None) -> Path:
+                        *, title: str | None = None, ylabel: str | None = None) -> Path:
     """Final loss against parameter count (log-log), mean +- sample std over finished seeds per label.
 
     Args:
@@ -203,6 +205,7 @@ def plot_loss_vs_params(rows: Sequence[dict[str, Any]], out: Path | str, key: st
         out: output path stem.
         key: the row field to plot.
         title: figure title.
+        ylabel: the y axis (default: "final" and the key's name).
     Returns:
         The PNG path.
     """
@@ -230,7 +233,7 @@ def plot_loss_vs_params(rows: Sequence[dict[str, Any]], out: Path | str, key: st
         # plain numbers ("300", "2000") instead of 3x10^2 on the often less-than-a-decade size axis
         ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
         ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
-        ax.set(xlabel="parameters", ylabel=f"final {PRETTY.get(key, key)}",
+        ax.set(xlabel="parameters", ylabel=ylabel or f"final {PRETTY.get(key, key)}",
                title=title or f"final {PRETTY.get(key, key)} vs parameters (mean, bars: std over seeds)")
         if groups:
             ax.legend(loc="best")
@@ -251,7 +254,7 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     written = []
     makers: list[tuple[str, Callable[[Path, Path | str], Path | None]]] = [
-        ("fit", plot_fit), ("image", plot_image), ("edges", plot_edges)]
+        ("fit", plot_fit), ("image", plot_image), ("confusion", plot_confusion), ("edges", plot_edges)]
     for name, make in makers:
         png = make(run_dir, out_dir / name)
         if png is not None:
@@ -261,5 +264,7 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
         records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
         both = [(name, [{"step": r["step"], "loss": r.get(f"{name}_loss")} for r in records])
                 for name in ("train", "test")]
-        written.append(plot_curves(both, out_dir / "curves", key="loss", title=run_title(run_dir)))
+        classes = any("test_accuracy" in r for r in records)  # class targets: the loss is cross-entropy
+        written.append(plot_curves(both, out_dir / "curves", key="loss", title=run_title(run_dir),
+                                   ylabel="cross-entropy" if classes else None))
     return written

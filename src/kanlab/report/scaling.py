@@ -19,7 +19,7 @@ from matplotlib.ticker import LogFormatter
 
 from kanlab.report.parts import table
 from kanlab.report.plots import COLORS, MARKERS, STYLE
-from kanlab.report.tables import fmt_sci, task_name
+from kanlab.report.tables import fmt_sci, loss_name, targets_of, task_name
 from kanlab.stats import ScalingFit, scaling_fit
 
 Row = dict[str, Any]
@@ -76,7 +76,8 @@ def scaling_figure(task_rows: Sequence[Row], names: Sequence[str],
             if done:
                 ax.scatter(x, y, color=color, marker=MARKERS.get(runs[0]["family"], "o"), s=22, alpha=0.75,
                            label=label)
-        ax.set(xscale="log", yscale="log", xlabel="parameters", ylabel="final test MSE",
+        loss = f"test {loss_name(targets_of(task_rows[0]))}"
+        ax.set(xscale="log", yscale="log", xlabel="parameters", ylabel=f"final {loss}",
                title=f"{task_name(task_rows[0])}: loss ~ C * parameters^-alpha")
         ax.xaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))  # "300", not "3 x 10^2"
         ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))

@@ -2,7 +2,8 @@
 
 Read from the results store only. A run's coordinates come from the "sweep" key of its config
 (see kanlab.sweep); runs without it (a plain study) are grouped by parameter count instead.
-Losses are final test MSEs of finished runs; diverged and failed runs are counted, not averaged.
+Losses are final test losses of finished runs (MSE, or cross-entropy for class targets); diverged and
+failed runs are counted, not averaged.
 """
 
 from __future__ import annotations
@@ -17,9 +18,19 @@ from typing import Any
 
 from kanlab.models import count_params, parse_spec
 from kanlab.report import scaling
-from kanlab.report.parts import read_experiment, table, write_page
+from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
+from kanlab.report.parts import figure, read_experiment, table, write_page
 from kanlab.report.scaling import finished
-from kanlab.report.tables import BASELINE_FAMILY, fmt_params, fmt_sci, fmt_time, task_name
+from kanlab.report.tables import (
+    BASELINE_FAMILY,
+    fmt_params,
+    fmt_sci,
+    fmt_time,
+    loss_name,
+    targets_of,
+    task_name,
+    with_flops,
+)
 from kanlab.stats import ScalingFit, geometric_summary, paired_ratio, summarize, time_to_target
 
 Row = dict[str, Any]
@@ -52,13 +63,22 @@ def _prepare(rows: Sequence[Row]) -> tuple[list[Row], list[str]]:
                 count = count_params(parse_spec(config["spec"]))
             except (KeyError, ValueError):
                 count = None
+        match = (config.get("match") or {}).get("by", "params")
         prepared.append({**r, "param_count": count, "budget": coords.get("budget"),
-                         "depth": coords.get("depth"), "axes": axes})
+                         "depth": coords.get("depth"), "axes": axes, "match": match})
     budgets = _budgets(prepared)
     for r in prepared:
         r["budget"] = budgets[r["run_id"]]
     names = sorted({k for r in prepared for k, v in r["axes"].items() if v is not None})
     return prepared, names
+
+
+def fmt_budget(row: Row) -> str:
+    """A cell's budget in the unit it was matched by: parameters, FLOPs or seconds per step."""
+    budget = row["budget"]
+    if budget is None or row.get("match", "params") == "params":
+        return fmt_params(budget)
+    return f"{fmt_params(budget)} FLOPs" if row["match"] == "flops" else f"{fmt_time(budget)} / step"
 
 
 def _key(row: Row, names: Sequence[str]) -> tuple[Any, ...]:
@@ -79,18 +99,35 @@ def _axes_text(row: Row, names: Sequence[str]) -> list[str]:
     return ["any" if row["axes"].get(k) is None else str(row["axes"][k]) for k in names]
 
 
+def _sizes(runs: Sequence[Row]) -> list[str]:
+    """A cell's parameters and FLOPs per sample (means) and time per step (median over runs)."""
+    params = [r["param_count"] for r in runs if r["param_count"]]
+    flops = [r["flops"] for r in runs if r.get("flops")]
+    steps = [r["time_per_step"] for r in runs if r.get("time_per_step")]
+    return [fmt_params(statistics.fmean(params) if params else None),
+            fmt_params(statistics.fmean(flops) if flops else None),
+            fmt_time(statistics.median(steps) if steps else None)]
+
+
+def _size(runs: Sequence[Row]) -> str:
+    return " / ".join(_sizes(runs))
+
+
+SIZES = ["Parameters", "FLOPs / sample", "Time / step"]
+
+
 def _cell_table(cells: list[list[Row]], names: Sequence[str]) -> str:
     body = []
     for runs in cells:
         done = [r["test_loss"] for r in runs if finished(r)]
         s, g = (summarize(done), geometric_summary(done)) if done else (None, None)
-        params = [r["param_count"] for r in runs if r["param_count"]]
-        body.append([runs[0]["label"], fmt_params(runs[0]["budget"]), *_axes_text(runs[0], names),
-                     fmt_params(statistics.fmean(params) if params else None), f"{len(done)} / {len(runs)}",
+        body.append([runs[0]["label"], fmt_budget(runs[0]), *_axes_text(runs[0], names), *_sizes(runs),
+                     f"{len(done)} / {len(runs)}",
                      fmt_sci(s.mean if s else None), fmt_sci(s.std if s else None, 2),
                      fmt_sci(g.mean if g else None),
                      f"{fmt_sci(g.low)} to {fmt_sci(g.high)}" if g and g.n > 1 else "n/a"])
-    head = ["Label", "Budget", *names, "Parameters", "Finished", "Test MSE mean", "Std", "Geometric mean",
+    loss = f"Test {loss_name(targets_of(cells[0][0]))}" if cells else "Test loss"
+    head = ["Label", "Budget", *names, *SIZES, "Finished", f"{loss} mean", "Std", "Geometric mean",
             "95% CI (t on log)"]
     return table(head, body, 2 + len(names))
 
@@ -129,9 +166,9 @@ def _paired_table(cells: list[list[Row]], names: Sequence[str],
                      if finished(r) and r["seed"] in by_seed]
             a, b = other[0]["label"], base[0]["label"]
             same = _same_loss(base, fits.get(scaling.series_name(other[0], names)))
+            first = [fmt_budget(base[0]), a, b, *_axes_text(other[0], names), _size(other), _size(base)]
             if not pairs:
-                body.append([fmt_params(base[0]["budget"]), a, b, *_axes_text(other[0], names),
-                             "no finished pairs", "0", "n/a", "n/a", "n/a", "n/a", same])
+                body.append([*first, "no finished pairs", "0", "n/a", "n/a", "n/a", "n/a", same])
                 continue
             p = paired_ratio([x for x, _ in pairs], [y for _, y in pairs])
             if p.winner is None:
@@ -139,14 +176,14 @@ def _paired_table(cells: list[list[Row]], names: Sequence[str],
             else:
                 lower, factor = (a, 1 / p.ratio) if p.winner == "a" else (b, p.ratio)
                 verdict = f"{lower} lower, {factor:.3g}x"
-            body.append([fmt_params(base[0]["budget"]), a, b, *_axes_text(other[0], names), verdict,
-                         str(p.n), f"{p.ratio:.3g}", f"{p.low:.3g} to {p.high:.3g}",
+            body.append([*first, verdict, str(p.n), f"{p.ratio:.3g}", f"{p.low:.3g} to {p.high:.3g}",
                          f"{p.boot_low:.3g} to {p.boot_high:.3g}", f"{p.p_value:.2g}", same])
     if not body:
         return f'<p class="note">No {BASELINE_FAMILY} runs and other runs at the same budget to compare.</p>'
-    head = ["Budget", "Model", "vs", *names, "Verdict", "Pairs", "Loss ratio", "95% CI (t)",
-            "95% CI (bootstrap)", "p", "Size for the same loss"]
-    return table(head, body, 4 + len(names))
+    head = ["Budget", "Model", "vs", *names, "Model: params / FLOPs / step", f"{BASELINE_FAMILY}: the same",
+            "Verdict", "Pairs", "Loss ratio", "95% CI (t)", "95% CI (bootstrap)", "p",
+            "Size for the same loss"]
+    return table(head, body, 6 + len(names))
 
 
 def _target_table(cells: list[list[Row]], names: Sequence[str], curves: dict[str, list[Row]]) -> str:
@@ -163,10 +200,12 @@ def _target_table(cells: list[list[Row]], names: Sequence[str], curves: dict[str
                                     [p["test_loss"] for p in curves.get(r["run_id"], [])], target)
                      for r in c if finished(r)]
             reached = [t for t in times if t is not None]
-            body.append([fmt_params(budget), c[0]["label"], *_axes_text(c[0], names), fmt_sci(target),
+            body.append([fmt_budget(c[0]), c[0]["label"], *_axes_text(c[0], names), *_sizes(c),
+                         fmt_sci(target),
                          fmt_time(statistics.median(reached)) if reached else "not reached",
                          f"{len(reached)} / {len(c)}"])
-    head = ["Budget", "Label", *names, "Target MSE", "Median time", "Reached"]
+    loss = loss_name(targets_of(cells[0][0])) if cells else "loss"
+    head = ["Budget", "Label", *names, *SIZES, f"Target {loss}", "Median time", "Reached"]
     return table(head, body, 2 + len(names))
 
 
@@ -182,7 +221,7 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
     """
     db_path = Path(db_path)
     raw, curves = read_experiment(db_path, experiment)
-    rows, names = _prepare(raw)
+    rows, names = _prepare(with_flops(raw))
     parts = [f'<section class="sweep"><h2>Sweep statistics: {escape(experiment)}</h2>',
              f'<p class="note">{len(rows)} runs, {sum(finished(r) for r in rows)} finished with a finite '
              "loss. "
@@ -200,14 +239,20 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
         cells = _cells(task_rows, names)
         task_fits = scaling.fits(task_rows, names)
         png = Path(out_dir) / "plots" / f"sweep-scaling-{n}.png"
-        figure, fit_table = scaling.scaling_figure(task_rows, names, task_fits, png)
+        plot, fit_table = scaling.scaling_figure(task_rows, names, task_fits, png)
         name = escape(task_name(task_rows[0]))
-        parts += [f"<h3>{name}: test MSE over seeds</h3>", _cell_table(cells, names),
+        loss = f"test {loss_name(targets_of(task_rows[0]))}"
+        pareto = pareto_figure(task_rows, Path(out_dir) / "plots" / f"sweep-pareto-{n}", loss_name=loss,
+                               title=f"{task_name(task_rows[0])}: final {loss} against parameters, FLOPs and "
+                                     "time per step")
+        parts += [f"<h3>{name}: {loss} over seeds</h3>", _cell_table(cells, names),
                   f"<h3>{name}: paired comparison with the {BASELINE_FAMILY} at each budget</h3>",
-                  _paired_table(cells, names, task_fits), f"<h3>{name}: scaling</h3>", figure, fit_table,
+                  _paired_table(cells, names, task_fits), f"<h3>{name}: scaling</h3>", plot, fit_table,
+                  f"<h3>{name}: loss against cost</h3>",
+                  '<div class="plots">' + figure(pareto, PARETO_CAPTION) + "</div>",
                   f"<h3>{name}: time to a target loss</h3>",
-                  '<p class="note">Target: per budget, the highest median final test MSE of any cell, so the '
-                  "median run of every cell reaches it; time is wall time from the start of training "
+                  '<p class="note">Target: per budget, the highest median final test loss of any cell, so '
+                  "the median run of every cell reaches it; time is wall time from the start of training "
                   "(evaluations included), the median over runs that reach it.</p>",
                   _target_table(cells, names, curves)]
     parts.append("</section>")

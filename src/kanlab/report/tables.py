@@ -3,10 +3,13 @@
 Means and standard deviations are over the *finished* seeds of a group; diverged and failed
 runs are counted, and their time is charged to the group, but their losses are left out.
 Standard deviations are sample deviations (numpy ddof=1) and None for fewer than two seeds.
+The loss is the MSE for value targets and the cross-entropy for class targets (task_kind
+"dataset" or "data" with target_kind "class"), whose accuracy and macro-F1 are summarised too.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Iterable, Sequence
@@ -14,6 +17,41 @@ from pathlib import Path
 from typing import Any
 
 BASELINE_FAMILY = "mlp"
+CLASS_KEYS = ("test_accuracy", "test_macro_f1")
+
+
+def targets_of(row: dict[str, Any]) -> str:
+    """"class" or "value": a store row's target kind, from its config."""
+    task = json.loads(row.get("config_json") or "{}").get("task", {})
+    if task.get("target_kind") is not None:
+        return str(task["target_kind"])
+    if task.get("kind") == "dataset":
+        from kanlab.tasks import DATASETS
+
+        return DATASETS.get(str(task.get("name")), ("value",))[0]
+    return "value"
+
+
+def loss_name(kind: str) -> str:
+    """What the loss of a target kind is called in tables and plots."""
+    return "cross-entropy" if kind == "class" else "MSE"
+
+
+def with_flops(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows with flops and flops_local filled from their spec where the store has none (older runs)."""
+    from kanlab.models import count_flops, parse_spec
+
+    out = []
+    for row in rows:
+        row = dict(row)
+        if row.get("flops") is None:
+            try:
+                cfg = parse_spec(json.loads(row["config_json"])["spec"])
+                row["flops"], row["flops_local"] = count_flops(cfg), count_flops(cfg, local=True)
+            except (KeyError, ValueError):
+                pass
+        out.append(row)
+    return out
 
 
 def _finite(values: Iterable[Any]) -> list[float]:
@@ -46,8 +84,9 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     Args:
         rows: dicts as returned by ResultsStore.runs().
     Returns:
-        Lines with task, task_kind, label, family, params (mean), train_loss/test_loss/psnr
-        _mean and _std (finished seeds), time_per_step (median), total_time (sum of wall
+        Lines with task, task_kind, label, family, params, flops and flops_local (means),
+        train_loss/test_loss/psnr/test_accuracy/test_macro_f1 _mean and _std (finished seeds;
+        None where a run lacks the key), time_per_step (median), total_time (sum of wall
         times), n_seeds, n_finished, n_diverged, n_failed and run_ids; sorted by task, then
         mean test loss (groups without a finished seed last), then label.
     """
@@ -59,9 +98,13 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         done = [r for r in runs if r["status"] == "finished"]
         params = _finite(r.get("param_count") for r in runs if r.get("param_count"))
         step_times = _finite(r.get("time_per_step") for r in runs)
+        flops = _finite(r.get("flops") for r in runs)
+        local = _finite(r.get("flops_local") for r in runs)
         line: dict[str, Any] = {
             "task": task, "task_kind": runs[0].get("task_kind", "function"), "label": label,
             "family": runs[0]["family"], "params": round(statistics.fmean(params)) if params else None,
+            "flops": round(statistics.fmean(flops)) if flops else None,
+            "flops_local": round(statistics.fmean(local)) if local else None,
             "time_per_step": statistics.median(step_times) if step_times else None,
             "total_time": sum(_finite(r.get("wall_time") for r in runs)),
             "n_seeds": len(runs), "n_finished": len(done),
@@ -69,7 +112,7 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             "n_failed": sum(r["status"] == "failed" for r in runs),
             "run_ids": [r["run_id"] for r in runs],
         }
-        for key in ("train_loss", "test_loss", "psnr"):
+        for key in ("train_loss", "test_loss", "psnr", *CLASS_KEYS):
             line[f"{key}_mean"], line[f"{key}_std"] = mean_std(r.get(key) for r in done)
         table.append(line)
     table.sort(key=lambda s: (s["task"], s["test_loss_mean"] is None, s["test_loss_mean"] or 0.0, s["label"]))

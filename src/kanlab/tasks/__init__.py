@@ -1,7 +1,8 @@
 """Tasks: a TaskConfig becomes a Dataset of tensors, the same tensors for the same config.
 
-make_dataset runs the kind's builder (functions.py, image.py, data.py: float64 numpy work),
-then does what every kind shares: noise on the train targets, the dtype, the encoding.
+make_dataset runs the kind's builder (functions.py, image.py, data.py, datasets.py: float64 numpy
+work; tables go through tabular.py), then does what every kind shares: noise on the train
+targets, the dtype, the encoding.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ import torch
 from kanlab.encodings import EncodingConfig, encode
 from kanlab.tasks.base import Dataset
 from kanlab.tasks.data import DATA_SUFFIXES, data_dataset
+from kanlab.tasks.datasets import DATASETS, sklearn_dataset
 from kanlab.tasks.functions import FUNCTIONS, SAMPLINGS, function_dataset, get_function
 from kanlab.tasks.image import IMAGE_SUFFIXES, IMAGES, image_dataset, psnr
+from kanlab.tasks.tabular import STANDARDIZE, TARGET_KINDS
 
 __all__ = [
+    "DATASETS",
     "FUNCTIONS",
     "IMAGES",
     "SAMPLINGS",
+    "TABULAR_ONLY",
     "TASK_KINDS",
     "Dataset",
     "TaskConfig",
@@ -30,7 +35,8 @@ __all__ = [
     "psnr",
 ]
 
-TASK_KINDS = ("function", "image", "data")
+TASK_KINDS = ("function", "image", "data", "dataset")
+TABULAR_ONLY = ("target_kind", "standardize")  # fields only the table kinds (data, dataset) use
 STREAM_NOISE = 2
 
 
@@ -57,9 +63,17 @@ class TaskConfig:
             random).
         image: name (an IMAGES entry or an image file path), image_size (longest side after an
             aspect-preserving resize, None = full size); train and test are every pixel.
-        data: path (.csv or .npz), inputs (() = every non-target column), targets, test_fraction.
-        all: noise (std of Gaussian noise added to the train targets only), encoding of the
-            inputs, seed.
+        data: path (.csv or .npz), inputs (() = every non-target column), targets, test_fraction,
+            target_kind ("value", the default, or "class": one target column of labels, names
+            or whole numbers), standardize.
+        dataset: name (a DATASETS entry: digits, breast_cancer, wine, iris are "class", diabetes
+            is "value"; target_kind, if given, must agree), test_fraction, standardize.
+        data and dataset: standardize ("inputs", the default: inputs standardised with the
+            training rows' mean and std; "inputs+targets" also value targets; "none"); the
+            split is seeded by seed and stratified by class for class targets
+            (kanlab.tasks.tabular).
+        all: noise (std of Gaussian noise added to the train targets only; value targets),
+            encoding of the inputs, seed.
     """
 
     kind: str = "function"
@@ -76,6 +90,8 @@ class TaskConfig:
     test_fraction: float = 0.2
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     seed: int = 0
+    target_kind: str | None = None  # None: the kind's own (value; a dataset's own kind)
+    standardize: str = "inputs"
 
     def __post_init__(self) -> None:
         # TOML and JSON give lists; the config stays hashable with tuples
@@ -108,13 +124,19 @@ class TaskConfig:
                     f"image {self.name!r} is neither a bundled image ({', '.join(IMAGES)}) "
                     f"nor a path ending in one of {IMAGE_SUFFIXES}"
                 )
-        else:  # "data"
+        elif self.kind == "data":
             if Path(self.path).suffix.lower() not in DATA_SUFFIXES:
                 raise ValueError(
                     f"a data task needs path to a {DATA_SUFFIXES} file, got {self.path!r}"
                 )
             if not self.targets:
                 raise ValueError("a data task needs targets=(...) naming the target columns")
+            if self.target_kind == "class" and len(self.targets) != 1:
+                raise ValueError(f"target_kind = \"class\" needs exactly one target column (the labels), "
+                                 f"got targets={self.targets}")
+        elif self.name not in DATASETS:
+            raise ValueError(f"unknown dataset {self.name!r}; bundled (scikit-learn): {', '.join(DATASETS)}")
+        self._check_targets()
 
     def _check_numbers(self) -> None:
         noise_ok = isinstance(self.noise, (int, float)) and not isinstance(self.noise, bool)
@@ -131,6 +153,33 @@ class TaskConfig:
                 raise ValueError(
                     f"input_range must be None or (lo, hi) with finite lo < hi, got {r!r}"
                 )
+
+    @property
+    def targets_are(self) -> str:
+        """"value" or "class": target_kind, or the kind's own when it is None."""
+        if self.target_kind is not None:
+            return self.target_kind
+        return DATASETS[self.name][0] if self.kind == "dataset" else "value"
+
+    def _check_targets(self) -> None:
+        if self.target_kind is not None and self.target_kind not in TARGET_KINDS:
+            raise ValueError(f"target_kind must be one of {TARGET_KINDS} (or left out), "
+                             f"got {self.target_kind!r}")
+        if self.standardize not in STANDARDIZE:
+            raise ValueError(f"standardize must be one of {STANDARDIZE}, got {self.standardize!r}")
+        own = DATASETS[self.name][0] if self.kind == "dataset" else None
+        if self.kind in ("function", "image") and self.target_kind == "class":
+            raise ValueError(f"target_kind = \"class\" is for data and dataset tasks, not {self.kind} tasks")
+        if own is not None and self.target_kind not in (None, own):
+            raise ValueError(f"dataset {self.name!r} has {own} targets; drop target_kind or set it "
+                             f"to {own!r}")
+        if self.targets_are == "class":
+            if self.standardize == "inputs+targets":
+                raise ValueError("standardize = \"inputs+targets\" is for value targets; class targets are "
+                                 "one-hot: use \"inputs\"")
+            if self.noise > 0:
+                raise ValueError(f"noise = {self.noise} is for value targets; class targets are one-hot: "
+                                 "set noise = 0")
 
     def _check_function(self) -> None:
         if self.name not in FUNCTIONS:
@@ -160,8 +209,12 @@ def _build(cfg: TaskConfig) -> Dataset:
         )
     if cfg.kind == "image":
         return image_dataset(cfg.name, cfg.image_size)
+    if cfg.kind == "dataset":
+        return sklearn_dataset(cfg.name, test_fraction=cfg.test_fraction, seed=cfg.seed,
+                               standardize=cfg.standardize)
     return data_dataset(
-        cfg.path, cfg.inputs, cfg.targets, test_fraction=cfg.test_fraction, seed=cfg.seed
+        cfg.path, cfg.inputs, cfg.targets, test_fraction=cfg.test_fraction, seed=cfg.seed,
+        target_kind=cfg.targets_are, standardize=cfg.standardize,
     )
 
 

@@ -6,6 +6,7 @@ Legend: n rows, d raw coordinates, e encoded inputs (e = d without an encoding),
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,13 +18,18 @@ class Dataset:
 
     Attributes:
         x_train, x_test: (n, e) network inputs, already encoded.
-        y_train, y_test: (n, t) targets; noise (if any) is in y_train only.
+        y_train, y_test: (n, t) targets; noise (if any) is in y_train only. Class targets are
+            one-hot, t = C classes (the model's outputs are logits).
         coords_train, coords_test: (n, d) raw coordinates before encoding, for plotting.
         input_names: d names, one per column of coords (not of the encoded x).
-        target_names: t names, one per column of y.
+        target_names: t names, one per column of y (the class names for class targets).
         image_shape: (height, width) for image tasks, where the test set is every pixel in
             row-major order so that y_test.reshape(image_shape) is the image; else None.
         description: human-readable, e.g. "zigzag x + frac(|1.5x|) on [-2, 2]".
+        target_kind: "value" (regression, MSE) or "class" (classification, cross-entropy).
+        split: for tables (kanlab.tasks.tabular), how the rows were split and standardised:
+            seed, test_fraction, stratified, standardize, train_rows and test_rows (row numbers
+            in the table), input_mean and input_std (and target_*) when standardised; else None.
     """
 
     x_train: torch.Tensor
@@ -36,6 +42,8 @@ class Dataset:
     target_names: tuple[str, ...]
     image_shape: tuple[int, int] | None
     description: str
+    target_kind: str = "value"
+    split: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for split in ("train", "test"):
@@ -54,6 +62,8 @@ class Dataset:
                 )
         if self.x_train.shape[1] != self.x_test.shape[1]:
             raise ValueError("x_train and x_test must have the same number of columns")
+        if self.target_kind not in ("value", "class"):
+            raise ValueError(f"target_kind must be 'value' or 'class', got {self.target_kind!r}")
 
     @property
     def in_dim(self) -> int:
@@ -76,6 +86,8 @@ def raw_dataset(
     target_names: tuple[str, ...],
     description: str,
     image_shape: tuple[int, int] | None = None,
+    target_kind: str = "value",
+    split: dict[str, Any] | None = None,
 ) -> Dataset:
     """A float64 Dataset with x = coords (no encoding, no noise), as the task builders return it.
 
@@ -102,4 +114,6 @@ def raw_dataset(
         target_names=target_names,
         image_shape=image_shape,
         description=description,
+        target_kind=target_kind,
+        split=split,
     )

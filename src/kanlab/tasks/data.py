@@ -1,7 +1,7 @@
 """User data: named numeric columns from a CSV (with a header row) or an .npz (arrays by name).
 
-Rows are counted from 0 after the header; the test rows are a seeded random test_fraction of
-them (default_rng([seed, 3])), and both splits keep the file's row order.
+Rows are counted from 0 after the header. The split, the standardisation of the inputs and the
+classes of a class target are kanlab.tasks.tabular's.
 
 Legend: n rows, d input columns, t target columns.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kanlab.tasks.base import Dataset, raw_dataset
+from kanlab.tasks.base import Dataset
+from kanlab.tasks.tabular import tabular_dataset
 
 DATA_SUFFIXES = (".csv", ".npz")
-STREAM_SPLIT = 3
 
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
@@ -127,30 +127,38 @@ def data_dataset(
     *,
     test_fraction: float = 0.2,
     seed: int = 0,
+    target_kind: str = "value",
+    standardize: str = "inputs",
 ) -> Dataset:
     """A seeded train/test split of the named columns of a CSV or .npz file.
 
     Args:
         path: the file (see read_columns).
         inputs: input column names; () means every column not in targets.
-        targets: target column names (at least one).
+        targets: target column names (at least one; exactly one for target_kind "class").
         test_fraction: share of rows for the test set, in (0, 1); at least one row each side.
-        seed: the split comes from default_rng([seed, 3]).
+        seed: the split's seed (see kanlab.tasks.tabular.split_rows).
+        target_kind: "value" (numeric targets) or "class" (one column of labels: names or whole
+            numbers, split stratified by class).
+        standardize: "none", "inputs" or "inputs+targets" (fitted on the training rows).
     Returns:
-        float64 Dataset with x = coords = the input columns.
+        float64 Dataset with x = coords = the (standardised) input columns.
     """
     columns = read_columns(path)
     inputs, targets = select_columns(tuple(columns), inputs, targets)
+    if target_kind == "class" and len(targets) != 1:
+        raise ValueError(f"target_kind = \"class\" needs exactly one target column (the labels), "
+                         f"got {targets}")
     x = np.stack([numeric_column(c, columns[c]) for c in inputs], axis=1)          # (n, d)
-    y = np.stack([numeric_column(c, columns[c]) for c in targets], axis=1)         # (n, t)
-    n = x.shape[0]
-    if n < 2:
-        raise ValueError(f"{path!r} has {n} data rows; a train/test split needs at least 2")
-    n_test = min(n - 1, max(1, round(test_fraction * n)))
-    order = np.random.default_rng([seed, STREAM_SPLIT]).permutation(n)
-    test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-    return raw_dataset(
-        x[train], y[train], x[test], y[test],
-        input_names=inputs, target_names=targets,
-        description=f"data {Path(path).name}: {', '.join(targets)} from {', '.join(inputs)}",
+    if target_kind == "class":
+        y = columns[targets[0]]                                                     # (n,) labels
+    else:
+        y = np.stack([numeric_column(c, columns[c]) for c in targets], axis=1)     # (n, t)
+    if x.shape[0] < 2:
+        raise ValueError(f"{path!r} has {x.shape[0]} data rows; a train/test split needs at least 2")
+    what = f"classes of {targets[0]}" if target_kind == "class" else ", ".join(targets)
+    return tabular_dataset(
+        x, y, input_names=inputs, target_names=targets, target_kind=target_kind, standardize=standardize,
+        test_fraction=test_fraction, seed=seed, where=f"column {targets[0]!r} of {str(path)!r}",
+        description=f"data {Path(path).name}: {what} from {', '.join(inputs)}",
     )
