@@ -9,6 +9,7 @@ name is always whole.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import time
 import traceback
@@ -28,7 +29,7 @@ from kanlab.layers import KANLinear
 from kanlab.layers.dense import Dense
 from kanlab.tasks import Dataset, TaskConfig, make_dataset
 from kanlab.tasks.image import psnr
-from kanlab.train import History, TrainConfig, train
+from kanlab.train import History, TrainConfig, _nonfinite_inside, train
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EDGE_POINTS = 200
@@ -141,13 +142,29 @@ def _train_run(exp: ExperimentConfig, tmp: Path, out: RunState,
         if data.image_shape is not None and np.isfinite(rec["test_loss"]):
             rec["psnr"] = psnr(rec["test_loss"])
     torch.save(model.state_dict(), tmp / "model.pt")
-    write_outputs(tmp, model, data)
+    left_out = write_outputs(tmp, model, data)
+    if left_out:
+        out.extra["left_out"] = left_out
 
 
-def write_outputs(folder: Path, model: nn.Module, data: Dataset) -> None:
-    """predictions.npz (test set) and edges.npz (per-edge responses) of a trained model."""
+def write_outputs(folder: Path, model: nn.Module, data: Dataset) -> dict[str, str]:
+    """predictions.npz (test set) and edges.npz (per-edge responses) of a trained model.
+
+    A diverged model (NaN or inf in its parameters or activations) makes a layer refuse its input:
+    its predictions are then NaN, and edges.npz is left out.
+
+    Returns:
+        {file left out: why}, empty for a finite model.
+    """
     _write_predictions(folder, model, data)
-    np.savez(folder / "edges.npz", allow_pickle=False, **edge_arrays(model, data.x_train))
+    try:
+        arrays = edge_arrays(model, data.x_train)
+    except ValueError as err:
+        if not _nonfinite_inside(model, data.x_train):
+            raise
+        return {"edges.npz": f"the model is not finite ({err})"}
+    np.savez(folder / "edges.npz", allow_pickle=False, **arrays)
+    return {}
 
 
 def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int], None] | None = None,
@@ -187,7 +204,12 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
 
 @torch.no_grad()
 def _write_predictions(folder: Path, model: nn.Module, data: Dataset) -> None:
-    y_pred = model(data.x_test)
+    try:
+        y_pred = model(data.x_test)
+    except ValueError:  # a layer's input check: NaN predictions if NaN/inf got inside, else a real error
+        if not _nonfinite_inside(model, data.x_test):
+            raise
+        y_pred = torch.full_like(data.y_test, math.nan)
     shape = np.array(data.image_shape or (), dtype=np.int64)
     np.savez(folder / "predictions.npz", coords_test=data.coords_test.cpu().numpy(),
              y_test=data.y_test.cpu().numpy(), y_pred=y_pred.cpu().numpy(), image_shape=shape)

@@ -59,5 +59,7 @@ def run_symbolic(exp: ExperimentConfig, model: nn.Module, folder: Path, out: Run
     summary = result.summary()
     out.extra = {"formula": summary["formula"], "formula_latex": summary["formula_latex"],
                  "formula_error": result.formula_error}
-    write_outputs(folder, result.model, data)
+    left_out = write_outputs(folder, result.model, data)
+    if left_out:
+        out.extra["left_out"] = left_out
 
