@@ -64,7 +64,7 @@ def test_nan_input_gives_nan_in_its_own_row_only(path: str) -> None:
 @needs_native
 def test_input_of_another_dtype_is_refused_with_the_fix() -> None:
     layer = KANLinear(2, 3, path="native").double()
-    with pytest.raises(TypeError, match=r"float32 but the layer's coef is torch.float64.*model.double\(\)"):
+    with pytest.raises(TypeError, match=r"float32 input but its parameters are torch.float64.*model.double"):
         layer(torch.rand(4, 2))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 
 from kanlab.config import ExperimentConfig, parse_study
 from kanlab.models import FAMILIES
-from kanlab.runs import execute, expand
+from kanlab.runs import execute, expand, inside
 
 
 def study(models: list[dict[str, Any]], train: dict[str, Any], tasks: list[dict[str, Any]] | None = None,
@@ -43,3 +44,18 @@ def test_a_diverged_run_is_diverged_with_the_outputs_it_can_write(family: str, t
     assert family != "kan" or (folder / "plots" / "curves.png").is_file()
     left = final.get("left_out", {})
     assert (folder / "edges.npz").is_file() != ("edges.npz" in left)  # written, or said why not
+
+
+def test_every_folder_the_driver_writes_is_checked_to_lie_inside_the_root(tmp_path: Path) -> None:
+    root, outside = tmp_path / "runs", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    assert inside(root, "study", "run") == root / "study" / "run"
+    for names in (("..",), ("a", ".."), ("/etc",), ("a/b",), ("",), (".",)):
+        with pytest.raises(ValueError, match="is not a folder inside the results root"):
+            inside(root, *names)
+    (root / "linked").symlink_to(outside)  # a link out of the tree is refused too
+    exp = replace(one(study([{"family": "mlp"}], {})), experiment="linked")
+    with pytest.raises(ValueError, match=r"refusing to write '.*/runs/linked/zigzag-mlp-s0-\w+': it is not"):
+        execute(exp, root)
+    assert list(outside.iterdir()) == []

@@ -107,7 +107,11 @@ def match_params(
     check_positive_int(depth, "depth")
     if not 0 <= tol < 1:
         raise ValueError(f"tol must be in [0, 1), got {tol!r}")
-    block = BlockConfig(family, (in_features, *(1,) * depth, out_features), options)  # validates
+    block = BlockConfig(family, (in_features, *(1,) * depth, out_features), options)  # validates names
+    try:  # and values: the layers check them, the count below would not
+        build(ModelConfig((block,)))
+    except ValueError as err:
+        raise ValueError(f"options {dict(options)} of family {family!r}: {err}") from None
     cls = FAMILIES[family].layer
 
     def count(hidden: Hidden) -> int:

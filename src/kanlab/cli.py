@@ -107,8 +107,9 @@ def _sweep(args: argparse.Namespace) -> int:
     print(", ".join(f"{n} {status}" for status, n in sorted(statuses.items())))
     if not args.no_report:
         from kanlab.report.sweep import write_sweep_report
+        from kanlab.runs import inside
 
-        print(f"report: {write_sweep_report(_db(args), sweep.name, args.root / sweep.name)}")
+        print(f"report: {write_sweep_report(_db(args), sweep.name, inside(args.root, sweep.name))}")
     return 0
 
 
@@ -133,15 +134,16 @@ def _write_report(name: str, args: argparse.Namespace) -> Path:
     """The study's report, or the sweep report when its runs were recorded by `kanlab sweep`."""
     from kanlab.report.html import write_report
     from kanlab.report.sweep import write_sweep_report
+    from kanlab.runs import inside
     from kanlab.store import ResultsStore
 
-    db = _db(args)
+    db, out_dir = _db(args), inside(args.root, name)
     if db.is_file():
         with ResultsStore(db) as store:
             is_sweep = any("sweep" in json.loads(r["config_json"]) for r in store.runs(name))
         if is_sweep:
-            return write_sweep_report(db, name, args.root / name)
-    return write_report(db, name, args.root / name)
+            return write_sweep_report(db, name, out_dir)
+    return write_report(db, name, out_dir)
 
 
 def _list() -> None:
@@ -178,7 +180,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "plot":
             from kanlab.report.plots import plot_run
 
-            for path in plot_run(args.run_dir, args.run_dir / "plots"):
+            paths = plot_run(args.run_dir, args.run_dir / "plots")
+            if not paths:
+                raise ValueError(f"{args.run_dir}: nothing to plot (no predictions.npz, edges.npz or "
+                                 "metrics.jsonl in it)")
+            for path in paths:
                 print(path)
         elif args.command == "list":
             _list()

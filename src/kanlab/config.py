@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -89,7 +90,12 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ExperimentConfig:
         """Inverse of to_dict (extra keys such as run_id are ignored)."""
-        task = dict(d["task"])
+        needed = ("experiment", "label", "family", "spec", "task", "train", "seed")
+        missing = [key for key in needed if key not in d] if isinstance(d, Mapping) else list(needed)
+        if missing:
+            raise ValueError(f"not a kanlab run config: missing key(s) {', '.join(missing)} "
+                             f"(a run's config.json holds {', '.join(needed)})")
+        task = _table(d["task"], "task")
         task["encoding"] = _build(EncodingConfig, task.get("encoding", {}), "task.encoding")
         return cls(
             experiment=d["experiment"], label=d["label"], family=d["family"], spec=d["spec"],
@@ -141,6 +147,40 @@ def _build(cls: Any, values: Mapping[str, Any], where: str) -> Any:
         raise ValueError(f"bad value in {where}: {err}") from None
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
+
+
+# A study's name is a folder under --root and part of every report's path: one plain path component.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: object, what: str = "study name") -> str:
+    """name itself, or a ValueError saying what a study name may hold (it names a folder under --root)."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"{what} {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit (it names a folder under --root)")
+    return name
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    """A copy of a TOML table, or a ValueError naming where a table was expected."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where} must be a table of key = value pairs, got {value!r}")
+    return dict(value)
+
+
+def _tables(value: Any, where: str) -> list[dict[str, Any]]:
+    """Copies of the tables of a TOML array of tables ([[tasks]], [[models]])."""
+    if not isinstance(value, list):
+        raise ValueError(f"{where} must be a list of tables ([[{where}]] entries), got {value!r}")
+    return [_table(v, f"{where}.{n}") for n, v in enumerate(value)]
+
+
+def _count(value: Any, where: str) -> int:
+    """A positive whole number (1e4 is one), or a ValueError naming the key."""
+    whole = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+    if not whole or value < 1:
+        raise ValueError(f"{where} must be a whole number >= 1 (e.g. 2, 300 or 1e4), got {value!r}")
+    return int(value)
 
 
 def _parse_value(text: str) -> Any:
@@ -213,18 +253,17 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
-    train = dict(raw.get("train", {}))
+    train = _table(raw.get("train", {}), "train")
     _build(TrainConfig, train, "train")  # validate early
     tasks, task_train, task_symbolic = [], [], []
-    for n, t in enumerate(raw["tasks"]):
-        t = dict(t)
-        task_train.append(t.pop("train", {}))
-        task_symbolic.append(t.pop("symbolic", {}))
+    for n, t in enumerate(_tables(raw["tasks"], "tasks")):
+        task_train.append(_table(t.pop("train", {}), f"tasks.{n}.train"))
+        task_symbolic.append(_table(t.pop("symbolic", {}), f"tasks.{n}.symbolic"))
         t.setdefault("seed", raw.get("data_seed", 0))
         t["encoding"] = _build(EncodingConfig, t.get("encoding", {}), f"tasks.{n}.encoding")
         tasks.append(_build(TaskConfig, t, f"tasks.{n}"))
     models = []
-    for n, m in enumerate(raw["models"]):
+    for n, m in enumerate(_tables(raw["models"], "models")):
         bad = sorted(set(m) - set(MODEL_KEYS))
         if bad:
             raise ValueError(
@@ -232,19 +271,25 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
             )
         if "family" not in m and "spec" not in m:
             raise ValueError(f"models.{n} needs a family (matched to the budget) or a spec")
-        family = m.get("family") or str(m["spec"]).split(":", 1)[0]
+        family = m["family"] if "family" in m else str(m["spec"]).split(":", 1)[0]
+        if not isinstance(family, str) or not family:
+            raise ValueError(f"models.{n}.family must be a family name such as 'kan', got {family!r}")
         budget = m.get("budget", raw.get("budget"))
         if m.get("spec") is None and budget is None:
             raise ValueError(f"models.{n} ({family}) has no spec and the study sets no budget")
+        own = {key: f"models.{n}.{key}" if key in m else key for key in ("budget", "depth")}  # for errors
         models.append(ModelEntry(
-            label=m.get("label", family), family=family, options=dict(m.get("options", {})),
-            spec=m.get("spec"), budget=budget, depth=int(m.get("depth", raw.get("depth", 1))),
-            train=dict(m.get("train", {})),
+            label=m.get("label", family), family=family, spec=m.get("spec"),
+            options=_table(m.get("options", {}), f"models.{n}.options"),
+            budget=None if budget is None else _count(budget, own["budget"]),
+            depth=_count(m.get("depth", raw.get("depth", 1)), own["depth"]),
+            train=_table(m.get("train", {}), f"models.{n}.train"),
         ))
+    symbolic = None if raw.get("symbolic") is None else _table(raw["symbolic"], "symbolic")
     study = StudyConfig(
-        name=str(raw.get("name", "study")), tasks=tuple(tasks), task_train=tuple(task_train),
+        name=check_name(raw.get("name", "study")), tasks=tuple(tasks), task_train=tuple(task_train),
         models=tuple(models), seeds=tuple(seeds), train=train, description=str(raw.get("description", "")),
-        symbolic=raw.get("symbolic"), task_symbolic=tuple(task_symbolic),
+        symbolic=symbolic, task_symbolic=tuple(task_symbolic),
     )
     _check_symbolic(study)
     return study

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from kanlab.config import ExperimentConfig
 from kanlab.executors import Executor, Job, Outcome, SerialExecutor, unpack
+from kanlab.runs import run_folder
 from kanlab.store import ResultsStore
 
 DONE = ("finished", "diverged")
@@ -35,7 +36,7 @@ def pending(experiments: Sequence[ExperimentConfig], store: ResultsStore, root: 
     keep = DONE if retry_failed else (*DONE, "failed")
     return [
         e for e in experiments
-        if done.get(e.run_id) not in keep or not (Path(root) / e.experiment / e.run_id).is_dir()
+        if done.get(e.run_id) not in keep or not run_folder(root, e).is_dir()
     ]
 
 
@@ -65,7 +66,7 @@ def recover(experiments: Sequence[ExperimentConfig], store: ResultsStore, root: 
     recorded = {r["run_id"] for r in store.runs()}
     count = 0
     for exp in experiments:
-        folder = Path(root) / exp.experiment / exp.run_id
+        folder = run_folder(root, exp)
         shutil.rmtree(folder.with_name(f".tmp-{exp.run_id}"), ignore_errors=True)
         if not (folder / "final.json").is_file():
             continue
@@ -87,7 +88,7 @@ def land(exp: ExperimentConfig, outcome: Outcome, root: Path, extra: Mapping[str
     Returns:
         The run folder `<root>/<experiment>/<run_id>`.
     """
-    final = Path(root) / exp.experiment / exp.run_id
+    final = run_folder(root, exp)
     tmp = final.with_name(f".tmp-{exp.run_id}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -177,4 +178,4 @@ def run_experiments(experiments: Sequence[ExperimentConfig], root: Path, db_path
                 progress.close()
                 if executor is None:
                     runner.close()
-    return [root / e.experiment / e.run_id for e in experiments]
+    return [run_folder(root, e) for e in experiments]

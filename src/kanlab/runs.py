@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import pickle
 import shutil
 import time
 import traceback
@@ -59,6 +60,25 @@ def expand(study: StudyConfig) -> list[ExperimentConfig]:
                     symbolic=study.symbolic_of(n),
                 ))
     return out
+
+
+def inside(root: Path, *names: str) -> Path:
+    """root / names, each one plain folder name; a ValueError where the path would lie outside root.
+
+    Every folder the driver writes (run folders, reports) goes through this: a study name such as
+    "../x" or "/x", or a symbolic link out of the tree, would otherwise write elsewhere.
+    """
+    path = Path(root).joinpath(*names)
+    plain = all(name not in ("", ".", "..") and Path(name).name == name for name in names)
+    if not plain or not path.resolve().is_relative_to(Path(root).resolve()):
+        raise ValueError(f"refusing to write {str(path)!r}: it is not a folder inside the results root "
+                         f"{str(root)!r} (names must be plain folder names, without '/' or '..')")
+    return path
+
+
+def run_folder(root: Path, exp: ExperimentConfig) -> Path:
+    """The run folder of exp under root, `<root>/<experiment>/<run_id>` (checked by inside)."""
+    return inside(root, exp.experiment, exp.run_id)
 
 
 def build_model(exp: ExperimentConfig) -> nn.Module:
@@ -174,7 +194,7 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
     Returns:
         The finished run folder `<root>/<experiment>/<run_id>`.
     """
-    final_dir = Path(root) / exp.experiment / exp.run_id
+    final_dir = run_folder(root, exp)
     tmp = final_dir.with_name(f".tmp-{exp.run_id}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -222,15 +242,44 @@ def load_run(run_dir: Path) -> tuple[ExperimentConfig, nn.Module]:
     missing = FileNotFoundError(f"{run_dir} is not a finished run folder (needs config.json and model.pt)")
     if not cfg_path.is_file():
         raise missing
-    exp = ExperimentConfig.from_dict(json.loads(cfg_path.read_text()))
+    exp = read_config(cfg_path)
     if exp.symbolic is not None:
         raise ValueError(f"{run_dir} is a symbolic run: its result is the formula in symbolic/symbolic.json "
                          "and final.json, and it keeps no checkpoint to reload")
     if not ckpt.is_file():
         raise missing
     model = build_model(exp).to(DTYPES[exp.train.dtype])
-    model.load_state_dict(torch.load(ckpt, weights_only=True, map_location="cpu"))
+    try:  # weights_only: anything but tensors and plain containers is refused, never run
+        state = torch.load(ckpt, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise ValueError(f"{ckpt} is not a kanlab checkpoint: refused to unpickle it, as it holds more than "
+                         "tensors (nothing in it was run)") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{ckpt} is not a kanlab checkpoint (truncated or not a torch file: "
+                         f"{_first_sentence(err)})") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"{ckpt} does not fit this run's model {exp.spec!r} (is it another run's "
+                         f"checkpoint?): {_first_sentence(err)}") from None
     return exp, model
+
+
+def read_config(path: Path) -> ExperimentConfig:
+    """A run folder's config.json, or a ValueError naming the file and what is wrong with it."""
+    try:
+        return ExperimentConfig.from_dict(json.loads(Path(path).read_text()))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _first_sentence(err: BaseException) -> str:
+    # torch's messages run to several lines of advice; the first sentence says what is wrong
+    text = " ".join(str(err).split()) or type(err).__name__
+    first = text.split(". ", 1)[0]
+    return first if len(first) <= 200 else first[:200] + "..."
 
 
 def evaluate_run(run_dir: Path) -> dict[str, float]:

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kanlab.config import ExperimentConfig, apply_overrides, parse_study, read_study
+from kanlab.config import ExperimentConfig, apply_overrides, check_name, parse_study, read_study
 from kanlab.runs import expand
 from kanlab.sweep_axes import assign, check_axis
 
@@ -111,6 +111,7 @@ def parse_sweep(raw: Mapping[str, Any]) -> Sweep:
     Returns:
         The Sweep; its experiments are distinct (a run shared by several points appears once).
     """
+    name = check_name(raw.get("name", "study"), "sweep name")
     axes_raw = raw.get("axes", {})
     if not isinstance(axes_raw, Mapping):
         raise ValueError(f"[axes] must be a table of key = [values], got {axes_raw!r}")
@@ -132,7 +133,7 @@ def parse_sweep(raw: Mapping[str, Any]) -> Sweep:
             raise ValueError(f"axis {key!r} changes no run (does every model it names give a spec or "
                              "its own value?)")
     coords = {run_id: {**entry[run_id], "axes": merged[run_id]} for run_id in seen}
-    return Sweep(name=str(raw.get("name", "study")), axes=axes, experiments=tuple(seen.values()),
+    return Sweep(name=name, axes=axes, experiments=tuple(seen.values()),
                  coords=coords, points=len(points), description=str(raw.get("description", "")))
 
 
