@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from kanlab.interrupts import ctrl_c_handled
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before main() (kanlab/__init__)
 if TYPE_CHECKING:
     from kanlab.executors import Executor
 
@@ -157,9 +161,25 @@ def _list() -> None:
     print("families: " + ", ".join(FAMILIES))
 
 
+# What each command imports (seconds: torch, matplotlib), loaded before it starts.
+HEAVY = {"run": ("kanlab.driver", "kanlab.report"), "compare": ("kanlab.driver", "kanlab.report"),
+         "sweep": ("kanlab.driver", "kanlab.report", "kanlab.sweep"), "report": ("kanlab.report",),
+         "eval": ("kanlab.runs",), "plot": ("kanlab.report",), "list": ("kanlab.config",)}
+
+
+def _quit(signum: int, frame: object) -> None:
+    print("kanlab: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input, with a message naming it)."""
     args = _parser().parse_args(argv)
+    # A KeyboardInterrupt inside an import can leave a module half-built (numpy then fails with an
+    # AttributeError traceback): a Ctrl-C while the command loads ends it at once, nothing written yet.
+    with ctrl_c_handled(_quit):
+        for module in HEAVY[args.command]:
+            importlib.import_module(module)
     try:
         if args.command == "run":
             _, folders = _run_study(args, plots=not args.no_plots)
