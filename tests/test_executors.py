@@ -296,6 +296,39 @@ def test_ctrl_c_stops_the_local_sweep_cleanly_and_a_rerun_completes_it(tmp_path:
     kill_midway_then_resume(tmp_path, ["--workers", "2"], signal.SIGINT)
 
 
+def test_a_study_another_driver_is_running_is_refused_with_nothing_written(tmp_path: Path) -> None:
+    # Two drivers landing one study's runs delete each other's half-landed folders.
+    import fcntl
+
+    exps = experiments(sweep_text("busy", 1))
+    lock = tmp_path / "busy" / ".kanlab.lock"
+    lock.parent.mkdir()
+    with lock.open("a") as other:  # another driver's lock, as `running` takes it
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match=r"study 'busy' is being run into .* by another kanlab process; "
+                                             r"rerun this command when it has finished"):
+            run_experiments(exps, tmp_path, tmp_path / "db", plots=False)
+    assert [p.name for p in (tmp_path / "busy").iterdir()] == [".kanlab.lock"]
+    assert not (tmp_path / "db").exists()
+    run_experiments(exps[:1], tmp_path, tmp_path / "db", plots=False)  # free again: runs
+    assert len(rows(tmp_path / "db")) == 1
+
+
+@pytest.mark.slow  # two CLI processes
+def test_two_studies_at_once_on_one_database_record_every_run(tmp_path: Path) -> None:
+    for name in ("left", "right"):
+        study = sweep_text(name, 2).split("[axes]")[0].replace("depth = 2", "depth = 2\nbudget = 300")
+        (tmp_path / f"{name}.toml").write_text(study)
+    command = [sys.executable, "-m", "kanlab.cli", "run", "--root", str(tmp_path / "runs"), "--no-plots"]
+    procs = [subprocess.Popen([*command, str(tmp_path / f"{name}.toml")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for name in ("left", "right")]
+    errors = [p.communicate(timeout=300)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    recorded = rows(tmp_path / "runs" / "kanlab.db")
+    assert sorted((r["experiment"], r["status"]) for r in recorded) == [("left", "finished")] * 4 + [
+        ("right", "finished")] * 4
+
+
 def sigint_state(job: Job) -> bytes:
     """A worker function that reports how its process treats SIGINT."""
     blocked = signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, [])

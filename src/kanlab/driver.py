@@ -9,20 +9,26 @@ between rename and record) and runs only what is left: one row per run, nothing 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tarfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+try:
+    import fcntl
+except ImportError:  # Windows: no study locks
+    fcntl = None  # type: ignore[assignment]
+
 from kanlab.config import ExperimentConfig
 from kanlab.executors import Executor, Job, Outcome, SerialExecutor, unpack
-from kanlab.runs import run_folder
+from kanlab.runs import inside, run_folder
 from kanlab.store import ResultsStore
 
 DONE = ("finished", "diverged")
@@ -119,6 +125,30 @@ def land(exp: ExperimentConfig, outcome: Outcome, root: Path, extra: Mapping[str
     return final
 
 
+@contextlib.contextmanager
+def running(root: Path, studies: Iterable[str]) -> Iterator[None]:
+    """Hold each study's lock (`<root>/<study>/.kanlab.lock`) while this process runs it.
+
+    Two drivers landing one study's runs would delete each other's half-landed folders (recover
+    removes `.tmp-*`, land replaces a folder): the second is refused at once, having written
+    nothing. Different studies run side by side, into one database too. An flock is released by
+    the OS when its process ends, however it ends, so a killed driver never leaves a study locked.
+    """
+    with contextlib.ExitStack() as stack:
+        for name in sorted(set(studies)):
+            path = inside(root, name) / ".kanlab.lock"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(path.open("a"))
+            try:
+                if fcntl is not None:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(f"study {name!r} is being run into {str(root)!r} by another kanlab process; "
+                                 "rerun this command when it has finished (it then resumes), or give this "
+                                 "one another --root") from None
+        yield
+
+
 class _Progress:
     """One bar over runs: done (finished or diverged) / failed / remaining, with tqdm's ETA."""
 
@@ -162,7 +192,7 @@ def run_experiments(experiments: Sequence[ExperimentConfig], root: Path, db_path
     root = Path(root)
     unique = list({e.run_id: e for e in experiments}.values())
     notes = annotations or {}
-    with ResultsStore(db_path) as store:
+    with running(root, [e.experiment for e in unique]), ResultsStore(db_path) as store:
         recover(unique, store, root, notes)
         todo = {e.run_id: e for e in pending(unique, store, root, retry_failed=retry_failed)}
         if todo:
