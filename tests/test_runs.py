@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from kanlab.config import ExperimentConfig, parse_study
 from kanlab.models import FAMILIES
-from kanlab.runs import execute, expand, inside
+from kanlab.runs import evaluate_run, execute, expand, inside
 
 
 def study(models: list[dict[str, Any]], train: dict[str, Any], tasks: list[dict[str, Any]] | None = None,
@@ -59,3 +60,104 @@ def test_every_folder_the_driver_writes_is_checked_to_lie_inside_the_root(tmp_pa
     with pytest.raises(ValueError, match=r"refusing to write '.*/runs/linked/zigzag-mlp-s0-\w+': it is not"):
         execute(exp, root)
     assert list(outside.iterdir()) == []
+
+
+def csv(path: Path, fn: Any, n: int = 40) -> Path:
+    """A CSV of y = fn(x) at n points in [-1, 1] (header x,y)."""
+    xs = np.linspace(-1, 1, n)
+    path.write_text("x,y\n" + "".join(f"{float(x)!r},{float(fn(x))!r}\n" for x in xs))
+    return path
+
+
+def sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def data_study(*paths: Path) -> dict[str, Any]:
+    return study([{"family": "mlp", "budget": 60}], {"steps": 3, "eval_every": 3}, seeds=[0, 1],
+                 tasks=[{"kind": "data", "path": str(p), "targets": ["y"]} for p in paths])
+
+
+def test_an_edited_data_file_gives_new_runs_and_the_old_rows_stay(tmp_path: Path) -> None:
+    # Run on data.csv, edit it, rerun: it reported "finished" with the old loss.
+    from kanlab.driver import run_experiments
+    from kanlab.report.html import write_report
+    from kanlab.store import ResultsStore
+
+    data = csv(tmp_path / "data.csv", np.sin)
+    root, db = tmp_path / "runs", tmp_path / "runs" / "kanlab.db"
+    run_experiments(expand(parse_study(data_study(data))), root, db, plots=False)
+    old = sha256(data)
+    csv(data, lambda x: 3 * x * x)
+    new = sha256(data)
+    run_experiments(expand(parse_study(data_study(data))), root, db, plots=False)
+    with ResultsStore(db) as store:
+        rows = store.runs()
+    assert sorted(r["data_hash"] for r in rows) == sorted([old, old, new, new])  # old rows kept
+    assert {r["status"] for r in rows} == {"finished"} and len({r["run_id"] for r in rows}) == 4
+    by_hash = {h: sorted(r["test_loss"] for r in rows if r["data_hash"] == h) for h in (old, new)}
+    assert by_hash[old] != by_hash[new]
+    assert len({r["task_key"] for r in rows}) == 2  # two versions of the data: two tasks in reports
+    html = write_report(db, "t", tmp_path / "report").read_text()
+    assert html.count('<h2 id="task-') == 2
+    for h in (old, new):
+        assert f'data (sha256 {h[:12]}) <span class="note">(data: {data}, sha256 {h[:12]})' in html
+    old_run = next(Path(r["run_dir"]) for r in rows if r["data_hash"] == old)
+    planned = rf"{data} is not the data this run was planned with \(sha256 {old[:12]}\.\.\.; it was edited"
+    with pytest.raises(ValueError, match=planned):
+        evaluate_run(old_run)
+
+
+def test_data_edited_after_planning_is_not_trained_on(tmp_path: Path) -> None:
+    data = csv(tmp_path / "data.csv", np.sin)
+    exp = expand(parse_study(data_study(data)))[0]
+    assert exp.data_hash == sha256(data) and exp.task.name == "data"  # named after its file
+    csv(data, np.cos)
+    final = json.loads((execute(exp, tmp_path, plots=False) / "final.json").read_text())
+    assert final["status"] == "failed" and "is not the data this run was planned with" in final["message"]
+
+
+def test_an_edited_user_image_gives_new_run_ids(tmp_path: Path) -> None:
+    from PIL import Image
+
+    path = tmp_path / "img.png"
+    pixels = np.arange(64, dtype=np.uint8).reshape(8, 8) * 3
+    Image.fromarray(pixels).save(path)
+    raw = study([{"family": "mlp", "budget": 60}], {}, tasks=[{"kind": "image", "name": str(path)}])
+    before = one(raw)
+    pixels[3, 4] += 1
+    Image.fromarray(pixels).save(path)
+    after = one(raw)
+    assert (before.data_hash, after.data_hash) != (None, None) and after.data_hash == sha256(path)
+    assert before.run_id != after.run_id and before.data_hash != after.data_hash
+    assert one(study([{"family": "mlp", "budget": 60}], {})).data_hash is None  # a function reads no file
+
+
+def test_the_thread_count_is_part_of_the_identity_and_is_what_a_run_computes_on(tmp_path: Path) -> None:
+    # The same run id gave different numbers under `kanlab run` (2 threads) and `kanlab sweep` (1 per
+    # worker). A 64 -> 64 layer on 1024 points: the gather kernels split their sums over threads.
+    from kanlab.layers import _native
+
+    raw = study([{"family": "kan", "spec": "kan:1-64-64-1"}], {"steps": 3, "eval_every": 3},
+                tasks=[{"name": "zigzag", "n_train": 1024, "n_test": 64}])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        exp = one(raw)  # planned in a one-thread process, as a sweep's workers run
+        folders = []
+        for threads in (1, 2):  # the process's own count no longer matters
+            torch.set_num_threads(threads)
+            folders.append(execute(exp, tmp_path / str(threads), plots=False))
+            assert torch.get_num_threads() == threads  # restored afterwards
+        losses = [json.loads((f / "final.json").read_text())["test_loss"] for f in folders]
+        assert losses[0] == losses[1]
+        assert [json.loads((f / "config.json").read_text())["threads"] for f in folders] == [1, 1]
+        two = replace(exp, threads=2)
+        assert two.run_id != exp.run_id and one(raw).run_id == two.run_id  # planned in a 2-thread process
+        if _native.openmp_runtime()[0] is not None:  # the kernels split work only on torch's OpenMP
+            folder = execute(two, tmp_path / "two", plots=False)
+            assert json.loads((folder / "final.json").read_text())["test_loss"] != losses[0]
+    finally:
+        torch.set_num_threads(before)

@@ -90,10 +90,12 @@ def _sweep(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from kanlab.driver import run_experiments
-    from kanlab.executors import ExecutorUnavailable
+    from kanlab.executors import WORKER_THREADS, ExecutorUnavailable
     from kanlab.sweep import load_sweep
 
-    sweep = load_sweep(args.study, args.overrides)  # every run resolved and checked: nothing written yet
+    # Every run resolved and checked: nothing written yet. Its thread count is part of its identity.
+    threads = None if args.executor == "serial" else WORKER_THREADS  # None: this process's, as `run`
+    sweep = load_sweep(args.study, args.overrides, threads=threads)
     axes = " x ".join(f"{len(values)} {key}" for key, values in sweep.axes) or "no axes"
     print(f"{sweep.name}: {len(sweep.experiments)} runs ({sweep.points} point(s) of {axes})")
     try:

@@ -62,7 +62,8 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything one run needs: the resolved model spec, the task, training and the seed."""
+    """Everything one run needs and everything that shapes its numbers: the resolved model spec, the
+    task and the bytes of the files it reads, training, the seed and the number of torch threads."""
 
     experiment: str
     label: str
@@ -72,6 +73,10 @@ class ExperimentConfig:
     train: TrainConfig
     seed: int
     symbolic: Mapping[str, Any] | None = None  # SymbolicConfig fields: run the symbolic workflow instead
+    data_hash: str | None = None  # tasks.data_hash of the task's files (None: it reads none)
+    # Torch threads the run computes on: sums split over threads round differently (8e-7 in float32
+    # between 2 threads and 1), so the count is part of the identity. None: not recorded (older runs).
+    threads: int | None = None
 
     @property
     def run_id(self) -> str:
@@ -83,8 +88,9 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the run folder's config.json, without run_id)."""
         out = json.loads(json.dumps(dataclasses.asdict(self)))
-        if out["symbolic"] is None:  # absent, so plain runs keep the ids they had before the key existed
-            del out["symbolic"]
+        for key in ("symbolic", "data_hash", "threads"):
+            if out[key] is None:  # absent, so runs keep the ids they had before the key existed
+                del out[key]
         return out
 
     @classmethod
@@ -100,7 +106,8 @@ class ExperimentConfig:
         return cls(
             experiment=d["experiment"], label=d["label"], family=d["family"], spec=d["spec"],
             task=_build(TaskConfig, task, "task"), train=_build(TrainConfig, d["train"], "train"),
-            seed=int(d["seed"]), symbolic=d.get("symbolic"),
+            seed=int(d["seed"]), symbolic=d.get("symbolic"), data_hash=d.get("data_hash"),
+            threads=d.get("threads"),
         )
 
 

@@ -105,11 +105,16 @@ def run_job(job: Job) -> bytes:
         return pack(execute(exp, Path(tmp), plots=job.plots))
 
 
+# Torch threads of each pool and cluster worker, which run one job per core. A run's own count
+# (ExperimentConfig.threads, set from this by `kanlab sweep`) is what execute computes on.
+WORKER_THREADS = 1
+
+
 def in_one_thread(target: Target, job: Job) -> bytes:
-    """target(job) with one torch thread: pool and cluster workers run one job per core."""
+    """target(job) with WORKER_THREADS torch threads: pool and cluster workers run one job per core."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(WORKER_THREADS)
     return target(job)
 
 

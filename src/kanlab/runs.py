@@ -8,13 +8,14 @@ name is always whole.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import pickle
 import shutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from kanlab.budget import match_params
 from kanlab.config import ExperimentConfig, StudyConfig, _build
 from kanlab.layers import KANLinear
 from kanlab.layers.dense import Dense
-from kanlab.tasks import Dataset, TaskConfig, make_dataset
+from kanlab.tasks import Dataset, TaskConfig, data_hash, input_files, make_dataset
 from kanlab.tasks.image import psnr
 from kanlab.train import History, TrainConfig, _nonfinite_inside, train
 
@@ -36,11 +37,23 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EDGE_POINTS = 200
 
 
-def expand(study: StudyConfig) -> list[ExperimentConfig]:
-    """Every (task, model, seed) of a study as a resolved ExperimentConfig (widths matched)."""
+def expand(study: StudyConfig, *, threads: int | None = None) -> list[ExperimentConfig]:
+    """Every (task, model, seed) of a study as a resolved ExperimentConfig (widths matched).
+
+    Args:
+        study: the study.
+        threads: torch threads each run computes on (default: this process's torch.get_num_threads(),
+            which `kanlab run` uses; pool and cluster workers run one each).
+    Returns:
+        The runs, each with the hash of its task's files and its thread count.
+    """
+    threads = torch.get_num_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     out = []
     for n, (task, task_train) in enumerate(zip(study.tasks, study.task_train, strict=True)):
         data = make_dataset(task)
+        files = data_hash(task)  # after make_dataset, whose errors say best what is wrong with a file
         for entry in study.models:
             if entry.spec is not None:
                 spec = entry.spec
@@ -57,9 +70,36 @@ def expand(study: StudyConfig) -> list[ExperimentConfig]:
                 out.append(ExperimentConfig(
                     experiment=study.name, label=entry.label, family=entry.family, spec=spec,
                     task=task, train=_build(TrainConfig, merged, f"train of {entry.label}"), seed=seed,
-                    symbolic=study.symbolic_of(n),
+                    symbolic=study.symbolic_of(n), data_hash=files, threads=threads,
                 ))
     return out
+
+
+def load_data(exp: ExperimentConfig, dtype: torch.dtype) -> Dataset:
+    """The run's dataset, checked to be built from the very bytes its identity names (exp.data_hash).
+
+    The files are hashed after they are read, so an edit between planning the run and reading them
+    (or while reading) is caught, not trained on under the old data's identity.
+    """
+    data = make_dataset(exp.task, dtype=dtype)
+    if exp.data_hash is not None and data_hash(exp.task) != exp.data_hash:
+        files = ", ".join(map(str, input_files(exp.task)))
+        raise ValueError(f"{files} is not the data this run was planned with (sha256 "
+                         f"{exp.data_hash[:12]}...; it was edited since): run the study again to plan runs "
+                         "for the new data")
+    return data
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block on n torch threads (None: as it is), then restore the previous count."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def inside(root: Path, *names: str) -> Path:
@@ -145,7 +185,7 @@ class RunState:
 def _train_run(exp: ExperimentConfig, tmp: Path, out: RunState,
                progress: Callable[[int, int], None] | None) -> None:
     """The plain run: train, then write metrics, checkpoint, predictions and edges into tmp."""
-    data = out.data = make_dataset(exp.task, dtype=DTYPES[exp.train.dtype])
+    data = out.data = load_data(exp, DTYPES[exp.train.dtype])
     model = out.model = build_model(exp)
     metrics = (tmp / "metrics.jsonl").open("w")
 
@@ -202,12 +242,13 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
     started = time.perf_counter()
     out = RunState()
     try:
-        if exp.symbolic is not None:
-            from kanlab.symbolic_run import run_symbolic
+        with torch_threads(exp.threads):
+            if exp.symbolic is not None:
+                from kanlab.symbolic_run import run_symbolic
 
-            run_symbolic(exp, build_model(exp), tmp, out)
-        else:
-            _train_run(exp, tmp, out, progress)
+                run_symbolic(exp, build_model(exp), tmp, out)
+            else:
+                _train_run(exp, tmp, out, progress)
     except Exception as err:  # noqa: BLE001 - a failed run is recorded and the study goes on
         out.error = f"{type(err).__name__}: {err}"
         (tmp / "error.txt").write_text(traceback.format_exc())
@@ -285,8 +326,8 @@ def _first_sentence(err: BaseException) -> str:
 def evaluate_run(run_dir: Path) -> dict[str, float]:
     """Reload a run's checkpoint and evaluate it on its task's train and test sets."""
     exp, model = load_run(run_dir)
-    data = make_dataset(exp.task, dtype=DTYPES[exp.train.dtype])
-    with torch.no_grad():
+    data = load_data(exp, DTYPES[exp.train.dtype])
+    with torch.no_grad(), torch_threads(exp.threads):
         train_mse = float(torch.mean((model(data.x_train) - data.y_train) ** 2))
         test_mse = float(torch.mean((model(data.x_test) - data.y_test) ** 2))
     out = {"train_loss": train_mse, "test_loss": test_mse, "test_rmse": test_mse**0.5}

@@ -19,7 +19,15 @@ from kanlab.models import count_params, parse_spec
 from kanlab.report import scaling
 from kanlab.report.parts import CSS, read_experiment, table
 from kanlab.report.scaling import finished
-from kanlab.report.tables import BASELINE_FAMILY, fmt_params, fmt_sci, fmt_time, task_name
+from kanlab.report.tables import (
+    BASELINE_FAMILY,
+    data_version,
+    fmt_params,
+    fmt_sci,
+    fmt_time,
+    task_file,
+    task_labels,
+)
 from kanlab.stats import ScalingFit, geometric_summary, paired_ratio, summarize, time_to_target
 
 Row = dict[str, Any]
@@ -62,13 +70,13 @@ def _prepare(rows: Sequence[Row]) -> tuple[list[Row], list[str]]:
 
 
 def _key(row: Row, names: Sequence[str]) -> tuple[Any, ...]:
-    return (row["task"], row["label"], row["family"], row["budget"],
+    return (row["task_key"], row["label"], row["family"], row["budget"],
             *(json.dumps(row["axes"].get(k)) for k in names))
 
 
 def _cells(rows: Sequence[Row], names: Sequence[str]) -> list[list[Row]]:
     groups: dict[tuple[Any, ...], list[Row]] = {}
-    order = sorted(rows, key=lambda r: (r["task"], r["budget"] or 0, r["label"],
+    order = sorted(rows, key=lambda r: (r["task_key"], r["budget"] or 0, r["label"],
                                         json.dumps(r["axes"], sort_keys=True), r["seed"]))
     for r in order:
         groups.setdefault(_key(r, names), []).append(r)
@@ -97,7 +105,7 @@ def _cell_table(cells: list[list[Row]], names: Sequence[str]) -> str:
 
 def _comparable(a: Row, b: Row, names: Sequence[str]) -> bool:
     # Same task and budget; an axis counts only where it changes both runs (it is None otherwise).
-    return a["task"] == b["task"] and a["budget"] == b["budget"] and all(
+    return a["task_key"] == b["task_key"] and a["budget"] == b["budget"] and all(
         a["axes"].get(k) == b["axes"].get(k) for k in names
         if a["axes"].get(k) is not None and b["axes"].get(k) is not None)
 
@@ -195,13 +203,16 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
              "parameters at which the model's fitted scaling curve reaches the baseline's loss, as a "
              "multiple of the baseline's parameters (extrap.: outside the fitted range). "
              "An axis shown as 'any' does not change that model.</p>"]
-    for n, task in enumerate(dict.fromkeys(r["task"] for r in rows)):
-        task_rows = [r for r in rows if r["task"] == task]
+    labels = task_labels(rows)
+    for n, task in enumerate(dict.fromkeys(r["task_key"] for r in rows)):  # two tasks never share a key
+        task_rows = [r for r in rows if r["task_key"] == task]
         cells = _cells(task_rows, names)
         task_fits = scaling.fits(task_rows, names)
         png = Path(out_dir) / "plots" / f"sweep-scaling-{n}.png"
         figure, fit_table = scaling.scaling_figure(task_rows, names, task_fits, png)
-        name = escape(task_name(task_rows[0]))
+        version = data_version(task_rows[0])  # one per task: the data is part of the task's key
+        name = labels[task] if version is None else f"{labels[task]} ({task_file(task_rows[0])}, {version})"
+        name = escape(name)
         parts += [f"<h3>{name}: test MSE over seeds</h3>", _cell_table(cells, names),
                   f"<h3>{name}: paired comparison with the {BASELINE_FAMILY} at each budget</h3>",
                   _paired_table(cells, names, task_fits), f"<h3>{name}: scaling</h3>", figure, fit_table,
