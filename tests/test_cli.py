@@ -106,6 +106,8 @@ def test_a_diverging_run_is_recorded_and_the_study_goes_on(tmp_path: Path) -> No
         (["run", "smoke", "--set", "models.0.options.grid_size=big"],
          "options {'grid_size': 'big'} of family 'kan': grid_size must be an integer >= 1, got 'big'"),
         (["run", "smoke", "--set", "symbolic=5"], "symbolic must be a table of key = value pairs, got 5"),
+        (["run", "smoke", "--set", "models.1.label=\"KAN (PyKAN tricks)\""],
+         "models.1 has the label 'KAN (PyKAN tricks)' of models.0: give each model its own label"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(args: list[str], message: str, tmp_path: Path,

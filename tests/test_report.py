@@ -344,6 +344,33 @@ def test_data_tasks_are_grouped_apart_with_their_own_numbers(tmp_path: Path) -> 
         assert len(losses) == 2 and line["test_loss_mean"] == pytest.approx(np.mean(losses), rel=1e-12)
 
 
+def test_a_rerun_after_the_study_changed_supersedes_its_earlier_rows(tmp_path: Path) -> None:
+    # Every run of a study is rerun once after its configuration changes (here its steps; on
+    # upgrading, the thread count in every run's identity): a report averaging the old and new
+    # rows of a label and seed would count each seed twice and mix two versions of the study.
+    from kanlab.config import parse_study
+    from kanlab.driver import run_experiments
+    from kanlab.report.parts import read_experiment, superseded_note
+    from kanlab.runs import expand
+
+    db = tmp_path / "kanlab.db"
+    ids = []
+    for steps in (2, 3):
+        study = parse_study({"name": "s", "seeds": [0, 1], "train": {"steps": steps, "eval_every": 1},
+                             "tasks": [{"name": "zigzag", "n_train": 16, "n_test": 8}],
+                             "models": [{"family": "mlp", "spec": "mlp:1-3-1"}]})
+        exps = expand(study)
+        run_experiments(exps, tmp_path, db, plots=False)
+        ids.append(sorted(e.run_id for e in exps))
+    with ResultsStore(db) as store:
+        assert len(store.runs()) == 4  # the earlier rows stay in the database
+    rows, curves, superseded = read_experiment(db, "s")
+    assert sorted(r["run_id"] for r in rows) == sorted(curves) == ids[1] and superseded == 2
+    assert [len(curves[i]) for i in ids[1]] == [4, 4]  # steps 0..3
+    assert "Not shown: 2 earlier run(s) of the same task, label and seed" in superseded_note(2)
+    assert superseded_note(0) == ""
+
+
 @pytest.mark.slow  # the report draws a dozen plots
 def test_two_data_tasks_get_two_sections_with_their_own_numbers(tmp_path: Path) -> None:
     # The report said "1 task(s), Task: zigzag" and averaged over both files.

@@ -292,6 +292,11 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
             depth=_count(m.get("depth", raw.get("depth", 1)), own["depth"]),
             train=_table(m.get("train", {}), f"models.{n}.train"),
         ))
+    labels = [m.label for m in models]
+    for n, label in enumerate(labels):
+        if label in labels[:n]:  # reports tell models apart by label: two would be averaged as one
+            raise ValueError(f"models.{n} has the label {label!r} of models.{labels.index(label)}: give each "
+                             "model its own label (label = \"...\")")
     symbolic = None if raw.get("symbolic") is None else _table(raw["symbolic"], "symbolic")
     study = StudyConfig(
         name=check_name(raw.get("name", "study")), tasks=tuple(tasks), task_train=tuple(task_train),

@@ -229,7 +229,7 @@ class ResultsStore:
         row.update(
             run_dir=str(run_dir), config_json=json.dumps(config, sort_keys=True),
             final_json=json.dumps(final, sort_keys=True), versions_json=json.dumps(self.versions()),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(timezone.utc).isoformat(timespec="microseconds"),  # orders reruns
         )
         curve = [tuple([row["run_id"]] + [rec.get(name) for name in _CURVE_NAMES[1:]]) for rec in metrics]
         db = self._connection()

@@ -13,7 +13,17 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from kanlab.report.parts import CSS, ROW_PX, figure, png_width, read_experiment, row, run_folder, slug
+from kanlab.report.parts import (
+    CSS,
+    ROW_PX,
+    figure,
+    png_width,
+    read_experiment,
+    row,
+    run_folder,
+    slug,
+    superseded_note,
+)
 from kanlab.report.plots import plot_curves, plot_edges, plot_fit, plot_image, plot_loss_vs_params
 from kanlab.report.symbolic import symbolic_section
 from kanlab.report.tables import (
@@ -176,7 +186,7 @@ def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | 
         The path of report.html.
     """
     db_path, out_dir = Path(db_path), Path(out_dir)
-    rows, curves = read_experiment(db_path, experiment)
+    rows, curves, superseded = read_experiment(db_path, experiment)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     summary = summary_table(rows)
@@ -201,6 +211,7 @@ def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | 
 <h1>{escape(title)}</h1>
 <p class="sub">{len(rows)} runs, {len(tasks)} task(s), {len({r["label"] for r in rows})} model(s);
 {escape(fmt_time(total))} of training in all. Does a KAN beat an MLP here, and at what cost?</p>
+{superseded_note(superseded)}
 {heads}
 {_failures(rows)}
 {"".join(sections)}

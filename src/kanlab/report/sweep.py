@@ -17,7 +17,7 @@ from typing import Any
 
 from kanlab.models import count_params, parse_spec
 from kanlab.report import scaling
-from kanlab.report.parts import CSS, read_experiment, table
+from kanlab.report.parts import CSS, read_experiment, superseded_note, table
 from kanlab.report.scaling import finished
 from kanlab.report.tables import (
     BASELINE_FAMILY,
@@ -189,9 +189,10 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
         HTML: per task, cell statistics, paired comparisons, scaling fits and time to target.
     """
     db_path = Path(db_path)
-    raw, curves = read_experiment(db_path, experiment)
+    raw, curves, superseded = read_experiment(db_path, experiment)
     rows, names = _prepare(raw)
     parts = [f'<section class="sweep"><h2>Sweep statistics: {escape(experiment)}</h2>',
+             superseded_note(superseded),
              f'<p class="note">{len(rows)} runs, {sum(finished(r) for r in rows)} finished with a finite '
              "loss. "
              "Cells are (task, model, budget, axes) over seeds; statistics use finished runs only. "
