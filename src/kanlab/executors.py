@@ -22,7 +22,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from multiprocessing import connection, get_context
+from multiprocessing import connection, get_context, resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -248,6 +248,10 @@ class LocalExecutor:
         # Started with SIGINT blocked, which the new interpreter keeps until _serve ignores it: a
         # Ctrl-C while it imports torch is the driver's to handle, like one later. The driver itself
         # never ignores SIGINT: one that lands during the start is recorded, and raised after it.
+        # multiprocessing's resource tracker, launched by the first start in a process, unblocks
+        # SIGINT in this thread as it starts: launched first, it cannot undo the block.
+        if os.name == "posix":
+            resource_tracker.ensure_running()
         with ctrl_c_deferred(block=True) as pressed:
             process.start()
         theirs.close()  # the worker holds the other end: its death reads as EOF here
