@@ -344,10 +344,10 @@ def test_data_tasks_are_grouped_apart_with_their_own_numbers(tmp_path: Path) -> 
         assert len(losses) == 2 and line["test_loss_mean"] == pytest.approx(np.mean(losses), rel=1e-12)
 
 
-def test_a_rerun_after_the_study_changed_supersedes_its_earlier_rows(tmp_path: Path) -> None:
-    # Every run of a study is rerun once after its configuration changes (here its steps; on
-    # upgrading, the thread count in every run's identity): a report averaging the old and new
-    # rows of a label and seed would count each seed twice and mix two versions of the study.
+def test_runs_on_another_thread_count_supersede_the_earlier_rows_in_reports(tmp_path: Path) -> None:
+    # The thread count is part of a run's identity: a study run by `kanlab run` (its threads) and
+    # then by `kanlab sweep` (one), or run again after upgrading, gets a second run of each
+    # configuration; a report averaging both would count each seed twice.
     from kanlab.config import parse_study
     from kanlab.driver import run_experiments
     from kanlab.report.parts import read_experiment, superseded_note
@@ -355,19 +355,19 @@ def test_a_rerun_after_the_study_changed_supersedes_its_earlier_rows(tmp_path: P
 
     db = tmp_path / "kanlab.db"
     ids = []
-    for steps in (2, 3):
+    for threads, steps in ((2, 2), (1, 2), (1, 3)):  # the last: another configuration, kept
         study = parse_study({"name": "s", "seeds": [0, 1], "train": {"steps": steps, "eval_every": 1},
                              "tasks": [{"name": "zigzag", "n_train": 16, "n_test": 8}],
                              "models": [{"family": "mlp", "spec": "mlp:1-3-1"}]})
-        exps = expand(study)
+        exps = expand(study, threads=threads)
         run_experiments(exps, tmp_path, db, plots=False)
-        ids.append(sorted(e.run_id for e in exps))
+        ids += sorted(e.run_id for e in exps)
     with ResultsStore(db) as store:
-        assert len(store.runs()) == 4  # the earlier rows stay in the database
+        assert len(store.runs()) == 6  # the earlier rows stay in the database
     rows, curves, superseded = read_experiment(db, "s")
-    assert sorted(r["run_id"] for r in rows) == sorted(curves) == ids[1] and superseded == 2
-    assert [len(curves[i]) for i in ids[1]] == [4, 4]  # steps 0..3
-    assert "Not shown: 2 earlier run(s) of the same task, label and seed" in superseded_note(2)
+    assert sorted(r["run_id"] for r in rows) == sorted(curves) == sorted(ids[2:]) and superseded == 2
+    assert "Not shown: 2 earlier run(s) of the same configuration on another number of threads" in (
+        superseded_note(2))
     assert superseded_note(0) == ""
 
 

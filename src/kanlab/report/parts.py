@@ -110,16 +110,20 @@ def read_experiment(db_path: Path, experiment: str) -> tuple[list[Row], dict[str
 
 
 def current(rows: Sequence[Row]) -> list[Row]:
-    """The latest row of each place in a study: its task (key), label, seed and sweep coordinates.
+    """The rows a report shows: of runs that differ only in their thread count, the latest one.
 
-    A study run again after its configuration changed (its steps, learning rate, or the thread
-    count that is part of every run's identity) gives new runs in the same places; the earlier
-    rows stay in the database, but a report that averaged both would mix two versions of the study.
+    The thread count is part of a run's identity, so a study run on another count (by `kanlab
+    sweep` after `kanlab run`, or again after upgrading from a kanlab that did not record it) gives
+    new runs of the same configuration; the earlier rows stay in the database, but a report that
+    averaged both would count each seed twice.
     """
     latest: dict[str, Row] = {}
     for r in sorted(rows, key=lambda r: (r["created"], r["run_id"])):
-        sweep = json.loads(r["config_json"]).get("sweep") if r.get("config_json") else None
-        latest[json.dumps([r["task_key"], r["label"], r["seed"], sweep], sort_keys=True)] = r
+        if not r.get("config_json"):
+            latest[r["run_id"]] = r
+            continue
+        same = {k: v for k, v in json.loads(r["config_json"]).items() if k not in ("threads", "run_id")}
+        latest[json.dumps(same, sort_keys=True)] = r
     kept = {r["run_id"] for r in latest.values()}
     return [r for r in rows if r["run_id"] in kept]  # in the store's order
 
@@ -128,8 +132,8 @@ def superseded_note(count: int) -> str:
     """A note saying how many earlier rows later runs replaced ("" for none)."""
     if not count:
         return ""
-    return (f'<p class="note">Not shown: {count} earlier run(s) of the same task, label and seed, recorded '
-            "before the study's configuration changed (they stay in the database).</p>")
+    return (f'<p class="note">Not shown: {count} earlier run(s) of the same configuration on another number '
+            "of threads (they stay in the database).</p>")
 
 
 def table(head: Sequence[str], body: Sequence[Sequence[str]], n_text: int) -> str:
