@@ -34,7 +34,7 @@ def test_a_diverged_run_is_diverged_with_the_outputs_it_can_write(family: str, t
     # predictions then ran the NaN model, whose next layer refused its NaN input: the run was
     # "failed", and --retry-failed reran it forever.
     exp = one(study([{"family": family}], {"optimizer": "sgd", "lr": 1e30, "steps": 6, "eval_every": 3}))
-    folder = execute(exp, tmp_path, plots=family == "kan")  # plots take a second: once is enough
+    folder = execute(exp, tmp_path, plots=False)  # plots of a diverged run: test_report.py
     final = json.loads((folder / "final.json").read_text())
     assert final["status"] == "diverged", final["message"]
     assert final["message"].startswith("diverged at step 1")
@@ -42,7 +42,6 @@ def test_a_diverged_run_is_diverged_with_the_outputs_it_can_write(family: str, t
     with np.load(folder / "predictions.npz") as pred:
         assert pred["y_pred"].shape == pred["y_test"].shape == (16, 1)
     assert (folder / "model.pt").is_file()
-    assert family != "kan" or (folder / "plots" / "curves.png").is_file()
     left = final.get("left_out", {})
     assert (folder / "edges.npz").is_file() != ("edges.npz" in left)  # written, or said why not
 
@@ -76,14 +75,13 @@ def sha256(path: Path) -> str:
 
 
 def data_study(*paths: Path) -> dict[str, Any]:
-    return study([{"family": "mlp", "budget": 60}], {"steps": 3, "eval_every": 3}, seeds=[0, 1],
+    return study([{"family": "mlp", "budget": 60}], {"steps": 3, "eval_every": 3}, seeds=[0],
                  tasks=[{"kind": "data", "path": str(p), "targets": ["y"]} for p in paths])
 
 
-def test_an_edited_data_file_gives_new_runs_and_the_old_rows_stay(tmp_path: Path) -> None:
-    # Run on data.csv, edit it, rerun: it reported "finished" with the old loss.
+def edit_between_runs(tmp_path: Path) -> tuple[Path, Path, str, str, list[dict[str, Any]]]:
+    """Run a study on data.csv, edit the file, run it again: (file, db, old hash, new hash, rows)."""
     from kanlab.driver import run_experiments
-    from kanlab.report.html import write_report
     from kanlab.store import ResultsStore
 
     data = csv(tmp_path / "data.csv", np.sin)
@@ -91,23 +89,38 @@ def test_an_edited_data_file_gives_new_runs_and_the_old_rows_stay(tmp_path: Path
     run_experiments(expand(parse_study(data_study(data))), root, db, plots=False)
     old = sha256(data)
     csv(data, lambda x: 3 * x * x)
-    new = sha256(data)
     run_experiments(expand(parse_study(data_study(data))), root, db, plots=False)
     with ResultsStore(db) as store:
-        rows = store.runs()
-    assert sorted(r["data_hash"] for r in rows) == sorted([old, old, new, new])  # old rows kept
-    assert {r["status"] for r in rows} == {"finished"} and len({r["run_id"] for r in rows}) == 4
-    by_hash = {h: sorted(r["test_loss"] for r in rows if r["data_hash"] == h) for h in (old, new)}
+        return data, db, old, sha256(data), store.runs()
+
+
+def test_an_edited_data_file_gives_new_runs_and_the_old_rows_stay(tmp_path: Path) -> None:
+    # Run on data.csv, edit it, rerun: it reported "finished" with the old loss.
+    from kanlab.report.tables import data_version, task_labels
+
+    data, _, old, new, rows = edit_between_runs(tmp_path)
+    assert sorted(r["data_hash"] for r in rows) == sorted([old, new])  # the old row kept
+    assert {r["status"] for r in rows} == {"finished"} and len({r["run_id"] for r in rows}) == 2
+    by_hash = {r["data_hash"]: r["test_loss"] for r in rows}
     assert by_hash[old] != by_hash[new]
-    assert len({r["task_key"] for r in rows}) == 2  # two versions of the data: two tasks in reports
-    html = write_report(db, "t", tmp_path / "report").read_text()
-    assert html.count('<h2 id="task-') == 2
-    for h in (old, new):
-        assert f'data (sha256 {h[:12]}) <span class="note">(data: {data}, sha256 {h[:12]})' in html
+    # two versions of the data are two tasks in reports, each labelled with its version
+    assert sorted(task_labels(rows).values()) == sorted(f"data (sha256 {h[:12]})" for h in (old, new))
+    assert {data_version(r) for r in rows if r["data_hash"] == old} == {f"sha256 {old[:12]}"}
     old_run = next(Path(r["run_dir"]) for r in rows if r["data_hash"] == old)
     planned = rf"{data} is not the data this run was planned with \(sha256 {old[:12]}\.\.\.; it was edited"
     with pytest.raises(ValueError, match=planned):
         evaluate_run(old_run)
+
+
+@pytest.mark.slow  # the report draws its plots
+def test_the_report_shows_each_data_version_in_its_own_section(tmp_path: Path) -> None:
+    from kanlab.report.html import write_report
+
+    data, db, old, new, _ = edit_between_runs(tmp_path)
+    html = write_report(db, "t", tmp_path / "report").read_text()
+    assert html.count('<h2 id="task-') == 2
+    for h in (old, new):
+        assert f'data (sha256 {h[:12]}) <span class="note">(data: {data}, sha256 {h[:12]})' in html
 
 
 def test_data_edited_after_planning_is_not_trained_on(tmp_path: Path) -> None:
@@ -135,7 +148,34 @@ def test_an_edited_user_image_gives_new_run_ids(tmp_path: Path) -> None:
     assert one(study([{"family": "mlp", "budget": 60}], {})).data_hash is None  # a function reads no file
 
 
-def test_the_thread_count_is_part_of_the_identity_and_is_what_a_run_computes_on(tmp_path: Path) -> None:
+def test_the_thread_count_is_part_of_the_identity_and_is_what_a_run_computes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import kanlab.runs
+
+    seen: list[int] = []
+    real = kanlab.runs.train
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kanlab.runs, "train", counting)
+    raw = study([{"family": "mlp", "budget": 60}], {"steps": 1, "eval_every": 1})
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        exp = replace(one(raw), threads=1)
+        assert one(raw).threads == 2 and one(raw).run_id != exp.run_id  # planned here: this process's
+        assert expand(parse_study(raw), threads=1)[0].run_id == exp.run_id
+        folder = execute(exp, tmp_path, plots=False)
+        assert seen == [1] and torch.get_num_threads() == 2  # ran on its own count, then restored
+        assert json.loads((folder / "config.json").read_text())["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.slow  # three runs of a 64 -> 64 KAN on 1024 points
+def test_a_run_gives_the_same_numbers_whatever_threads_the_process_has(tmp_path: Path) -> None:
     # The same run id gave different numbers under `kanlab run` (2 threads) and `kanlab sweep` (1 per
     # worker). A 64 -> 64 layer on 1024 points: the gather kernels split their sums over threads.
     from kanlab.layers import _native
