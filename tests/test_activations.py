@@ -263,6 +263,10 @@ def test_bad_widths_and_inputs_are_named(cls: Any) -> None:
         layer(x)
     fast = cls(3, 2, check_finite=False)
     assert torch.isnan(fast(x)[2]).all() and torch.isfinite(fast(x)[[0, 1, 3]]).all()
+    for method in (layer, layer.edge_responses):
+        with pytest.raises(TypeError, match=rf"{name} got a torch.float64 input but its parameters are "
+                                            r"torch.float32: convert the input \(x.to\(torch.float32\)\)"):
+            method(torch.zeros(4, 3, dtype=torch.float64))
 
 
 def test_extra_repr_shows_options() -> None:

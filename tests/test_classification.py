@@ -119,7 +119,7 @@ def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
         raw.execute(f"CREATE TABLE runs ({old_runs})")
         raw.execute(f"CREATE TABLE curves ({old_curves}, PRIMARY KEY (run_id, step))")
         raw.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
-        raw.execute("INSERT INTO schema_version VALUES (1)")
+        raw.execute("INSERT INTO schema_version VALUES (2)")  # these columns came within version 2
         raw.execute("INSERT INTO runs (run_id, experiment, label, family, task, task_kind, seed, status, "
                     "test_loss, run_dir, config_json, final_json, versions_json, created) "
                     "VALUES ('a', 'e', 'l', 'mlp', 't', 'function', 0, 'finished', 0.5, 'd', '{}', '{}', "

@@ -94,14 +94,110 @@ def test_a_diverging_run_is_recorded_and_the_study_goes_on(tmp_path: Path) -> No
         (["run", "smoke", "--set", "train.bogus=1"], "unknown key(s) bogus in train"),
         (["run", "smoke", "--set", "tasks.1.name=/no/such/image.png"], "/no/such/image.png"),
         (["eval", "/no/such/run"], "/no/such/run"),
+        (["plot", "/no/such/run"], "/no/such/run is not a run folder"),  # printed nothing, exit 0
+        (["run", "smoke", "--set", "tasks=5"], "tasks must be a list of tables ([[tasks]] entries), got 5"),
+        (["run", "smoke", "--set", "models=[1]"], "models.0 must be a table of key = value pairs, got 1"),
+        (["run", "smoke", "--set", "tasks.0.train=3"], "tasks.0.train must be a table"),
+        (["run", "smoke", "--set", "budget=big"], "budget must be a whole number >= 1 (e.g. 2, 300 or 1e4), "
+                                                  "got 'big'"),
+        (["run", "smoke", "--set", "models.1.budget=0"], "models.1.budget must be a whole number >= 1"),
+        (["run", "smoke", "--set", "models.0.depth=[2]"], "models.0.depth must be a whole number >= 1"),
+        (["run", "smoke", "--set", "models.0.family=0"], "models.0.family must be a family name"),
+        (["run", "smoke", "--set", "models.0.options.grid_size=big"],
+         "options {'grid_size': 'big'} of family 'kan': grid_size must be an integer >= 1, got 'big'"),
+        (["run", "smoke", "--set", "symbolic=5"], "symbolic must be a table of key = value pairs, got 5"),
+        (["run", "smoke", "--set", "models.1.label=\"KAN (PyKAN tricks)\""],
+         "models.1 has the label 'KAN (PyKAN tricks)' of models.0: give each model its own label"),
     ],
 )
 def test_bad_input_exits_2_with_a_message(args: list[str], message: str, tmp_path: Path,
                                           capsys: pytest.CaptureFixture) -> None:
     assert main([*args, *(["--root", str(tmp_path)] if args[0] == "run" else [])]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("kanlab: error: ") and message in err
+    assert err.startswith("kanlab: error: ") and message in err and err.count("\n") == 1, err
     assert not list(tmp_path.glob("*/*"))  # nothing written
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "/abs/path", "..", ".", "a/b", "my study", ""])
+def test_a_study_name_cannot_write_outside_the_root(name: str, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    # "../../escaped", "/abs/path" and ".." wrote run folders and report.html outside --root.
+    root = tmp_path / "a" / "b" / "runs"
+    code = main(["compare", "smoke", "--root", str(root), "--set", f"name={json.dumps(name)}", *SMALL])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert f"study name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-'" in err
+    assert [p for p in tmp_path.rglob("*")] == []  # nothing written anywhere
+
+
+def test_an_experiment_recorded_under_an_unsafe_name_is_not_reported_outside_the_root(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # A database written before names were checked may hold such an experiment: its report would
+    # go to ROOT/../outside.
+    from kanlab.store import ResultsStore
+    from report_helpers import write_run
+
+    root = tmp_path / "runs"
+    with ResultsStore(root / "kanlab.db") as store:
+        store.record_run(write_run(tmp_path / "elsewhere", "x", label="MLP", family="mlp"))
+        store._connection().execute("UPDATE runs SET experiment = '../outside'").connection.commit()
+    assert main(["report", "../outside", "--root", str(root)]) == 2
+    err = capsys.readouterr().err
+    assert "not a folder inside the results root" in err and err.count("\n") == 1
+    assert not (tmp_path / "outside").exists()
+
+
+def broken(folder: Path, dest: Path, how: str) -> Path:
+    """A copy of a run folder with model.pt or config.json spoilt in one way."""
+    import shutil
+
+    shutil.copytree(folder, dest)
+    ckpt, config = dest / "model.pt", dest / "config.json"
+    if how == "truncated":
+        ckpt.write_bytes(ckpt.read_bytes()[:500])
+    elif how == "mismatched":  # another run's weights
+        shutil.copy(next(folder.parent.glob("zigzag-mlp-*")) / "model.pt", ckpt)
+    elif how == "malicious":
+        torch.save({"x": Evil()}, ckpt)
+    elif how == "missing-keys":
+        config.write_text(json.dumps({k: v for k, v in json.loads(config.read_text()).items()
+                                      if k not in ("task", "train")}))
+    elif how == "bad-json":
+        config.write_text("{")
+    return dest
+
+
+class Evil:
+    """Unpickling this would create a file (os.system): weights_only must refuse it unrun."""
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, (f"touch {EVIDENCE}",)
+
+
+EVIDENCE = Path("/tmp/kanlab-test-unpickled")
+
+
+@pytest.mark.parametrize(("how", "message"), [
+    ("truncated", "model.pt is not a kanlab checkpoint (truncated or not a torch file: "),
+    ("mismatched", "model.pt does not fit this run's model 'kan:"),
+    ("malicious", "model.pt is not a kanlab checkpoint: refused to unpickle it, as it holds more than "
+                  "tensors (nothing in it was run)"),
+    ("missing-keys", "config.json: not a kanlab run config: missing key(s) task, train"),
+    ("bad-json", "config.json is not valid JSON"),
+])
+def test_eval_of_a_broken_run_exits_2_with_one_line(how: str, message: str, smoke: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    # Each of these printed a raw traceback (or "error: 'task'").
+    EVIDENCE.unlink(missing_ok=True)
+    kan = next((smoke / "smoke").glob("zigzag-kan-*"))
+    folder = broken(kan, tmp_path / "copy", how)
+    assert main(["eval", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"kanlab: error: {folder}/") and message in err and err.count("\n") == 1, err
+    assert "Traceback" not in err and "weights_only` set to `False" not in err
+    assert not EVIDENCE.exists()
 
 
 def test_kan_paper_toy_reports_rmse_at_each_grid_size(tmp_path: Path) -> None:
@@ -148,3 +244,12 @@ def test_ctrl_c_mid_study_keeps_finished_runs_and_a_rerun_completes(
     assert len(again) == 4 and {r["status"] for r in again} == {"finished"}
     assert (Path(first[0]["run_dir"]) / "final.json").stat().st_mtime_ns == stamp  # not redone
     assert not list(Path(first[0]["run_dir"]).parent.glob(".tmp-*"))
+
+
+def test_every_command_names_the_modules_it_loads_under_ctrl_c_protection() -> None:
+    from argparse import _SubParsersAction
+
+    from kanlab.cli import HEAVY, _parser
+
+    (sub,) = [a for a in _parser()._actions if isinstance(a, _SubParsersAction)]
+    assert set(sub.choices) == set(HEAVY)

@@ -179,6 +179,10 @@ def test_bad_widths_and_inputs_are_named() -> None:
     fast = Dense(3, 2, check_finite=False)
     y = fast(x)
     assert torch.isnan(y[1]).all() and torch.isfinite(y[[0, 2, 3]]).all()
+    for method in (layer, layer.edge_responses):
+        with pytest.raises(TypeError, match="Dense got a torch.int64 input but its parameters are "
+                                            r"torch.float32: convert the input \(x.to\(torch.float32\)\)"):
+            method(torch.zeros(4, 3, dtype=torch.int64))
 
 
 def test_extra_repr_shows_options() -> None:

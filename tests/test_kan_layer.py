@@ -213,6 +213,24 @@ def test_bad_inputs_are_named() -> None:
     assert torch.isnan(fast(x)[2]).any()  # skipped on request: NaN flows through
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.int64, torch.bool, torch.float64])
+@pytest.mark.parametrize(("shape", "path"), [  # auto: native for the small layer, gather for the large one
+    *(((2, 3), path) for path in ("auto", "reference", "dense", "gather", "native", "compiled")),
+    ((32, 32), "auto")])
+def test_an_input_of_another_dtype_is_one_clear_error_on_every_path(shape: tuple[int, int], path: str,
+                                                                   dtype: torch.dtype) -> None:
+    # Each path failed its own way: KeyError torch.float16 (native), an embedding_bag or addmm error.
+    layer = KANLinear(*shape, path=path)
+    x = torch.zeros(4, shape[0], dtype=dtype)
+    want = (rf"KANLinear got a {dtype} input but its parameters are torch.float32: convert the input "
+            r"\(x.to\(torch.float32\)\) or the model \(model.float\(\) or model.double\(\); layers run in "
+            r"float32 or float64\)$")
+    with pytest.raises(TypeError, match=want):
+        layer(x)
+    with pytest.raises(TypeError, match=want):
+        layer.edge_responses(x)
+
+
 @pytest.mark.parametrize(
     ("values", "bad"),
     [

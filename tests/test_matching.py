@@ -66,7 +66,7 @@ def test_a_study_matched_by_flops_records_the_match_outside_the_run_id() -> None
         ({"budget": 2000, "match": "speed"}, r"models.0 \(kan\): match must be one of params, flops, time"),
         ({"budget": 2000, "match_tol": 1.5}, r"match_tol must be a number in \(0, 1\)"),
         ({"budget": -0.1, "match": "time"}, r"seconds per training step, a number > 0"),
-        ({"budget": 1500.5, "match": "flops"}, r"whole number of multiply-adds per sample"),
+        ({"budget": 1500.5, "match": "flops"}, r"the budget counts multiply-adds per sample"),
     ],
 )
 def test_bad_match_keys_fail_before_anything_runs(extra: dict[str, Any], fragment: str) -> None:
@@ -201,7 +201,7 @@ def test_a_task_budget_overrides_the_studys_but_not_a_models_own() -> None:
     missing = r"models.1 \(mlp\) has no spec and no budget: set one for the model, the study or every task"
     with pytest.raises(ValueError, match=missing):
         parse_study({**STUDY, "tasks": tasks, "models": models})
-    with pytest.raises(ValueError, match=r"models.1 \(mlp\): the budget is a whole number of parameters"):
+    with pytest.raises(ValueError, match=r"models.1 \(mlp\): tasks.1.budget must be a whole number >= 1"):
         parse_study({**STUDY, "budget": 300, "models": models,
                      "tasks": [tasks[0], {**tasks[1], "budget": 12.5}]})
     sweep = parse_sweep({**STUDY, "budget": 300, "tasks": tasks, "models": models,

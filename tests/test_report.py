@@ -41,10 +41,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def _row(label: str, family: str, seed: int, test: float | None, *, task: str = "zigzag",
          status: str = "finished", params: int = 1000, wall: float = 1.0,
          tps: float | None = 0.01) -> dict[str, Any]:
-    return {"run_id": f"{task}-{label}-{seed}", "task": task, "task_kind": "function", "label": label,
-            "family": family, "seed": seed, "status": status, "param_count": params, "test_loss": test,
-            "train_loss": None if test is None else test / 2, "psnr": None, "wall_time": wall,
-            "time_per_step": tps}
+    return {"run_id": f"{task}-{label}-{seed}", "task": task, "task_key": task, "task_kind": "function",
+            "label": label, "family": family, "seed": seed, "status": status, "param_count": params,
+            "test_loss": test, "train_loss": None if test is None else test / 2, "psnr": None,
+            "wall_time": wall, "time_per_step": tps}
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -296,7 +296,10 @@ def test_report_in_headless_chromium(report: Path, tmp_path: Path) -> None:
     found = re.search(r'<pre id="kanlab-check">(.*?)</pre>', dom.stdout, re.S)
     assert found, dom.stderr[-2000:]
     result = json.loads(unescape(found.group(1)))
-    assert result == {"images": 14, "broken": 0, "errors": []}
+    page = _Page()
+    page.feed(report.read_text())  # the browser must see every image the HTML holds, and draw each one
+    assert len(page.images) >= 10
+    assert result == {"images": len(page.images), "broken": 0, "errors": []}
     assert "Uncaught" not in dom.stderr
     shot = tmp_path / "report.png"
     subprocess.run([*base, f"--user-data-dir={tmp_path / 'p2'}", f"--screenshot={shot}",
@@ -307,3 +310,95 @@ def test_report_in_headless_chromium(report: Path, tmp_path: Path) -> None:
         target = Path(os.environ["KANLAB_SCREENSHOT_DIR"])
         target.mkdir(parents=True, exist_ok=True)
         shutil.copy(shot, target / "report.png")
+
+
+def three_data_tasks(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A study of three CSV tasks (two files of one name in two folders) run into tmp_path/runs."""
+    from kanlab.config import parse_study
+    from kanlab.driver import run_experiments
+    from kanlab.runs import expand
+
+    files = []
+    for name, fn in (("a/one.csv", np.sin), ("b/two.csv", np.cos), ("c/two.csv", np.square)):
+        path = tmp_path / name
+        path.parent.mkdir()
+        xs = np.linspace(-1, 1, 30)
+        path.write_text("x,y\n" + "".join(f"{float(x)!r},{float(fn(x))!r}\n" for x in xs))
+        files.append(path)
+    study = parse_study({"name": "two", "seeds": [0, 1], "train": {"steps": 3, "eval_every": 3},
+                         "tasks": [{"kind": "data", "path": str(p), "targets": ["y"]} for p in files],
+                         "models": [{"family": "mlp", "spec": "mlp:1-4-1"}]})
+    db = tmp_path / "runs" / "kanlab.db"
+    run_experiments(expand(study), tmp_path / "runs", db, plots=False)
+    return db, files
+
+
+def test_data_tasks_are_grouped_apart_with_their_own_numbers(tmp_path: Path) -> None:
+    # Both were named "zigzag" (TaskConfig's default name), and the summary averaged over both files.
+    from kanlab.report.tables import task_labels
+
+    db, files = three_data_tasks(tmp_path)
+    with ResultsStore(db) as store:
+        rows = store.runs()
+    labels = task_labels(rows)
+    path_of = {r["task_key"]: json.loads(r["config_json"])["task"]["path"] for r in rows}
+    assert sorted(labels[k] for k in path_of) == ["one", f"two (path={files[1]})", f"two (path={files[2]})"]
+    lines = summary_table(rows)
+    assert len(lines) == 3 and {path_of[s["task_key"]] for s in lines} == set(map(str, files))
+    for line in lines:
+        losses = [r["test_loss"] for r in rows if path_of[r["task_key"]] == path_of[line["task_key"]]]
+        assert len(losses) == 2 and line["test_loss_mean"] == pytest.approx(np.mean(losses), rel=1e-12)
+
+
+def test_runs_on_another_thread_count_supersede_the_earlier_rows_in_reports(tmp_path: Path) -> None:
+    # The thread count is part of a run's identity: a study run by `kanlab run` (its threads) and
+    # then by `kanlab sweep` (one), or run again after upgrading, gets a second run of each
+    # configuration; a report averaging both would count each seed twice.
+    from kanlab.config import parse_study
+    from kanlab.driver import run_experiments
+    from kanlab.report.parts import read_experiment, superseded_note
+    from kanlab.runs import expand
+
+    db = tmp_path / "kanlab.db"
+    ids = []
+    for threads, steps in ((2, 2), (1, 2), (1, 3)):  # the last: another configuration, kept
+        study = parse_study({"name": "s", "seeds": [0, 1], "train": {"steps": steps, "eval_every": 1},
+                             "tasks": [{"name": "zigzag", "n_train": 16, "n_test": 8}],
+                             "models": [{"family": "mlp", "spec": "mlp:1-3-1"}]})
+        exps = expand(study, threads=threads)
+        run_experiments(exps, tmp_path, db, plots=False)
+        ids += sorted(e.run_id for e in exps)
+    with ResultsStore(db) as store:
+        assert len(store.runs()) == 6  # the earlier rows stay in the database
+    rows, curves, superseded = read_experiment(db, "s")
+    assert sorted(r["run_id"] for r in rows) == sorted(curves) == sorted(ids[2:]) and superseded == 2
+    assert "Not shown: 2 earlier run(s) of the same configuration on another number of threads" in (
+        superseded_note(2))
+    assert superseded_note(0) == ""
+
+
+@pytest.mark.slow  # the report draws a dozen plots
+def test_two_data_tasks_get_two_sections_with_their_own_numbers(tmp_path: Path) -> None:
+    # The report said "1 task(s), Task: zigzag" and averaged over both files.
+    db, files = three_data_tasks(tmp_path)
+    html = unescape(write_report(db, "two", tmp_path / "report").read_text())
+    assert "6 runs, 3 task(s), 1 model(s)" in html
+    with ResultsStore(db) as store:
+        rows = store.runs()
+    sections = html.split('<h2 id="task-')[1:]
+    titles = sorted(s.split("</h2>", 1)[0].split(">", 1)[1] for s in sections)
+    note = '<span class="note">(data: {}, sha256 {})</span>'
+    assert titles == [f"Task: one {note.format(files[0], sha(files[0]))}",
+                      f"Task: two (path={files[1]}) {note.format(files[1], sha(files[1]))}",
+                      f"Task: two (path={files[2]}) {note.format(files[2], sha(files[2]))}"]
+    for path in files:  # each section's mean test MSE is that file's runs' own
+        losses = [r["test_loss"] for r in rows if json.loads(r["config_json"])["task"]["path"] == str(path)]
+        (section,) = [s for s in sections if f"(data: {path}," in s.split("</h2>", 1)[0]]
+        table = section.split('<table class="summary">', 1)[1].split("</table>", 1)[0]
+        assert len(losses) == 2 and fmt_pm(float(np.mean(losses)), float(np.std(losses, ddof=1))) in table
+
+
+def sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:12]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kanlab.store import SCHEMA_VERSION, ResultsStore
+from kanlab.store import CURVE_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, ResultsStore, task_key
 from report_helpers import write_run
 
 
@@ -115,3 +115,52 @@ def test_close_and_reopen(tmp_path: Path) -> None:
     assert len(store.runs()) == 1  # reopens lazily
     store.close()
     assert ResultsStore.versions()["python"].count(".") == 2
+
+
+def test_a_task_key_is_shared_only_by_identical_tasks_on_identical_data() -> None:
+    def config(data_hash: str | None = None, **task: object) -> dict[str, object]:
+        return {"task": {"kind": "data", "name": "data", "path": "a/data.csv", "targets": ["y"], **task},
+                **({} if data_hash is None else {"data_hash": data_hash})}
+
+    base = task_key(config("0" * 64))
+    assert base == task_key(config("0" * 64)) and base.startswith("data-")
+    others = [task_key(config("1" * 64)), task_key(config("0" * 64, path="b/data.csv")),
+              task_key(config("0" * 64, noise=0.1)), task_key(config()),
+              task_key(config("0" * 64, kind="function", name="zigzag"))]
+    assert len({base, *others}) == 1 + len(others)
+
+
+def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> None:
+    # Written by kanlab before task_key and data_hash existed: the same schema less those columns.
+    run = write_run(tmp_path / "runs", "old", label="MLP", family="mlp", n_evals=3)
+    config = json.loads((run / "config.json").read_text())
+    db = tmp_path / "old.db"
+    raw = sqlite3.connect(db)
+    columns = [(n, t) for n, t in RUN_COLUMNS if n not in ("task_key", "data_hash")]
+    curves = ", ".join(f"{n} {t}" for n, t in CURVE_COLUMNS)
+    with raw:
+        raw.executescript(
+            "CREATE TABLE schema_version (version INTEGER NOT NULL); INSERT INTO schema_version VALUES (1);"
+            f"CREATE TABLE runs ({', '.join(f'{n} {t}' for n, t in columns)});"
+            f"CREATE TABLE curves ({curves}, PRIMARY KEY (run_id, step));")
+        values = {n: None for n, _ in columns} | {
+            "run_id": config["run_id"], "experiment": "old", "label": "MLP", "family": "mlp",
+            "task": "zigzag", "task_kind": "function", "seed": 0, "status": "finished", "test_loss": 0.25,
+            "run_dir": str(run), "config_json": json.dumps(config), "final_json": "{}", "versions_json": "{}",
+            "created": "then"}
+        raw.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(columns))})",
+                    [values[n] for n, _ in columns])
+        raw.execute("INSERT INTO curves (run_id, step, test_loss) VALUES (?, 0, 0.5)", (config["run_id"],))
+    raw.close()
+    with ResultsStore(db) as store:
+        (row,) = store.runs()
+        assert (row["run_id"], row["test_loss"], row["created"]) == (config["run_id"], 0.25, "then")
+        assert row["task_key"] == task_key(config) and row["data_hash"] is None
+        point = {**dict.fromkeys(n for n, _ in CURVE_COLUMNS), "run_id": row["run_id"], "step": 0,
+                 "test_loss": 0.5}
+        assert store.curves(row["run_id"]) == [point]
+        store.record_run(write_run(tmp_path / "runs", "new", label="KAN", family="kan"))
+        assert len(store.runs()) == 2
+    raw = sqlite3.connect(db)
+    assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)] == [(2,)]
+    raw.close()

@@ -109,6 +109,12 @@ def test_bad_sweeps_fail_before_any_run(extra: str, message: str) -> None:
         parse_sweep(raw(extra))
 
 
+@pytest.mark.parametrize("name", ["../up", "/abs", "..", "a b"])
+def test_a_sweep_name_is_one_plain_folder_name(name: str) -> None:
+    with pytest.raises(ValueError, match=rf"^sweep name {re.escape(repr(name))} is not allowed: use 1-100"):
+        parse_sweep(raw(tiny=TINY.replace('name = "tiny"', f"name = {json.dumps(name)}")))
+
+
 def test_an_unmeetable_budget_names_the_point_and_the_family() -> None:
     sweep = raw()
     sweep["axes"]["budget"] = [300, 5]

@@ -1,19 +1,31 @@
-"""kanlab: Kolmogorov-Arnold Networks and the MLPs they are measured against."""
+"""kanlab: Kolmogorov-Arnold Networks and the MLPs they are measured against.
 
-from kanlab.budget import match_params
-from kanlab.layers import RBFKAN, ChebyshevKAN, Dense, FourierKAN, KANLinear, TanhQuadratic
-from kanlab.models import (
-    KAN,
-    MLP,
-    BlockConfig,
-    ModelConfig,
-    Stack,
-    build,
-    count_params,
-    format_spec,
-    param_count,
-    parse_spec,
-)
+The public names are loaded on first use (PEP 562), so `import kanlab` imports nothing heavy: the
+`kanlab` command starts in milliseconds and can handle a Ctrl-C while it imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (tens of ms); type checkers know it
+if TYPE_CHECKING:
+    from typing import Any
+
+    from kanlab.budget import match_params
+    from kanlab.layers import RBFKAN, ChebyshevKAN, Dense, FourierKAN, KANLinear, TanhQuadratic
+    from kanlab.models import (
+        KAN,
+        MLP,
+        BlockConfig,
+        ModelConfig,
+        Stack,
+        build,
+        count_params,
+        format_spec,
+        param_count,
+        parse_spec,
+    )
 
 __all__ = [
     "KAN", "MLP", "RBFKAN", "BlockConfig", "ChebyshevKAN", "Dense", "FourierKAN", "KANLinear",
@@ -21,3 +33,19 @@ __all__ = [
     "param_count", "parse_spec",
 ]
 __version__ = "0.1.0"
+
+_HOMES = {"match_params": "kanlab.budget",
+          **dict.fromkeys(("RBFKAN", "ChebyshevKAN", "Dense", "FourierKAN", "KANLinear", "TanhQuadratic"),
+                          "kanlab.layers")}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module 'kanlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_HOMES.get(name, "kanlab.models")), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

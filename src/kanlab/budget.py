@@ -135,7 +135,11 @@ def match_widths(
     check_positive_int(depth, "depth")
     if not 0 <= tol < 1:
         raise ValueError(f"tol must be in [0, 1), got {tol!r}")
-    block = BlockConfig(family, (in_features, *(1,) * depth, out_features), options)  # validates
+    block = BlockConfig(family, (in_features, *(1,) * depth, out_features), options)  # validates names
+    try:  # and values: the layers check them, the count below would not
+        build(ModelConfig((block,)))
+    except ValueError as err:
+        raise ValueError(f"options {dict(options)} of family {family!r}: {err}") from None
     cls = FAMILIES[family].layer
     unit = UNITS[by]
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from kanlab.interrupts import ctrl_c_handled
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before main() (kanlab/__init__)
 if TYPE_CHECKING:
     from kanlab.executors import Executor
 
@@ -91,9 +95,12 @@ def _executor(args: argparse.Namespace) -> Executor:
 
 def _sweep(args: argparse.Namespace) -> int:
     from kanlab.driver import run_experiments
+    from kanlab.executors import WORKER_THREADS
     from kanlab.sweep import load_sweep
 
-    sweep = load_sweep(args.study, args.overrides)  # every run resolved and checked: nothing written yet
+    # Every run resolved and checked: nothing written yet. Its thread count is part of its identity.
+    threads = None if args.executor == "serial" else WORKER_THREADS  # None: this process's, as `run`
+    sweep = load_sweep(args.study, args.overrides, threads=threads)
     axes = " x ".join(f"{len(values)} {key}" for key, values in sweep.axes) or "no axes"
     print(f"{sweep.name}: {len(sweep.experiments)} runs ({sweep.points} point(s) of {axes})")
 
@@ -106,8 +113,9 @@ def _sweep(args: argparse.Namespace) -> int:
         return 2
     if not args.no_report:
         from kanlab.report.sweep import write_sweep_report
+        from kanlab.runs import inside
 
-        print(f"report: {write_sweep_report(_db(args), sweep.name, args.root / sweep.name)}")
+        print(f"report: {write_sweep_report(_db(args), sweep.name, inside(args.root, sweep.name))}")
     return 0
 
 
@@ -144,7 +152,9 @@ def _tune(args: argparse.Namespace) -> int:
     tasks = len(tune.studies) // models
     print(f"{tune.name}: {len(tune.studies)} searches ({models} models x {tasks} tasks), {tune.budget} each; "
           f"verdict on seeds {list(tune.seeds)}")
-    manifest = args.root / tune.name / "tune.json"
+    from kanlab.runs import inside
+
+    manifest = inside(args.root, tune.name) / "tune.json"
 
     def work(executor: Executor) -> list[Path]:
         print(f"executing on {executor.description}; Optuna studies in {journal_path(_db(args))}")
@@ -159,7 +169,7 @@ def _tune(args: argparse.Namespace) -> int:
     if not args.no_report:
         from kanlab.report.tune import write_tune_report
 
-        print(f"report: {write_tune_report(_db(args), manifest, args.root / tune.name)}")
+        print(f"report: {write_tune_report(_db(args), manifest, manifest.parent)}")
     return 0
 
 
@@ -184,20 +194,21 @@ def _write_report(name: str, args: argparse.Namespace) -> Path:
     """The study's report, or the sweep report when its runs were recorded by `kanlab sweep`."""
     from kanlab.report.html import write_report
     from kanlab.report.sweep import write_sweep_report
+    from kanlab.runs import inside
     from kanlab.store import ResultsStore
 
-    db = _db(args)
-    manifest = args.root / name / "tune.json"
+    db, out_dir = _db(args), inside(args.root, name)
+    manifest = out_dir / "tune.json"
     if manifest.is_file():  # recorded by `kanlab tune`
         from kanlab.report.tune import write_tune_report
 
-        return write_tune_report(db, manifest, args.root / name)
+        return write_tune_report(db, manifest, out_dir)
     if db.is_file():
         with ResultsStore(db) as store:
             is_sweep = any("sweep" in json.loads(r["config_json"]) for r in store.runs(name))
         if is_sweep:
-            return write_sweep_report(db, name, args.root / name)
-    return write_report(db, name, args.root / name)
+            return write_sweep_report(db, name, out_dir)
+    return write_report(db, name, out_dir)
 
 
 def _list() -> None:
@@ -213,9 +224,26 @@ def _list() -> None:
     print("families: " + ", ".join(FAMILIES))
 
 
+# What each command imports (seconds: torch, matplotlib), loaded before it starts.
+HEAVY = {"run": ("kanlab.driver", "kanlab.report"), "compare": ("kanlab.driver", "kanlab.report"),
+         "sweep": ("kanlab.driver", "kanlab.report", "kanlab.sweep"), "report": ("kanlab.report",),
+         "tune": ("kanlab.tune", "kanlab.report"), "eval": ("kanlab.runs",), "plot": ("kanlab.report",),
+         "list": ("kanlab.config",)}
+
+
+def _quit(signum: int, frame: object) -> None:
+    print("kanlab: interrupted", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input, with a message naming it)."""
     args = _parser().parse_args(argv)
+    # A KeyboardInterrupt inside an import can leave a module half-built (numpy then fails with an
+    # AttributeError traceback): a Ctrl-C while the command loads ends it at once, nothing written yet.
+    with ctrl_c_handled(_quit):
+        for module in HEAVY[args.command]:
+            importlib.import_module(module)
     try:
         if args.command == "run":
             _, folders = _run_study(args, plots=not args.no_plots)
@@ -238,7 +266,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "plot":
             from kanlab.report.plots import plot_run
 
-            for path in plot_run(args.run_dir, args.run_dir / "plots"):
+            paths = plot_run(args.run_dir, args.run_dir / "plots")
+            if not paths:
+                raise ValueError(f"{args.run_dir}: nothing to plot (no predictions.npz, edges.npz or "
+                                 "metrics.jsonl in it)")
+            for path in paths:
                 print(path)
         elif args.command == "list":
             _list()

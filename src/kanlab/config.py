@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,7 +88,8 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything one run needs: the resolved model spec, the task, training and the seed."""
+    """Everything one run needs and everything that shapes its numbers: the resolved model spec, the
+    task and the bytes of the files it reads, training, the seed and the number of torch threads."""
 
     experiment: str
     label: str
@@ -102,6 +104,10 @@ class ExperimentConfig:
     # or measured seconds per step reached); None for a model given by its spec. Not part of the
     # run's identity: the spec it produced is.
     match: Mapping[str, Any] | None = field(default=None, compare=False)
+    data_hash: str | None = None  # tasks.data_hash of the task's files (None: it reads none)
+    # Torch threads the run computes on: sums split over threads round differently (8e-7 in float32
+    # between 2 threads and 1), so the count is part of the identity. None: not recorded (older runs).
+    threads: int | None = None
 
     @property
     def run_id(self) -> str:
@@ -114,8 +120,8 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the run folder's config.json, without run_id)."""
         out = json.loads(json.dumps(dataclasses.asdict(self)))
-        for key in ("symbolic", "trial", "match"):  # absent when None: plain runs keep the ids they had
-            if out[key] is None:
+        for key in ("symbolic", "trial", "match", "data_hash", "threads"):
+            if out[key] is None:  # absent, so runs keep the ids they had before the key existed
                 del out[key]
         for key in TABULAR_ONLY:  # task fields only tables use: function and image runs keep their ids
             if self.task.kind not in ("data", "dataset"):
@@ -125,12 +131,18 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> ExperimentConfig:
         """Inverse of to_dict (extra keys such as run_id are ignored)."""
-        task = dict(d["task"])
+        needed = ("experiment", "label", "family", "spec", "task", "train", "seed")
+        missing = [key for key in needed if key not in d] if isinstance(d, Mapping) else list(needed)
+        if missing:
+            raise ValueError(f"not a kanlab run config: missing key(s) {', '.join(missing)} "
+                             f"(a run's config.json holds {', '.join(needed)})")
+        task = _table(d["task"], "task")
         task["encoding"] = _build(EncodingConfig, task.get("encoding", {}), "task.encoding")
         return cls(
             experiment=d["experiment"], label=d["label"], family=d["family"], spec=d["spec"],
             task=_build(TaskConfig, task, "task"), train=_build(TrainConfig, d["train"], "train"),
             seed=int(d["seed"]), symbolic=d.get("symbolic"), trial=d.get("trial"), match=d.get("match"),
+            data_hash=d.get("data_hash"), threads=d.get("threads"),
         )
 
 
@@ -183,6 +195,40 @@ def _build(cls: Any, values: Mapping[str, Any], where: str) -> Any:
         raise ValueError(f"bad value in {where}: {err}") from None
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
+
+
+# A study's name is a folder under --root and part of every report's path: one plain path component.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def check_name(name: object, what: str = "study name") -> str:
+    """name itself, or a ValueError saying what a study name may hold (it names a folder under --root)."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"{what} {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit (it names a folder under --root)")
+    return name
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    """A copy of a TOML table, or a ValueError naming where a table was expected."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where} must be a table of key = value pairs, got {value!r}")
+    return dict(value)
+
+
+def _tables(value: Any, where: str) -> list[dict[str, Any]]:
+    """Copies of the tables of a TOML array of tables ([[tasks]], [[models]])."""
+    if not isinstance(value, list):
+        raise ValueError(f"{where} must be a list of tables ([[{where}]] entries), got {value!r}")
+    return [_table(v, f"{where}.{n}") for n, v in enumerate(value)]
+
+
+def _count(value: Any, where: str) -> int:
+    """A positive whole number (1e4 is one), or a ValueError naming the key."""
+    whole = isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer()
+    if not whole or value < 1:
+        raise ValueError(f"{where} must be a whole number >= 1 (e.g. 2, 300 or 1e4), got {value!r}")
+    return int(value)
 
 
 def _parse_value(text: str) -> Any:
@@ -257,19 +303,18 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
-    train = dict(raw.get("train", {}))
+    train = _table(raw.get("train", {}), "train")
     _build(TrainConfig, train, "train")  # validate early
     tasks, task_train, task_symbolic, task_budget = [], [], [], []
-    for n, t in enumerate(raw["tasks"]):
-        t = dict(t)
-        task_train.append(t.pop("train", {}))
-        task_symbolic.append(t.pop("symbolic", {}))
+    for n, t in enumerate(_tables(raw["tasks"], "tasks")):
+        task_train.append(_table(t.pop("train", {}), f"tasks.{n}.train"))
+        task_symbolic.append(_table(t.pop("symbolic", {}), f"tasks.{n}.symbolic"))
         task_budget.append(t.pop("budget", None))
         t.setdefault("seed", raw.get("data_seed", 0))
         t["encoding"] = _build(EncodingConfig, t.get("encoding", {}), f"tasks.{n}.encoding")
         tasks.append(_build(TaskConfig, t, f"tasks.{n}"))
     models = []
-    for n, m in enumerate(raw["models"]):
+    for n, m in enumerate(_tables(raw["models"], "models")):
         bad = sorted(set(m) - set(MODEL_KEYS))
         if bad:
             raise ValueError(
@@ -277,32 +322,44 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
             )
         if "family" not in m and "spec" not in m:
             raise ValueError(f"models.{n} needs a family (matched to the budget) or a spec")
-        family = m.get("family") or str(m["spec"]).split(":", 1)[0]
+        family = m["family"] if "family" in m else str(m["spec"]).split(":", 1)[0]
+        if not isinstance(family, str) or not family:
+            raise ValueError(f"models.{n}.family must be a family name such as 'kan', got {family!r}")
         budget = m.get("budget", raw.get("budget"))
         budgets = [budget] if "budget" in m else [b if b is not None else budget for b in task_budget]
         if m.get("spec") is None and any(b is None for b in budgets):
             raise ValueError(f"models.{n} ({family}) has no spec and no budget: set one for the model, "
                              "the study or every task")
         match, tol = m.get("match", raw.get("match", "params")), m.get("match_tol", raw.get("match_tol"))
-        for b in dict.fromkeys(budgets) if m.get("spec") is None else ():
-            _check_match(f"models.{n} ({family})", match, tol, b)
+        keys = [f"models.{n}.budget"] if "budget" in m else [
+            f"tasks.{t}.budget" if b is not None else "budget" for t, b in enumerate(task_budget)]
+        for key, b in zip(keys, budgets, strict=True) if m.get("spec") is None else ():
+            _check_match(f"models.{n} ({family})", key, match, tol, b)
+        depth_key = f"models.{n}.depth" if "depth" in m else "depth"  # for errors
         models.append(ModelEntry(
-            label=m.get("label", family), family=family, options=dict(m.get("options", {})),
-            spec=m.get("spec"), budget=budget, depth=int(m.get("depth", raw.get("depth", 1))),
-            train=dict(m.get("train", {})), match=match, match_tol=None if tol is None else float(tol),
-            own_budget="budget" in m,
+            label=m.get("label", family), family=family, spec=m.get("spec"),
+            options=_table(m.get("options", {}), f"models.{n}.options"),
+            budget=budget, depth=_count(m.get("depth", raw.get("depth", 1)), depth_key),
+            train=_table(m.get("train", {}), f"models.{n}.train"),
+            match=match, match_tol=None if tol is None else float(tol), own_budget="budget" in m,
         ))
+    labels = [m.label for m in models]
+    for n, label in enumerate(labels):
+        if label in labels[:n]:  # reports tell models apart by label: two would be averaged as one
+            raise ValueError(f"models.{n} has the label {label!r} of models.{labels.index(label)}: give each "
+                             "model its own label (label = \"...\")")
+    symbolic = None if raw.get("symbolic") is None else _table(raw["symbolic"], "symbolic")
     study = StudyConfig(
-        name=str(raw.get("name", "study")), tasks=tuple(tasks), task_train=tuple(task_train),
+        name=check_name(raw.get("name", "study")), tasks=tuple(tasks), task_train=tuple(task_train),
         models=tuple(models), seeds=tuple(seeds), train=train, description=str(raw.get("description", "")),
-        symbolic=raw.get("symbolic"), task_symbolic=tuple(task_symbolic), task_budget=tuple(task_budget),
+        symbolic=symbolic, task_symbolic=tuple(task_symbolic), task_budget=tuple(task_budget),
     )
     _check_symbolic(study)
     return study
 
 
-def _check_match(where: str, match: Any, tol: Any, budget: Any) -> None:
-    """A clear error for a bad match, match_tol or budget (before anything is measured or run)."""
+def _check_match(where: str, key: str, match: Any, tol: Any, budget: Any) -> None:
+    """A clear error for a bad match, match_tol or budget (key: where the budget was set)."""
     if match not in MATCHES:
         raise ValueError(f"{where}: match must be one of {', '.join(MATCHES)}, got {match!r}")
     number = isinstance(tol, (int, float)) and not isinstance(tol, bool)
@@ -310,12 +367,12 @@ def _check_match(where: str, match: Any, tol: Any, budget: Any) -> None:
         raise ValueError(f"{where}: match_tol must be a number in (0, 1), e.g. 0.05, got {tol!r}")
     positive = isinstance(budget, (int, float)) and not isinstance(budget, bool) and 0 < budget < float("inf")
     if match == "time" and not positive:
-        raise ValueError(f"{where}: with match = \"time\" the budget is seconds per training step, "
+        raise ValueError(f"{where}: with match = \"time\" {key} is seconds per training step, "
                          f"a number > 0 (e.g. 0.002), got {budget!r}")
     if match != "time" and not (positive and float(budget).is_integer()):
         unit = "parameters" if match == "params" else "multiply-adds per sample"
-        raise ValueError(f"{where}: the budget is a whole number of {unit} (e.g. 1000 or 1e4), "
-                         f"got {budget!r}")
+        raise ValueError(f"{where}: {key} must be a whole number >= 1 (e.g. 2, 300 or 1e4), got {budget!r} "
+                         f"(with match = {match!r} the budget counts {unit})")
 
 
 def _check_symbolic(study: StudyConfig) -> None:

@@ -9,19 +9,26 @@ between rename and record) and runs only what is left: one row per run, nothing 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import sys
 import tarfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
+try:
+    import fcntl
+except ImportError:  # Windows: no study locks
+    fcntl = None  # type: ignore[assignment]
+
 from kanlab.config import ExperimentConfig
 from kanlab.executors import Executor, Job, Outcome, SerialExecutor, unpack
+from kanlab.runs import inside, run_folder
 from kanlab.store import ResultsStore
 
 DONE = ("finished", "diverged", "pruned")  # a pruned run is a tuning trial its pruner stopped early
@@ -35,7 +42,7 @@ def pending(experiments: Sequence[ExperimentConfig], store: ResultsStore, root: 
     keep = DONE if retry_failed else (*DONE, "failed")
     return [
         e for e in experiments
-        if done.get(e.run_id) not in keep or not (Path(root) / e.experiment / e.run_id).is_dir()
+        if done.get(e.run_id) not in keep or not run_folder(root, e).is_dir()
     ]
 
 
@@ -65,7 +72,7 @@ def recover(experiments: Sequence[ExperimentConfig], store: ResultsStore, root: 
     recorded = {r["run_id"] for r in store.runs()}
     count = 0
     for exp in experiments:
-        folder = Path(root) / exp.experiment / exp.run_id
+        folder = run_folder(root, exp)
         shutil.rmtree(folder.with_name(f".tmp-{exp.run_id}"), ignore_errors=True)
         if not (folder / "final.json").is_file():
             continue
@@ -87,7 +94,7 @@ def land(exp: ExperimentConfig, outcome: Outcome, root: Path, extra: Mapping[str
     Returns:
         The run folder `<root>/<experiment>/<run_id>`.
     """
-    final = Path(root) / exp.experiment / exp.run_id
+    final = run_folder(root, exp)
     tmp = final.with_name(f".tmp-{exp.run_id}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -116,6 +123,30 @@ def land(exp: ExperimentConfig, outcome: Outcome, root: Path, extra: Mapping[str
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     return final
+
+
+@contextlib.contextmanager
+def running(root: Path, studies: Iterable[str]) -> Iterator[None]:
+    """Hold each study's lock (`<root>/<study>/.kanlab.lock`) while this process runs it.
+
+    Two drivers landing one study's runs would delete each other's half-landed folders (recover
+    removes `.tmp-*`, land replaces a folder): the second is refused at once, having written
+    nothing. Different studies run side by side, into one database too. An flock is released by
+    the OS when its process ends, however it ends, so a killed driver never leaves a study locked.
+    """
+    with contextlib.ExitStack() as stack:
+        for name in sorted(set(studies)):
+            path = inside(root, name) / ".kanlab.lock"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = stack.enter_context(path.open("a"))
+            try:
+                if fcntl is not None:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise ValueError(f"study {name!r} is being run into {str(root)!r} by another kanlab process; "
+                                 "rerun this command when it has finished (it then resumes), or give this "
+                                 "one another --root") from None
+        yield
 
 
 class Progress:
@@ -168,7 +199,7 @@ def run_experiments(experiments: Sequence[ExperimentConfig], root: Path, db_path
     root = Path(root)
     unique = list({e.run_id: e for e in experiments}.values())
     notes = annotations or {}
-    with ResultsStore(db_path) as store:
+    with running(root, [e.experiment for e in unique]), ResultsStore(db_path) as store:
         recover(unique, store, root, notes)
         todo = {e.run_id: e for e in pending(unique, store, root, retry_failed=retry_failed)}
         if todo:
@@ -184,4 +215,4 @@ def run_experiments(experiments: Sequence[ExperimentConfig], root: Path, db_path
                 progress.close()
                 if executor is None:
                     runner.close()
-    return [root / e.experiment / e.run_id for e in experiments]
+    return [run_folder(root, e) for e in experiments]

@@ -18,18 +18,18 @@ import os
 import signal
 import tarfile
 import tempfile
-import threading
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from multiprocessing import connection, get_context
+from multiprocessing import connection, get_context, resource_tracker
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Protocol
 
 from kanlab.config import ExperimentConfig
+from kanlab.interrupts import ctrl_c_deferred, ignore_ctrl_c
 from kanlab.runs import execute
 
 DIED = "worker process died while running this run (killed, out of memory, or a crash in native code)"
@@ -105,11 +105,16 @@ def run_job(job: Job) -> bytes:
         return pack(execute(exp, Path(tmp), plots=job.plots))
 
 
+# Torch threads of each pool and cluster worker, which run one job per core. A run's own count
+# (ExperimentConfig.threads, set from this by `kanlab sweep`) is what execute computes on.
+WORKER_THREADS = 1
+
+
 def in_one_thread(target: Target, job: Job) -> bytes:
-    """target(job) with one torch thread: pool and cluster workers run one job per core."""
+    """target(job) with WORKER_THREADS torch threads: pool and cluster workers run one job per core."""
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(WORKER_THREADS)
     return target(job)
 
 
@@ -162,7 +167,8 @@ class SerialExecutor:
 def _serve(target: Target, conn: Connection) -> None:
     """A pool worker: run each Job the driver sends, reply b"R" + packed folder or b"E" + error text."""
     # Ctrl-C reaches the whole process group: the driver alone handles it (and stops its workers).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Started with SIGINT blocked (see LocalExecutor._start), so one during start-up waited till now.
+    ignore_ctrl_c()
     while True:
         try:
             job = conn.recv()  # from our own driver, over a private pipe
@@ -239,17 +245,24 @@ class LocalExecutor:
         context = get_context("spawn")
         ours, theirs = context.Pipe()
         process = context.Process(target=_serve, args=(self.target, theirs), name="kanlab-worker")
-        # Started with SIGINT ignored, which the new interpreter keeps: a Ctrl-C while it imports
-        # torch is the driver's to handle, like one later (see _serve).
-        main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
-        try:
+        # Started with SIGINT blocked, which the new interpreter keeps until _serve ignores it: a
+        # Ctrl-C while it imports torch is the driver's to handle, like one later. The driver itself
+        # never ignores SIGINT: one that lands during the start is recorded, and raised after it.
+        # multiprocessing's resource tracker, launched by the first start in a process, unblocks
+        # SIGINT in this thread as it starts: launched first, it cannot undo the block.
+        if os.name == "posix":
+            resource_tracker.ensure_running()
+        with ctrl_c_deferred(block=True) as pressed:
             process.start()
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
         theirs.close()  # the worker holds the other end: its death reads as EOF here
-        return _Worker(process, ours)
+        worker = _Worker(process, ours)
+        if pressed:
+            try:
+                signal.raise_signal(signal.SIGINT)  # to this process's own handler: KeyboardInterrupt
+            except BaseException:
+                worker.stop(kill=True)
+                raise
+        return worker
 
     def _give(self, job: Job) -> None:
         worker = self._idle.pop() if self._idle else self._start()
@@ -293,6 +306,11 @@ class LocalExecutor:
                 for conn in [c for c, w in self._busy.items()
                              if c in ready or w.process.sentinel in ready or not w.process.is_alive()]:
                     yield self._collect(self._busy.pop(conn))
+        except KeyboardInterrupt:  # Ctrl-C: idle workers too, rather than wait while they import torch
+            for worker in self._idle:
+                worker.stop(kill=True)
+            self._idle.clear()
+            raise
         finally:
             for worker in self._busy.values():  # abandoned mid-sweep: stop what still runs
                 worker.stop(kill=True)

@@ -10,12 +10,15 @@ name is always whole.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import math
+import pickle
 import shutil
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,20 +33,32 @@ from kanlab.config import ExperimentConfig, ModelEntry, StudyConfig, _build
 from kanlab.evaluation import evaluate
 from kanlab.layers import KANLinear
 from kanlab.layers.dense import Dense
-from kanlab.tasks import Dataset, TaskConfig, make_dataset
+from kanlab.tasks import Dataset, TaskConfig, data_hash, input_files, make_dataset
 from kanlab.tasks.image import psnr
 from kanlab.timing import cached_match_time
-from kanlab.train import History, TrainConfig, train
+from kanlab.train import History, TrainConfig, _nonfinite_inside, train
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 EDGE_POINTS = 200
 
 
-def expand(study: StudyConfig) -> list[ExperimentConfig]:
-    """Every (task, model, seed) of a study as a resolved ExperimentConfig (widths matched)."""
+def expand(study: StudyConfig, *, threads: int | None = None) -> list[ExperimentConfig]:
+    """Every (task, model, seed) of a study as a resolved ExperimentConfig (widths matched).
+
+    Args:
+        study: the study.
+        threads: torch threads each run computes on (default: this process's torch.get_num_threads(),
+            which `kanlab run` uses; pool and cluster workers run one each).
+    Returns:
+        The runs, each with the hash of its task's files and its thread count.
+    """
+    threads = torch.get_num_threads() if threads is None else threads
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
     out = []
     for n, (task, task_train) in enumerate(zip(study.tasks, study.task_train, strict=True)):
         data = make_dataset(task)
+        files = data_hash(task)  # after make_dataset, whose errors say best what is wrong with a file
         for entry in study.models:
             merged = {**study.train, **task_train, **entry.train}
             train = _build(TrainConfig, merged, f"train of {entry.label}")
@@ -57,7 +72,7 @@ def expand(study: StudyConfig) -> list[ExperimentConfig]:
                 out.append(ExperimentConfig(
                     experiment=study.name, label=entry.label, family=entry.family, spec=spec,
                     task=task, train=dataclasses.replace(train, seed=seed), seed=seed,
-                    symbolic=study.symbolic_of(n), match=match,
+                    symbolic=study.symbolic_of(n), match=match, data_hash=files, threads=threads,
                 ))
     return out
 
@@ -92,6 +107,52 @@ def match_entry(entry: ModelEntry, data: Dataset, train: TrainConfig,
         raise ValueError(f"model {entry.label!r} on task {task_label(task)!r}: {err}") from None
     return widths, {"by": entry.match, "budget": entry.budget, "tol": entry.tol, "depth": entry.depth,
                     "value": value}
+
+
+def load_data(exp: ExperimentConfig, dtype: torch.dtype) -> Dataset:
+    """The run's dataset, checked to be built from the very bytes its identity names (exp.data_hash).
+
+    The files are hashed after they are read, so an edit between planning the run and reading them
+    (or while reading) is caught, not trained on under the old data's identity.
+    """
+    data = make_dataset(exp.task, dtype=dtype)
+    if exp.data_hash is not None and data_hash(exp.task) != exp.data_hash:
+        files = ", ".join(map(str, input_files(exp.task)))
+        raise ValueError(f"{files} is not the data this run was planned with (sha256 "
+                         f"{exp.data_hash[:12]}...; it was edited since): run the study again to plan runs "
+                         "for the new data")
+    return data
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block on n torch threads (None: as it is), then restore the previous count."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def inside(root: Path, *names: str) -> Path:
+    """root / names, each one plain folder name; a ValueError where the path would lie outside root.
+
+    Every folder the driver writes (run folders, reports) goes through this: a study name such as
+    "../x" or "/x", or a symbolic link out of the tree, would otherwise write elsewhere.
+    """
+    path = Path(root).joinpath(*names)
+    plain = all(name not in ("", ".", "..") and Path(name).name == name for name in names)
+    if not plain or not path.resolve().is_relative_to(Path(root).resolve()):
+        raise ValueError(f"refusing to write {str(path)!r}: it is not a folder inside the results root "
+                         f"{str(root)!r} (names must be plain folder names, without '/' or '..')")
+    return path
+
+
+def run_folder(root: Path, exp: ExperimentConfig) -> Path:
+    """The run folder of exp under root, `<root>/<experiment>/<run_id>` (checked by inside)."""
+    return inside(root, exp.experiment, exp.run_id)
 
 
 def build_model(exp: ExperimentConfig) -> nn.Module:
@@ -189,7 +250,7 @@ class RunState:
 def _train_run(exp: ExperimentConfig, tmp: Path, out: RunState,
                progress: Callable[[int, int], None] | None) -> None:
     """The plain run: train, then write metrics, checkpoint, predictions and edges into tmp."""
-    data = out.data = make_dataset(exp.task, dtype=DTYPES[exp.train.dtype])
+    data = out.data = load_data(exp, DTYPES[exp.train.dtype])
     model = out.model = build_model(exp)
     metrics = (tmp / "metrics.jsonl").open("w")
 
@@ -215,16 +276,32 @@ def _train_run(exp: ExperimentConfig, tmp: Path, out: RunState,
         if data.image_shape is not None and np.isfinite(rec["test_loss"]):
             rec["psnr"] = psnr(rec["test_loss"])
     torch.save(model.state_dict(), tmp / "model.pt")
-    write_outputs(tmp, model, data)
+    left_out = write_outputs(tmp, model, data)
+    if left_out:
+        out.extra["left_out"] = left_out
 
 
-def write_outputs(folder: Path, model: nn.Module, data: Dataset) -> None:
-    """predictions.npz (test set), edges.npz (per-edge responses) and a table's split.npz."""
+def write_outputs(folder: Path, model: nn.Module, data: Dataset) -> dict[str, str]:
+    """predictions.npz (test set), edges.npz (per-edge responses) and a table's split.npz.
+
+    A diverged model (NaN or inf in its parameters or activations) makes a layer refuse its input:
+    its predictions are then NaN, and edges.npz is left out.
+
+    Returns:
+        {file left out: why}, empty for a finite model.
+    """
     _write_predictions(folder, model, data)
-    np.savez(folder / "edges.npz", allow_pickle=False, **edge_arrays(model, data.x_train))
     if data.split is not None:
-        arrays = {k: np.asarray(v) for k, v in data.split.items() if isinstance(v, np.ndarray)}
-        np.savez(folder / "split.npz", allow_pickle=False, **arrays)
+        split = {k: np.asarray(v) for k, v in data.split.items() if isinstance(v, np.ndarray)}
+        np.savez(folder / "split.npz", allow_pickle=False, **split)
+    try:
+        arrays = edge_arrays(model, data.x_train)
+    except ValueError as err:
+        if not _nonfinite_inside(model, data.x_train):
+            raise
+        return {"edges.npz": f"the model is not finite ({err})"}
+    np.savez(folder / "edges.npz", allow_pickle=False, **arrays)
+    return {}
 
 
 def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int], None] | None = None,
@@ -234,7 +311,7 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
     Returns:
         The finished run folder `<root>/<experiment>/<run_id>`.
     """
-    final_dir = Path(root) / exp.experiment / exp.run_id
+    final_dir = run_folder(root, exp)
     tmp = final_dir.with_name(f".tmp-{exp.run_id}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -242,12 +319,13 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
     started = time.perf_counter()
     out = RunState()
     try:
-        if exp.symbolic is not None:
-            from kanlab.symbolic_run import run_symbolic
+        with torch_threads(exp.threads):
+            if exp.symbolic is not None:
+                from kanlab.symbolic_run import run_symbolic
 
-            run_symbolic(exp, build_model(exp), tmp, out)
-        else:
-            _train_run(exp, tmp, out, progress)
+                run_symbolic(exp, build_model(exp), tmp, out)
+            else:
+                _train_run(exp, tmp, out, progress)
     except Exception as err:  # noqa: BLE001 - a failed run is recorded and the study goes on
         out.error = f"{type(err).__name__}: {err}"
         (tmp / "error.txt").write_text(traceback.format_exc())
@@ -264,7 +342,12 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
 
 @torch.no_grad()
 def _write_predictions(folder: Path, model: nn.Module, data: Dataset) -> None:
-    y_pred = model(data.x_test)
+    try:
+        y_pred = model(data.x_test)
+    except ValueError:  # a layer's input check: NaN predictions if NaN/inf got inside, else a real error
+        if not _nonfinite_inside(model, data.x_test):
+            raise
+        y_pred = torch.full_like(data.y_test, math.nan)
     shape = np.array(data.image_shape or (), dtype=np.int64)
     np.savez(folder / "predictions.npz", coords_test=data.coords_test.cpu().numpy(),
              y_test=data.y_test.cpu().numpy(), y_pred=y_pred.cpu().numpy(), image_shape=shape,
@@ -278,22 +361,52 @@ def load_run(run_dir: Path) -> tuple[ExperimentConfig, nn.Module]:
     missing = FileNotFoundError(f"{run_dir} is not a finished run folder (needs config.json and model.pt)")
     if not cfg_path.is_file():
         raise missing
-    exp = ExperimentConfig.from_dict(json.loads(cfg_path.read_text()))
+    exp = read_config(cfg_path)
     if exp.symbolic is not None:
         raise ValueError(f"{run_dir} is a symbolic run: its result is the formula in symbolic/symbolic.json "
                          "and final.json, and it keeps no checkpoint to reload")
     if not ckpt.is_file():
         raise missing
     model = build_model(exp).to(DTYPES[exp.train.dtype])
-    model.load_state_dict(torch.load(ckpt, weights_only=True, map_location="cpu"))
+    try:  # weights_only: anything but tensors and plain containers is refused, never run
+        state = torch.load(ckpt, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError:
+        raise ValueError(f"{ckpt} is not a kanlab checkpoint: refused to unpickle it, as it holds more than "
+                         "tensors (nothing in it was run)") from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f"{ckpt} is not a kanlab checkpoint (truncated or not a torch file: "
+                         f"{_first_sentence(err)})") from None
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as err:
+        raise ValueError(f"{ckpt} does not fit this run's model {exp.spec!r} (is it another run's "
+                         f"checkpoint?): {_first_sentence(err)}") from None
     return exp, model
+
+
+def read_config(path: Path) -> ExperimentConfig:
+    """A run folder's config.json, or a ValueError naming the file and what is wrong with it."""
+    try:
+        return ExperimentConfig.from_dict(json.loads(Path(path).read_text()))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err})") from None
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _first_sentence(err: BaseException) -> str:
+    # torch's messages run to several lines of advice; the first sentence says what is wrong
+    text = " ".join(str(err).split()) or type(err).__name__
+    first = text.split(". ", 1)[0]
+    return first if len(first) <= 200 else first[:200] + "..."
 
 
 def evaluate_run(run_dir: Path) -> dict[str, float]:
     """Reload a run's checkpoint and evaluate it on its task's train and test sets (kanlab.evaluation)."""
     exp, model = load_run(run_dir)
-    data = make_dataset(exp.task, dtype=DTYPES[exp.train.dtype])
-    out = evaluate(model, data)
+    data = load_data(exp, DTYPES[exp.train.dtype])
+    with torch_threads(exp.threads):
+        out = evaluate(model, data)
     if data.image_shape is not None:
         out["psnr"] = psnr(out["test_loss"])
     return out

@@ -3,22 +3,26 @@
 Only the driver process writes it (WAL mode lets reports read while a sweep is recording).
 A row is rebuilt from the run folder's config.json, final.json and metrics.jsonl, so the
 folder stays the source of truth and re-recording a run replaces its rows instead of adding.
-Columns added since a database was created (all nullable) are added to it when it is opened:
-an older kanlab still reads and writes it, leaving them empty.
+Reports group runs by task_key, which two different tasks never share (see task_key).
+A database of an older schema is migrated when it is opened (see MIGRATIONS); nullable columns
+added within a schema version are added to it then too, and an older kanlab of that version
+still reads and writes it, leaving them empty.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import platform
 import sqlite3
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_DB = Path("runs/kanlab.db")
 
 RUN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -44,7 +48,9 @@ RUN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("final_json", "TEXT NOT NULL"),
     ("versions_json", "TEXT NOT NULL"),
     ("created", "TEXT NOT NULL"),
-    # added later (nullable, so _add_columns can add them to an older database)
+    ("task_key", "TEXT"),   # version 2: see task_key
+    ("data_hash", "TEXT"),  # version 2: SHA-256 of the task's files (NULL: none, or not recorded)
+    # added later within version 2 (nullable, so _add_columns can add them to an older database)
     ("flops", "INTEGER"),  # forward multiply-adds per sample of the spec (kanlab.models.count_flops)
     ("flops_local", "INTEGER"),  # the same with B-spline KAN layers counted by their local support
     ("test_accuracy", "REAL"),  # class targets
@@ -72,6 +78,35 @@ CREATE TABLE IF NOT EXISTS curves ({", ".join(f"{n} {t}" for n, t in CURVE_COLUM
                                    PRIMARY KEY (run_id, step));
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, task, label, seed);
 """
+
+
+def task_key(config: Mapping[str, Any]) -> str:
+    """The group a run belongs to in reports: its task's name and a hash of the whole task and its
+    data, so that two tasks (two CSV files, one file before and after an edit, two noise levels)
+    never share one, as two data tasks shared the name "zigzag" before.
+
+    Args:
+        config: a run's config.json.
+    """
+    task = config["task"]
+    blob = json.dumps({"task": task, "data_hash": config.get("data_hash")}, sort_keys=True)
+    name = str(task.get("name", ""))
+    short = name if task.get("kind") == "function" else Path(name).stem
+    return f"{short}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def _to_version_2(db: sqlite3.Connection) -> None:
+    # task_key and data_hash, filled from each row's config
+    db.execute("ALTER TABLE runs ADD COLUMN task_key TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN data_hash TEXT")
+    for run_id, config_json in db.execute("SELECT run_id, config_json FROM runs").fetchall():
+        config = json.loads(config_json)
+        db.execute("UPDATE runs SET task_key = ?, data_hash = ? WHERE run_id = ?",
+                   (task_key(config), config.get("data_hash"), run_id))
+
+
+# Version v -> v + 1, applied in order when an older database is opened (in one transaction).
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_version_2}
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -144,20 +179,45 @@ class ResultsStore:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
+            if self._version(db) is not None and self._version(db) != SCHEMA_VERSION:
+                self._migrate(db)
             with db:
                 db.executescript(_SCHEMA)
                 found = db.execute("SELECT version FROM schema_version").fetchall()
                 if not found:
                     db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-                elif found[0][0] != SCHEMA_VERSION:
-                    raise RuntimeError(f"{self.path} has schema version {found[0][0]}, this kanlab "
-                                       f"reads version {SCHEMA_VERSION}; record the runs into a new database")
                 _add_columns(db)
         except BaseException:
             db.close()
             raise
         self._db = db
         return db
+
+    @staticmethod
+    def _version(db: sqlite3.Connection) -> int | None:
+        """The schema version of an existing database (None: a new one)."""
+        table = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
+        if table.fetchone() is None:
+            return None
+        found = db.execute("SELECT version FROM schema_version").fetchone()
+        return None if found is None else int(found[0])
+
+    def _migrate(self, db: sqlite3.Connection) -> None:
+        """Bring an older database to SCHEMA_VERSION in one transaction (its rows are kept)."""
+        db.execute("BEGIN IMMEDIATE")  # the write lock first: another process may be migrating it too
+        try:
+            version = self._version(db)
+            assert version is not None
+            if version > SCHEMA_VERSION or any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
+                raise RuntimeError(f"{self.path} has schema version {version}, this kanlab reads version "
+                                   f"{SCHEMA_VERSION}; record the runs into a new database")
+            for step in range(version, SCHEMA_VERSION):
+                MIGRATIONS[step](db)
+            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
     def record_run(self, run_dir: Path) -> str:
         """Insert or replace one run folder's row and curve in a single transaction.
@@ -176,7 +236,8 @@ class ResultsStore:
             row = {
                 "run_id": config["run_id"], "experiment": config["experiment"], "label": config["label"],
                 "family": config["family"], "task": task["name"], "task_kind": task["kind"],
-                "seed": int(config["seed"]), "status": final["status"],
+                "seed": int(config["seed"]), "status": final["status"], "task_key": task_key(config),
+                "data_hash": config.get("data_hash"),
             }
         except (KeyError, TypeError) as err:
             raise ValueError(f"cannot record run: {run_dir} lacks config/final field {err}") from err
@@ -187,7 +248,7 @@ class ResultsStore:
         row.update(
             run_dir=str(run_dir), config_json=json.dumps(config, sort_keys=True),
             final_json=json.dumps(final, sort_keys=True), versions_json=json.dumps(self.versions()),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            created=datetime.now(timezone.utc).isoformat(timespec="microseconds"),  # orders reruns
         )
         curve = [tuple([row["run_id"]] + [rec.get(name) for name in _CURVE_NAMES[1:]]) for rec in metrics]
         db = self._connection()

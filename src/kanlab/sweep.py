@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kanlab.config import ExperimentConfig, apply_overrides, parse_study, read_study
+from kanlab.config import ExperimentConfig, apply_overrides, check_name, parse_study, read_study
 from kanlab.runs import expand
 from kanlab.sweep_axes import assign, check_axis
 
@@ -82,13 +82,14 @@ def apply_sweep_overrides(raw: Mapping[str, Any], overrides: Sequence[str]) -> d
     return apply_overrides(out, study_items)
 
 
-def _expand_point(base: Mapping[str, Any], point: Mapping[str, Any]) -> list[tuple[ExperimentConfig, dict]]:
+def _expand_point(base: Mapping[str, Any], point: Mapping[str, Any],
+                  threads: int | None) -> list[tuple[ExperimentConfig, dict]]:
     # Each run with its model entry's budget and depth (None for a model given by its spec).
     study_raw = _apply(base, point)
     where = ", ".join(f"{k}={v!r}" for k, v in point.items()) or "the base study"
     try:
         study = parse_study(study_raw)
-        runs = expand(study)
+        runs = expand(study, threads=threads)
     except (ValueError, KeyError, TypeError, FileNotFoundError) as err:
         raise ValueError(f"sweep point {where}: {err}") from None
     out = []
@@ -103,14 +104,16 @@ def _expand_point(base: Mapping[str, Any], point: Mapping[str, Any]) -> list[tup
     return out
 
 
-def parse_sweep(raw: Mapping[str, Any]) -> Sweep:
+def parse_sweep(raw: Mapping[str, Any], *, threads: int | None = None) -> Sweep:
     """Validate a raw sweep dict and resolve every run of every point.
 
     Args:
         raw: a study dict with an optional "axes" table (see the module docstring).
+        threads: torch threads each run computes on (see runs.expand).
     Returns:
         The Sweep; its experiments are distinct (a run shared by several points appears once).
     """
+    name = check_name(raw.get("name", "study"), "sweep name")
     axes_raw = raw.get("axes", {})
     if not isinstance(axes_raw, Mapping):
         raise ValueError(f"[axes] must be a table of key = [values], got {axes_raw!r}")
@@ -122,7 +125,7 @@ def parse_sweep(raw: Mapping[str, Any]) -> Sweep:
     points = list(itertools.product(*(values for _, values in axes)))
     for values in points:
         point = dict(zip((key for key, _ in axes), values, strict=True))
-        for exp, model in _expand_point(base, point):
+        for exp, model in _expand_point(base, point, threads):
             seen.setdefault(exp.run_id, exp)
             found.setdefault(exp.run_id, []).append(point)
             entry[exp.run_id] = model
@@ -132,7 +135,7 @@ def parse_sweep(raw: Mapping[str, Any]) -> Sweep:
             raise ValueError(f"axis {key!r} changes no run (does every model it names give a spec or "
                              "its own value?)")
     coords = {run_id: {**entry[run_id], "axes": merged[run_id]} for run_id in seen}
-    return Sweep(name=str(raw.get("name", "study")), axes=axes, experiments=tuple(seen.values()),
+    return Sweep(name=name, axes=axes, experiments=tuple(seen.values()),
                  coords=coords, points=len(points), description=str(raw.get("description", "")))
 
 
@@ -151,13 +154,14 @@ def _merge(points: list[dict[str, Any]]) -> dict[str, Any]:
     return {k: same.get(k) for k in first}
 
 
-def load_sweep(source: str | Path, overrides: Sequence[str] = ()) -> Sweep:
+def load_sweep(source: str | Path, overrides: Sequence[str] = (), *, threads: int | None = None) -> Sweep:
     """Read a sweep preset or file, apply --set overrides and resolve it (nothing is written).
 
     Args:
         source: a preset name (e.g. scaling-quick) or a path to a .toml file.
         overrides: `key=value` items, as for studies, plus `axes.KEY=[...]`.
+        threads: torch threads each run computes on (see runs.expand).
     Returns:
         The resolved Sweep.
     """
-    return parse_sweep(apply_sweep_overrides(read_study(source), overrides))
+    return parse_sweep(apply_sweep_overrides(read_study(source), overrides), threads=threads)

@@ -20,7 +20,6 @@ from torch import nn
 
 from kanlab.config import ExperimentConfig, _build
 from kanlab.symbolic_workflow import SymbolicConfig, symbolic_workflow
-from kanlab.tasks import make_dataset
 from kanlab.train import History
 
 if TYPE_CHECKING:
@@ -37,11 +36,11 @@ def run_symbolic(exp: ExperimentConfig, model: nn.Module, folder: Path, out: Run
         out: filled with the data, the final model, a History of one record per stage and the
             formula keys of final.json, as far as the run gets.
     """
-    from kanlab.runs import write_outputs
+    from kanlab.runs import load_data, write_outputs
 
     assert exp.symbolic is not None
     cfg = _build(SymbolicConfig, {**exp.symbolic, "seed": exp.seed}, "symbolic")
-    data = out.data = make_dataset(exp.task, dtype=torch.float64)
+    data = out.data = load_data(exp, torch.float64)
     out.model = model.double()
     started = time.perf_counter()
     result = symbolic_workflow(out.model, data, cfg)
@@ -59,5 +58,7 @@ def run_symbolic(exp: ExperimentConfig, model: nn.Module, folder: Path, out: Run
     summary = result.summary()
     out.extra = {"formula": summary["formula"], "formula_latex": summary["formula_latex"],
                  "formula_error": result.formula_error}
-    write_outputs(folder, result.model, data)
+    left_out = write_outputs(folder, result.model, data)
+    if left_out:
+        out.extra["left_out"] = left_out
 

@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 
-def check_input(x: torch.Tensor, in_features: int, *, check_finite: bool, name: str) -> None:
+def check_input(x: torch.Tensor, in_features: int, *, check_finite: bool, name: str,
+                dtype: torch.dtype | None = None) -> None:
     """Raise a ValueError naming the problem when x is not a finite (batch, in_features) tensor.
 
     Args:
@@ -15,7 +16,14 @@ def check_input(x: torch.Tensor, in_features: int, *, check_finite: bool, name: 
         in_features: the width the layer was built for.
         check_finite: also scan for NaN/inf (one reduction over x; pass False to skip it).
         name: the layer's class name, used in the message.
+        dtype: the dtype of the layer's parameters, which x must have outside autocast (a TypeError
+            otherwise: each path fails its own way, or silently computes in another precision).
     """
+    if dtype is not None and x.dtype != dtype and not torch.is_autocast_enabled(x.device.type):
+        raise TypeError(
+            f"{name} got a {x.dtype} input but its parameters are {dtype}: convert the input (x.to({dtype})) "
+            "or the model (model.float() or model.double(); layers run in float32 or float64)"
+        )
     if x.dim() != 2 or x.shape[1] != in_features:
         raise ValueError(
             f"{name} expects input of shape (batch, {in_features}), got {tuple(x.shape)}; "

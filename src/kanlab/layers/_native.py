@@ -4,7 +4,8 @@ At the sizes of the KAN paper's examples ([2, 5, 1], a thousand points) every ot
 its time dispatching tensor operations (a few microseconds each, a few hundred per LBFGS closure),
 not computing. _native.c does the whole layer, uniform-grid basis included, in one call each way.
 It is compiled with the system's C compiler on first use (a few seconds, once; cached in
-~/.cache/kanlab/native, or $KANLAB_CACHE/native) and loaded with ctypes. Where no compiler works,
+~/.cache/kanlab/native, or $KANLAB_CACHE/native, and checked against its checksum before each
+load: see build) and loaded with ctypes. Where no compiler works,
 KANLinear runs the "dense" or "gather" path instead: silently under path="auto" (which picks
 native for the smallest layers), after one RuntimeWarning under path="native".
 
@@ -16,6 +17,7 @@ float64 (sums in double either way); uniform grids of order 2..5.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import hashlib
@@ -26,12 +28,18 @@ import subprocess
 import sys
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from kanlab.layers._fast import _power_matrix, graph_grads, reference_layer
+
+try:
+    import fcntl
+except ImportError:  # Windows: the kernels are not built there (see library)
+    fcntl = None  # type: ignore[assignment]
 
 HERE = Path(__file__).parent
 SOURCES = (HERE / "_native.c", HERE / "_native_gather.c")  # one library: both include _native.h
@@ -85,7 +93,14 @@ def available(dtype: torch.dtype, *, asked: bool = False) -> bool:
 
 
 def build(c_type: str) -> Path:
-    """Compile the kernels for c_type ("float" or "double") unless a build of these sources exists."""
+    """Compile the kernels for c_type ("float" or "double") unless a verified build of these sources exists.
+
+    The cache key covers the sources, the flags, the compiler and its version string. A cached
+    library is loaded only after its size and SHA-256 match the sidecar written when it was built: a
+    truncated or corrupt file (which crashed every process that loaded it, with SIGBUS) is removed
+    and rebuilt, with one RuntimeWarning. Processes that find the cache empty at once take a file
+    lock, so one of them builds and the others wait for its file.
+    """
     cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if cc is None:
         raise RuntimeError("no C compiler found")
@@ -93,13 +108,27 @@ def build(c_type: str) -> Path:
     # local basis's clamps only vectorize without them (the values are the same)
     flags = ["-O3", "-fno-trapping-math", "-shared", "-fPIC", f"-DREAL={c_type}", *vector_flags()]
     compile_flags = [[*flags, *wide_flags(src)] for src in SOURCES]
-    stamp = " ".join([cc, *(flag for own in compile_flags for flag in own), platform.machine(),
-                      sys.platform]).encode()
+    stamp = " ".join([cc, compiler_version(cc), *(flag for own in compile_flags for flag in own),
+                      platform.machine(), sys.platform]).encode()
     key = hashlib.sha256(b"".join(p.read_bytes() for p in (*SOURCES, HEADER)) + stamp).hexdigest()[:16]
     out = cache_dir() / f"kan_{c_type}_{key}.so"
-    if out.exists():
+    if verify(out) is None:
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
+    with _locked(out.with_suffix(".lock")):
+        problem = verify(out)  # again: another process may have built it while this one waited
+        if problem is None:
+            return out
+        if out.exists():
+            warnings.warn(f"kanlab: the cached kernel library {out} is damaged ({problem}); it was removed "
+                          "and is rebuilt now", RuntimeWarning, stacklevel=2)
+            out.unlink()
+        _compile(cc, flags, compile_flags, out)
+    return out
+
+
+def _compile(cc: str, flags: list[str], compile_flags: list[list[str]], out: Path) -> None:
+    """Build the library into out, its checksum first (see verify): each file replaced atomically."""
     tmp = out.with_name(f"{out.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     objects = [tmp.with_name(f"{tmp.name}.{n}.o") for n in range(len(SOURCES))]
     jobs: list[subprocess.Popen[str]] = []
@@ -116,15 +145,58 @@ def build(c_type: str) -> Path:
                               text=True, timeout=300)
         if done.returncode != 0:
             raise RuntimeError(f"{cc} failed: {done.stderr.strip()[-1000:]}")
-        os.replace(tmp, out)  # atomic: a sweep's workers building at once never load half a file
+        data = tmp.read_bytes()
+        sums = _checksum(out)
+        sums_tmp = sums.with_name(f"{tmp.name}.sha256")
+        sums_tmp.write_text(f"{len(data)} {hashlib.sha256(data).hexdigest()}\n")
+        os.replace(sums_tmp, sums)
+        os.replace(tmp, out)  # atomic: a process never loads half a file
     finally:
         for job in jobs:  # after a timeout: no compiler left writing into the cache
             if job.poll() is None:
                 job.kill()
                 job.wait()
-        for path in (tmp, *objects):
+        for path in (tmp, *objects, _checksum(out).with_name(f"{tmp.name}.sha256")):
             path.unlink(missing_ok=True)
-    return out
+
+
+def _checksum(library: Path) -> Path:
+    return library.with_name(f"{library.name}.sha256")
+
+
+def verify(library: Path) -> str | None:
+    """None when library exists and matches the size and SHA-256 recorded beside it; else what is wrong."""
+    try:
+        data = library.read_bytes()
+    except FileNotFoundError:
+        return "not built"
+    try:
+        size, digest = _checksum(library).read_text().split()
+    except (OSError, ValueError):
+        return "no checksum recorded beside it"
+    if len(data) != int(size):
+        return f"{len(data)} bytes where {size} were written"
+    if hashlib.sha256(data).hexdigest() != digest:
+        return "its SHA-256 differs from the one recorded when it was built"
+    return None
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on path (created if missing) for the block. flock: the OS releases it
+    when its holder exits or is killed, so a lock file left behind never blocks a later build."""
+    with path.open("a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def compiler_version(cc: str) -> str:
+    """What `cc --version` prints: a new compiler (or the same name for another one) gets a new build."""
+    done = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"{cc} --version failed: {done.stderr.strip()[-300:]}")
+    return done.stdout.strip()
 
 
 def vector_flags() -> list[str]:

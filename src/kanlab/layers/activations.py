@@ -114,7 +114,8 @@ class RBFKAN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
+        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__,
+                    dtype=self.coef.dtype)
         y = _combine(self.basis(x), self.coef)                             # (b, o)
         if self.base is not None and self.base_weight is not None:
             y = y + BASES[self.base](x) @ self.base_weight.T
@@ -122,7 +123,8 @@ class RBFKAN(nn.Module):
 
     def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge phi_oi(x_i), base branch included: (b, i) -> (b, o, i)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
+        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__,
+                    dtype=self.coef.dtype)
         y = torch.einsum("bic,oic->boi", self.basis(x), self.coef)
         if self.base is not None and self.base_weight is not None:
             y = y + BASES[self.base](x).unsqueeze(1) * self.base_weight  # (b, o, i)
@@ -191,13 +193,15 @@ class ChebyshevKAN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
+        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__,
+                    dtype=self.coef.dtype)
         y = _combine(self.basis(x), self.coef)                             # (b, o)
         return y if self.bias is None else y + self.bias
 
     def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge phi_oi(x_i): (b, i) -> (b, o, i)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
+        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__,
+                    dtype=self.coef.dtype)
         return torch.einsum("bic,oic->boi", self.basis(x), self.coef)
 
 
@@ -262,14 +266,16 @@ class FourierKAN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
+        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__,
+                    dtype=self.cos_coef.dtype)
         kx = self._angles(x)
         y = _combine(torch.cos(kx), self.cos_coef) + _combine(torch.sin(kx), self.sin_coef)  # (b, o)
         return y if self.bias is None else y + self.bias
 
     def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge phi_oi(x_i): (b, i) -> (b, o, i)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
+        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__,
+                    dtype=self.cos_coef.dtype)
         kx = self._angles(x)
         cos = torch.einsum("bic,oic->boi", torch.cos(kx), self.cos_coef)
         return cos + torch.einsum("bic,oic->boi", torch.sin(kx), self.sin_coef)

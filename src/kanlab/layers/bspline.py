@@ -205,7 +205,8 @@ class KANLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name="KANLinear")
+        check_input(x, self.in_features, check_finite=self.check_finite, name="KANLinear",
+                    dtype=self.coef.dtype)
         path = self.resolved_path()
         base_fn = None if self.base is None else BASES[self.base]
         if path == "compiled":
@@ -238,7 +239,8 @@ class KANLinear(nn.Module):
 
     def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge outputs s_oi * phi_oi(x_i) + w_oi * b(x_i): (b, i) -> (b, o, i)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name="KANLinear")
+        check_input(x, self.in_features, check_finite=self.check_finite, name="KANLinear",
+                    dtype=self.coef.dtype)
         y = torch.einsum("bic,oic->boi", self.basis(x), self._scaled_coef())
         if self.base is not None:
             b = BASES[self.base](x).unsqueeze(1)                           # (b, 1, i)

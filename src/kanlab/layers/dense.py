@@ -114,7 +114,8 @@ class Dense(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
+        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__,
+                    dtype=self.weight.dtype)
         z = F.linear(x, self.weight, self.bias)                            # (b, o)
         if self.activation == "sine":
             return torch.sin(self.omega_0 * z)
@@ -122,5 +123,6 @@ class Dense(nn.Module):
 
     def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge pre-activation terms w_oi * x_i (an MLP's edges are linear): (b, i) -> (b, o, i)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
+        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__,
+                    dtype=self.weight.dtype)
         return x.unsqueeze(1) * self.weight                                # (b, o, i)

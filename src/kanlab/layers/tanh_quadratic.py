@@ -83,7 +83,8 @@ class TanhQuadratic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
+        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__,
+                    dtype=self.quad_weight.dtype)
         if self.after_sum:
             y = (x * x) @ self.quad_weight.T + x @ self.lin_weight.T       # (b, o)
             return torch.tanh(y if self.bias is None else y + self.bias)
@@ -92,6 +93,7 @@ class TanhQuadratic(nn.Module):
 
     def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge tanh(a x^2 + b x), or the pre-tanh a x^2 + b x with after_sum: (b, i) -> (b, o, i)."""
-        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__)
+        check_input(x, self.in_features, check_finite=self.check_finite, name=type(self).__name__,
+                    dtype=self.quad_weight.dtype)
         q = self._quadratics(x)
         return q if self.after_sum else torch.tanh(q)

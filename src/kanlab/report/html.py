@@ -15,10 +15,21 @@ from typing import Any
 
 from kanlab.report.classes import class_balance, plot_confusion
 from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
-from kanlab.report.parts import CSS, ROW_PX, figure, png_width, read_experiment, row, run_folder, slug
+from kanlab.report.parts import (
+    CSS,
+    ROW_PX,
+    figure,
+    png_width,
+    read_experiment,
+    row,
+    run_folder,
+    slug,
+    superseded_note,
+)
 from kanlab.report.plots import plot_curves, plot_edges, plot_fit, plot_image, plot_loss_vs_params
 from kanlab.report.symbolic import symbolic_section
 from kanlab.report.tables import (
+    data_version,
     fmt_fixed,
     fmt_params,
     fmt_pm,
@@ -27,7 +38,8 @@ from kanlab.report.tables import (
     loss_name,
     summary_table,
     targets_of,
-    task_name,
+    task_file,
+    task_labels,
     winner,
     with_flops,
 )
@@ -100,14 +112,15 @@ NOTE = ("Mean ± sample std (ddof=1) over finished seeds; diverged and failed ru
         "counted.")
 
 
-def _task_section(n: int, task_rows: list[dict[str, Any]], lines: list[dict[str, Any]],
+def _task_section(n: int, task: str, task_rows: list[dict[str, Any]], lines: list[dict[str, Any]],
                   win: dict[str, Any] | None, curves: dict[str, list[dict[str, Any]]], db_path: Path,
                   plots: Path) -> str:
-    task = task_name(task_rows[0])
     stem = plots / f"t{n}-{slug(task)}"
-    kind, targets = escape(task_rows[0]["task_kind"]), targets_of(task_rows[0])
+    kind, targets = task_rows[0]["task_kind"], targets_of(task_rows[0])
+    version = data_version(task_rows[0])  # one per task: the data is part of the task's key
+    about = escape(kind if version is None else f"{kind}: {task_file(task_rows[0])}, {version}")
     loss = f"test {loss_name(targets)}"
-    parts = [f'<h2 id="task-{n}">Task: {escape(task)} <span class="note">({kind})</span></h2>',
+    parts = [f'<h2 id="task-{n}">Task: {escape(task)} <span class="note">({about})</span></h2>',
              f'<p class="headline">{escape(_headline(task, win, targets))}</p>',
              _table(lines, win["best"]["label"] if win else None, targets),
              f'<p class="note">{escape(NOTE)}</p>',
@@ -171,8 +184,9 @@ def _failures(rows: Sequence[dict[str, Any]]) -> str:
     bad = [r for r in rows if r["status"] != "finished"]
     if not bad:
         return '<p class="note">Every run finished.</p>'
+    names = task_labels(rows)
     body = "".join(
-        f'<tr><td class="text">{escape(task_name(r))}</td><td class="text">{escape(r["label"])}</td>'
+        f'<tr><td class="text">{escape(names[r["task_key"]])}</td><td class="text">{escape(r["label"])}</td>'
         f'<td class="text">{r["seed"]}</td><td class="text">{escape(r["status"])}</td>'
         f'<td class="text">{escape(str(r["steps"]))}</td>'
         f'<td class="msg">{escape(r["message"] or "(no message)")}'
@@ -183,17 +197,17 @@ def _failures(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _configs(rows: Sequence[dict[str, Any]]) -> str:
-    out = []
+    out, names = [], task_labels(rows)
     for label in dict.fromkeys(r["label"] for r in rows):
         runs = [r for r in rows if r["label"] == label]
         blocks = []
-        for task in dict.fromkeys(r["task"] for r in runs):
-            of_task = [r for r in runs if r["task"] == task]
+        for task in dict.fromkeys(r["task_key"] for r in runs):
+            of_task = [r for r in runs if r["task_key"] == task]
             config = json.loads(of_task[0]["config_json"])
             config = {k: v for k, v in config.items() if k not in ("run_id", "seed")}
             config["seeds"] = sorted(r["seed"] for r in of_task)
             text = escape(json.dumps(config, indent=2))
-            blocks.append(f"<h4>{escape(task_name(of_task[0]))}</h4><pre>{text}</pre>")
+            blocks.append(f"<h4>{escape(names[task])}</h4><pre>{text}</pre>")
         summary = f"{label} ({runs[0]['family']}, {len(runs)} runs)"
         out.append(f"<details><summary>{escape(summary)}</summary>{''.join(blocks)}</details>")
     return "\n".join(out)
@@ -211,20 +225,21 @@ def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | 
         The path of report.html.
     """
     db_path, out_dir = Path(db_path), Path(out_dir)
-    rows, curves = read_experiment(db_path, experiment)
+    rows, curves, superseded = read_experiment(db_path, experiment)
     rows = with_flops(rows)
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     summary = summary_table(rows)
-    wins = {w["task"]: w for w in winner(rows)}
-    tasks = list(dict.fromkeys(s["task"] for s in summary))
+    wins = {w["task_key"]: w for w in winner(rows)}
+    tasks = list(dict.fromkeys(s["task_key"] for s in summary))  # two different tasks never share a key
     title = title or f"kanlab report: {experiment}"
-    names = {r["task"]: task_name(r) for r in rows}
-    kinds = {r["task"]: targets_of(r) for r in rows}
+    names = task_labels(rows)
+    kinds = {r["task_key"]: targets_of(r) for r in rows}
     heads = "".join(f'<p class="headline">{escape(_headline(names[t], wins.get(t), kinds[t]))} '
                     f'<a href="#task-{n}">Details</a></p>' for n, t in enumerate(tasks))
-    sections = [_task_section(n, [r for r in rows if r["task"] == t], [s for s in summary if s["task"] == t],
-                              wins.get(t), curves, db_path, plots) for n, t in enumerate(tasks)]
+    sections = [_task_section(n, names[t], [r for r in rows if r["task_key"] == t],
+                              [s for s in summary if s["task_key"] == t], wins.get(t), curves, db_path, plots)
+                for n, t in enumerate(tasks)]
     versions = sorted({", ".join(f"{k} {v}" for k, v in json.loads(r["versions_json"]).items())
                        for r in rows})
     total = sum(r["wall_time"] or 0.0 for r in rows)
@@ -237,6 +252,7 @@ def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | 
 <h1>{escape(title)}</h1>
 <p class="sub">{len(rows)} runs, {len(tasks)} task(s), {len({r["label"] for r in rows})} model(s);
 {escape(fmt_time(total))} of training in all. Does a KAN beat an MLP here, and at what cost?</p>
+{superseded_note(superseded)}
 {heads}
 {_failures(rows)}
 {"".join(sections)}

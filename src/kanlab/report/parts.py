@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 from collections.abc import Sequence
 from html import escape
@@ -91,11 +92,11 @@ def row(cells: Sequence[str], n_text: int, tag: str = "td", cls: str = "") -> st
 Row = dict[str, Any]
 
 
-def read_experiment(db_path: Path, experiment: str) -> tuple[list[Row], dict[str, list[Row]]]:
-    """An experiment's store rows and each run's curve, with clear errors for a missing db or name.
+def read_experiment(db_path: Path, experiment: str) -> tuple[list[Row], dict[str, list[Row]], int]:
+    """An experiment's current store rows and each run's curve, with clear errors for a missing db or name.
 
     Returns:
-        (rows, curves by run_id).
+        (rows, curves by run_id, how many rows later runs superseded: see current).
     """
     if not db_path.is_file():  # the store would create an empty database: say what is wrong instead
         raise FileNotFoundError(f"no results database at {db_path}")
@@ -104,7 +105,35 @@ def read_experiment(db_path: Path, experiment: str) -> tuple[list[Row], dict[str
         if not rows:
             known = ", ".join(store.experiments()) or "none"
             raise ValueError(f"experiment {experiment!r} has no runs in {db_path} (recorded: {known})")
-        return rows, {r["run_id"]: store.curves(r["run_id"]) for r in rows}
+        kept = current(rows)
+        return kept, {r["run_id"]: store.curves(r["run_id"]) for r in kept}, len(rows) - len(kept)
+
+
+def current(rows: Sequence[Row]) -> list[Row]:
+    """The rows a report shows: of runs that differ only in their thread count, the latest one.
+
+    The thread count is part of a run's identity, so a study run on another count (by `kanlab
+    sweep` after `kanlab run`, or again after upgrading from a kanlab that did not record it) gives
+    new runs of the same configuration; the earlier rows stay in the database, but a report that
+    averaged both would count each seed twice.
+    """
+    latest: dict[str, Row] = {}
+    for r in sorted(rows, key=lambda r: (r["created"], r["run_id"])):
+        if not r.get("config_json"):
+            latest[r["run_id"]] = r
+            continue
+        same = {k: v for k, v in json.loads(r["config_json"]).items() if k not in ("threads", "run_id")}
+        latest[json.dumps(same, sort_keys=True)] = r
+    kept = {r["run_id"] for r in latest.values()}
+    return [r for r in rows if r["run_id"] in kept]  # in the store's order
+
+
+def superseded_note(count: int) -> str:
+    """A note saying how many earlier rows later runs replaced ("" for none)."""
+    if not count:
+        return ""
+    return (f'<p class="note">Not shown: {count} earlier run(s) of the same configuration on another number '
+            "of threads (they stay in the database).</p>")
 
 
 def write_page(out_dir: Path, title: str, body: str) -> Path:

@@ -249,9 +249,11 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
         run_dir: a run folder.
         out_dir: folder for <name>.png and <name>.svg.
     Returns:
-        The PNG paths written.
+        The PNG paths written (FileNotFoundError when run_dir is not a run folder).
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if not (run_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a run folder (it has no config.json)")
     written = []
     makers: list[tuple[str, Callable[[Path, Path | str], Path | None]]] = [
         ("fit", plot_fit), ("image", plot_image), ("confusion", plot_confusion), ("edges", plot_edges)]

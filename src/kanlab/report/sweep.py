@@ -19,16 +19,18 @@ from typing import Any
 from kanlab.models import count_params, parse_spec
 from kanlab.report import scaling
 from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
-from kanlab.report.parts import figure, read_experiment, table, write_page
+from kanlab.report.parts import figure, read_experiment, superseded_note, table, write_page
 from kanlab.report.scaling import finished
 from kanlab.report.tables import (
     BASELINE_FAMILY,
+    data_version,
     fmt_params,
     fmt_sci,
     fmt_time,
     loss_name,
     targets_of,
-    task_name,
+    task_file,
+    task_labels,
     with_flops,
 )
 from kanlab.stats import ScalingFit, geometric_summary, paired_ratio, summarize, time_to_target
@@ -82,13 +84,13 @@ def fmt_budget(row: Row) -> str:
 
 
 def _key(row: Row, names: Sequence[str]) -> tuple[Any, ...]:
-    return (row["task"], row["label"], row["family"], row["budget"],
+    return (row["task_key"], row["label"], row["family"], row["budget"],
             *(json.dumps(row["axes"].get(k)) for k in names))
 
 
 def _cells(rows: Sequence[Row], names: Sequence[str]) -> list[list[Row]]:
     groups: dict[tuple[Any, ...], list[Row]] = {}
-    order = sorted(rows, key=lambda r: (r["task"], r["budget"] or 0, r["label"],
+    order = sorted(rows, key=lambda r: (r["task_key"], r["budget"] or 0, r["label"],
                                         json.dumps(r["axes"], sort_keys=True), r["seed"]))
     for r in order:
         groups.setdefault(_key(r, names), []).append(r)
@@ -134,7 +136,7 @@ def _cell_table(cells: list[list[Row]], names: Sequence[str]) -> str:
 
 def _comparable(a: Row, b: Row, names: Sequence[str]) -> bool:
     # Same task and budget; an axis counts only where it changes both runs (it is None otherwise).
-    return a["task"] == b["task"] and a["budget"] == b["budget"] and all(
+    return a["task_key"] == b["task_key"] and a["budget"] == b["budget"] and all(
         a["axes"].get(k) == b["axes"].get(k) for k in names
         if a["axes"].get(k) is not None and b["axes"].get(k) is not None)
 
@@ -220,9 +222,10 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
         HTML: per task, cell statistics, paired comparisons, scaling fits and time to target.
     """
     db_path = Path(db_path)
-    raw, curves = read_experiment(db_path, experiment)
+    raw, curves, superseded = read_experiment(db_path, experiment)
     rows, names = _prepare(with_flops(raw))
     parts = [f'<section class="sweep"><h2>Sweep statistics: {escape(experiment)}</h2>',
+             superseded_note(superseded),
              f'<p class="note">{len(rows)} runs, {sum(finished(r) for r in rows)} finished with a finite '
              "loss. "
              "Cells are (task, model, budget, axes) over seeds; statistics use finished runs only. "
@@ -234,16 +237,19 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
              "parameters at which the model's fitted scaling curve reaches the baseline's loss, as a "
              "multiple of the baseline's parameters (extrap.: outside the fitted range). "
              "An axis shown as 'any' does not change that model.</p>"]
-    for n, task in enumerate(dict.fromkeys(r["task"] for r in rows)):
-        task_rows = [r for r in rows if r["task"] == task]
+    labels = task_labels(rows)
+    for n, task in enumerate(dict.fromkeys(r["task_key"] for r in rows)):  # two tasks never share a key
+        task_rows = [r for r in rows if r["task_key"] == task]
         cells = _cells(task_rows, names)
         task_fits = scaling.fits(task_rows, names)
         png = Path(out_dir) / "plots" / f"sweep-scaling-{n}.png"
         plot, fit_table = scaling.scaling_figure(task_rows, names, task_fits, png)
-        name = escape(task_name(task_rows[0]))
+        version = data_version(task_rows[0])  # one per task: the data is part of the task's key
+        title = labels[task] if version is None else f"{labels[task]} ({task_file(task_rows[0])}, {version})"
+        name = escape(title)
         loss = f"test {loss_name(targets_of(task_rows[0]))}"
         pareto = pareto_figure(task_rows, Path(out_dir) / "plots" / f"sweep-pareto-{n}", loss_name=loss,
-                               title=f"{task_name(task_rows[0])}: final {loss} against parameters, FLOPs and "
+                               title=f"{labels[task]}: final {loss} against parameters, FLOPs and "
                                      "time per step")
         parts += [f"<h3>{name}: {loss} over seeds</h3>", _cell_table(cells, names),
                   f"<h3>{name}: paired comparison with the {BASELINE_FAMILY} at each budget</h3>",

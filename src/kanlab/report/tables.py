@@ -78,31 +78,88 @@ def task_name(row: dict[str, Any]) -> str:
     return name if row.get("task_kind", "function") == "function" else Path(name).stem
 
 
+def task_file(row: dict[str, Any]) -> str | None:
+    """The file a row's task reads (a data task's path, an image file), None for none."""
+    if row.get("task_kind") == "data":
+        task = json.loads(row["config_json"])["task"] if row.get("config_json") else {}
+        return str(task.get("path", row["task"]))
+    if row.get("task_kind") == "image" and Path(str(row["task"])).suffix:
+        return str(row["task"])
+    return None
+
+
+def data_version(row: dict[str, Any]) -> str | None:
+    """Which bytes of its file a row's task read ("sha256 <first 12 hex digits>"), or that this is
+    unknown; None for a task that reads no file (a function, a bundled image)."""
+    if row.get("data_hash"):
+        return f"sha256 {row['data_hash'][:12]}"
+    return None if task_file(row) is None else "not recorded (run before kanlab hashed input files)"
+
+
+def task_labels(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
+    """A display name per task key: the task's name, followed by what sets it apart (fields of its
+    config, its data version) where several tasks share that name."""
+    first: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        first.setdefault(str(row["task_key"]), row)
+    named: dict[str, list[str]] = {}
+    for key, row in first.items():
+        named.setdefault(task_name(row), []).append(key)
+    out = {}
+    for name, keys in named.items():
+        if len(keys) == 1:
+            out[keys[0]] = name
+            continue
+        fields = {key: _task_fields(first[key]) for key in keys}
+        differ = sorted({f for v in fields.values() for f in v
+                         if len({json.dumps(fields[k].get(f)) for k in keys}) > 1})
+        differ = [f for f in differ if f != "data"] or differ  # the data version: where nothing else differs
+        for key in keys:
+            shown = [f"{f}={fields[key].get(f)}" if f != "data" else str(fields[key][f]) for f in differ]
+            out[key] = f"{name} ({', '.join(shown) or key})"
+    return out
+
+
+def _task_fields(row: dict[str, Any]) -> dict[str, Any]:
+    # The task's config flattened to dotted keys, plus its data version.
+    task = json.loads(row["config_json"])["task"] if row.get("config_json") else {}
+    flat: dict[str, Any] = {}
+    for key, value in task.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            flat[key] = value
+    flat["data"] = data_version(row)
+    return flat
+
+
 def summary_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Group store rows by (task, label) into one summary line each.
+    """Group store rows by (task key, label) into one summary line each.
 
     Args:
         rows: dicts as returned by ResultsStore.runs().
     Returns:
-        Lines with task, task_kind, label, family, params, flops and flops_local (means),
-        train_loss/test_loss/psnr/test_accuracy/test_macro_f1 _mean and _std (finished seeds;
-        None where a run lacks the key), time_per_step (median), total_time (sum of wall
-        times), n_seeds, n_finished, n_diverged, n_failed and run_ids; sorted by task, then
-        mean test loss (groups without a finished seed last), then label.
+        Lines with task_key (the group: see store.task_key), task (its name), task_kind, label,
+        family, params, flops and flops_local (means), train_loss/test_loss/psnr/test_accuracy/
+        test_macro_f1 _mean and _std (finished seeds; None where a run lacks the key),
+        time_per_step (median), total_time (sum of wall times), n_seeds, n_finished, n_diverged,
+        n_failed and run_ids; sorted by task, then mean test loss (groups without a finished seed
+        last), then label.
     """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for row in rows:
-        groups.setdefault((str(row["task"]), str(row["label"])), []).append(row)
+        groups.setdefault((str(row["task_key"]), str(row["label"])), []).append(row)
     table = []
-    for (task, label), runs in groups.items():
+    for (group, label), runs in groups.items():
         done = [r for r in runs if r["status"] == "finished"]
         params = _finite(r.get("param_count") for r in runs if r.get("param_count"))
         step_times = _finite(r.get("time_per_step") for r in runs)
         flops = _finite(r.get("flops") for r in runs)
         local = _finite(r.get("flops_local") for r in runs)
         line: dict[str, Any] = {
-            "task": task, "task_kind": runs[0].get("task_kind", "function"), "label": label,
-            "family": runs[0]["family"], "params": round(statistics.fmean(params)) if params else None,
+            "task_key": group, "task": str(runs[0]["task"]),
+            "task_kind": runs[0].get("task_kind", "function"), "label": label, "family": runs[0]["family"],
+            "params": round(statistics.fmean(params)) if params else None,
             "flops": round(statistics.fmean(flops)) if flops else None,
             "flops_local": round(statistics.fmean(local)) if local else None,
             "time_per_step": statistics.median(step_times) if step_times else None,
@@ -115,7 +172,8 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         for key in ("train_loss", "test_loss", "psnr", *CLASS_KEYS):
             line[f"{key}_mean"], line[f"{key}_std"] = mean_std(r.get(key) for r in done)
         table.append(line)
-    table.sort(key=lambda s: (s["task"], s["test_loss_mean"] is None, s["test_loss_mean"] or 0.0, s["label"]))
+    table.sort(key=lambda s: (s["task"], s["task_key"], s["test_loss_mean"] is None,
+                              s["test_loss_mean"] or 0.0, s["label"]))
     return table
 
 
@@ -128,16 +186,16 @@ def winner(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     Args:
         rows: dicts as returned by ResultsStore.runs() (summarised with summary_table).
     Returns:
-        Per task (in summary_table order): task, best (its summary line), rival (a summary line or
-        None when the task has no such model), factor = rival loss / best loss (>= 1; None
+        Per task (in summary_table order): task_key, task, best (its summary line), rival (a summary
+        line or None when the task has no such model), factor = rival loss / best loss (>= 1; None
         without a rival), best_is_mlp.
     """
     by_task: dict[str, list[dict[str, Any]]] = {}
     for line in summary_table(rows):
         if line["test_loss_mean"] is not None:
-            by_task.setdefault(line["task"], []).append(line)
+            by_task.setdefault(line["task_key"], []).append(line)
     out = []
-    for task, lines in by_task.items():
+    for key, lines in by_task.items():
         best = min(lines, key=lambda s: s["test_loss_mean"])
         best_is_mlp = best["family"] == BASELINE_FAMILY
         rivals = [s for s in lines if s is not best and (s["family"] == BASELINE_FAMILY) != best_is_mlp]
@@ -145,7 +203,8 @@ def winner(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         factor, low = None, best["test_loss_mean"]
         if rival is not None:
             factor = math.inf if low == 0 else rival["test_loss_mean"] / low
-        out.append({"task": task, "best": best, "rival": rival, "factor": factor, "best_is_mlp": best_is_mlp})
+        out.append({"task_key": key, "task": lines[0]["task"], "best": best, "rival": rival, "factor": factor,
+                    "best_is_mlp": best_is_mlp})
     return out
 
 

@@ -7,6 +7,7 @@ targets, the dtype, the encoding.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,6 +32,8 @@ __all__ = [
     "TASK_KINDS",
     "Dataset",
     "TaskConfig",
+    "data_hash",
+    "input_files",
     "make_dataset",
     "psnr",
 ]
@@ -57,15 +60,16 @@ class TaskConfig:
     """What to learn and how it is sampled; fields a kind does not use are ignored by it.
 
     Fields by kind:
-        function: name (a FUNCTIONS entry), n_train, n_test, input_range (None: the function's
-            natural range, else one (lo, hi) for every variable), sampling of the train set
+        function: name (a FUNCTIONS entry, default "zigzag"), n_train, n_test, input_range (None:
+            the function's natural range, else one (lo, hi) for every variable), sampling of the train set
             ("random", or "grid" for 1D/2D with a square n_train in 2D; the test set is always
             random).
         image: name (an IMAGES entry or an image file path), image_size (longest side after an
             aspect-preserving resize, None = full size); train and test are every pixel.
         data: path (.csv or .npz), inputs (() = every non-target column), targets, test_fraction,
             target_kind ("value", the default, or "class": one target column of labels, names
-            or whole numbers), standardize.
+            or whole numbers), standardize; name (default: the file's name without its suffix)
+            labels it in reports.
         dataset: name (a DATASETS entry: digits, breast_cancer, wine, iris are "class", diabetes
             is "value"; target_kind, if given, must agree), test_fraction, standardize.
         data and dataset: standardize ("inputs", the default: inputs standardised with the
@@ -77,7 +81,7 @@ class TaskConfig:
     """
 
     kind: str = "function"
-    name: str = "zigzag"
+    name: str = ""  # filled in by kind: see __post_init__
     n_train: int = 1000
     n_test: int = 1000
     input_range: tuple[float, float] | None = None
@@ -100,6 +104,13 @@ class TaskConfig:
                 object.__setattr__(self, key, tuple(getattr(self, key)))
         if self.kind not in TASK_KINDS:
             raise ValueError(f"task kind must be one of {TASK_KINDS}, got {self.kind!r}")
+        if not isinstance(self.name, str):
+            raise ValueError(f"a task's name must be a string, got {self.name!r}")
+        if not self.name and self.kind != "image":
+            # a data task is named after its file: "zigzag" for every one of them merged two data
+            # tasks into one in reports
+            default = "zigzag" if self.kind == "function" else Path(str(self.path)).stem
+            object.__setattr__(self, "name", default)
         _check_int("n_train", self.n_train, 1)
         _check_int("n_test", self.n_test, 1)
         _check_int("seed", self.seed, 0)
@@ -119,7 +130,7 @@ class TaskConfig:
             self._check_function()
         elif self.kind == "image":
             suffix = Path(self.name).suffix.lower()
-            if self.name not in IMAGES and suffix not in IMAGE_SUFFIXES:
+            if not self.name or (self.name not in IMAGES and suffix not in IMAGE_SUFFIXES):
                 raise ValueError(
                     f"image {self.name!r} is neither a bundled image ({', '.join(IMAGES)}) "
                     f"nor a path ending in one of {IMAGE_SUFFIXES}"
@@ -193,6 +204,30 @@ class TaskConfig:
                 f"grid sampling of 2D {self.name} needs a square n_train, got {self.n_train} "
                 f"(nearest: {side * side} or {(side + 1) ** 2})"
             )
+
+
+def input_files(cfg: TaskConfig) -> tuple[Path, ...]:
+    """The files a task reads: a data task's file, an image file (none for functions and bundled images)."""
+    if cfg.kind == "data":
+        return (Path(cfg.path).expanduser(),)
+    if cfg.kind == "image" and cfg.name not in IMAGES:
+        return (Path(cfg.name).expanduser(),)
+    return ()
+
+
+def data_hash(cfg: TaskConfig) -> str | None:
+    """SHA-256 of the bytes of the file the task reads (as `sha256sum` prints it; of the files'
+    digests if it reads several), None when it reads none: part of a run's identity, so that an
+    edited file gives new runs instead of reusing the results of the old one."""
+    digests = []
+    for path in input_files(cfg):
+        try:
+            digests.append(hashlib.sha256(path.read_bytes()).hexdigest())
+        except OSError as err:
+            raise FileNotFoundError(f"cannot read {str(path)!r} (the task's file): {err.strerror}") from None
+    if len(digests) < 2:
+        return digests[0] if digests else None
+    return hashlib.sha256(" ".join(digests).encode()).hexdigest()
 
 
 def _describe_encoding(enc: EncodingConfig) -> str:
