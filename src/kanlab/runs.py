@@ -139,6 +139,7 @@ def _final(history: History | None, model: nn.Module, data: Dataset | None, star
         "test_rmse": last.get("test_rmse"),
         "psnr": last.get("psnr"),
         **{key: last.get(key) for key in CLASS_METRICS},
+        **{key: last[key] for key in VAL_METRICS if key in last},  # runs with a validation set
         "wall_time": time.perf_counter() - started,
         "time_per_step": history.time_per_step if history else None,
         "steps": history.steps_done if history else 0,
@@ -150,6 +151,7 @@ def _final(history: History | None, model: nn.Module, data: Dataset | None, star
 
 
 CLASS_METRICS = ("train_accuracy", "test_accuracy", "test_macro_f1")
+VAL_METRICS = ("val_loss", "val_rmse", "val_accuracy", "val_macro_f1")  # rmse: values; the rest: classes
 
 
 def spec_flops(spec: str) -> dict[str, int | None]:
@@ -165,13 +167,17 @@ def data_summary(data: Dataset) -> dict[str, Any]:
     """final.json's "data": target kind, split sizes, how a table was split; rows per class per split."""
     out: dict[str, Any] = {"target_kind": data.target_kind, "n_train": len(data.x_train),
                            "n_test": len(data.x_test)}
+    if data.x_val is not None:
+        out["n_val"] = len(data.x_val)
     if data.split is not None:
-        out["split"] = {k: data.split[k] for k in ("seed", "test_fraction", "stratified", "standardize")
-                        if k in data.split}
+        out["split"] = {k: data.split[k] for k in ("seed", "test_fraction", "val_fraction", "stratified",
+                                                   "standardize") if k in data.split}
     if data.target_kind == "class":
         out["classes"] = list(data.target_names)
-        out["train_counts"] = [round(float(v)) for v in data.y_train.sum(0)]
-        out["test_counts"] = [round(float(v)) for v in data.y_test.sum(0)]
+        for split in ("train", "test", "val"):
+            y = getattr(data, f"y_{split}")
+            if y is not None:
+                out[f"{split}_counts"] = [round(float(v)) for v in y.sum(0)]
     return out
 
 
