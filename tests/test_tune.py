@@ -76,19 +76,26 @@ def tune_of(text: str = TUNE, **tune_keys: Any) -> Tune:
     return parse_tune(raw)
 
 
-def fake_loss(exp: ExperimentConfig) -> float:
-    """A made-up final loss with its minimum at lr = 0.01 that also depends on the model and seed."""
-    return (math.log10(exp.train.lr) + 2) ** 2 + 0.01 * len(exp.spec) + 0.001 * exp.seed + 0.01
+def fake_loss(exp: ExperimentConfig, best_lr: float = 0.01) -> float:
+    """A made-up final loss with its minimum at lr = best_lr that also depends on the model and seed."""
+    return (math.log10(exp.train.lr / best_lr)) ** 2 + 0.01 * len(exp.spec) + 0.001 * exp.seed + 0.01
 
 
 def fake_trial(job: Job) -> bytes:
-    """Stands in for training: a run folder whose curve is a function of the config (no torch)."""
+    """Stands in for training: a run folder whose curves are functions of the config (no torch).
+
+    The validation loss is lowest at lr = 0.01, the test loss at lr = 0.03: a tuner that ranked on
+    the test set would pick other trials. A run without a validation set (the verdict's) has none.
+    """
     exp = ExperimentConfig.from_dict(job.config)
-    final = fake_loss(exp)
+    final, test = fake_loss(exp), fake_loss(exp, best_lr=0.03)
     hook = PruneHook(exp.trial) if exp.trial and exp.trial["pruner"]["kind"] != "none" else None
     records, status = [], "finished"
     for step in range(0, exp.train.steps + 1, exp.train.eval_every):
-        records.append({"step": step, "test_loss": final * (1 + 10 / (1 + step)), "train_loss": final})
+        slow = 1 + 10 / (1 + step)
+        records.append({"step": step, "test_loss": test * slow, "train_loss": final})
+        if exp.task.val_fraction:
+            records[-1]["val_loss"] = final * slow
         if hook is not None and step < exp.train.steps and hook(records[-1]):
             status = "pruned"
             break
@@ -97,7 +104,8 @@ def fake_trial(job: Job) -> bytes:
         (folder / "config.json").write_text(json.dumps({**job.config, "run_id": job.run_id}))
         (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         (folder / "final.json").write_text(json.dumps({
-            "status": status, "test_loss": records[-1]["test_loss"], "steps": records[-1]["step"],
+            "status": status, "test_loss": records[-1]["test_loss"], "val_loss": records[-1].get("val_loss"),
+            "steps": records[-1]["step"],
             "wall_time": 0.01, "pruner_attrs": hook.system_attrs() if hook else {}}))
         return pack(folder)
 
@@ -209,7 +217,12 @@ BAD = [  # (change to the raw tune dict, the error's text)
      "unknown key(s) patience in tune.pruner (median); allowed: kind, n_startup_trials"),
     (lambda r: r["tune"]["pruner"].update(kind="hyperband"),
      "tune.pruner.kind = 'hyperband'; allowed: median"),
-    (lambda r: r["tune"].update(metric="accuracy"), "tune.metric = 'accuracy'; allowed: test_loss"),
+    (lambda r: r["tune"].update(metric="accuracy"), "tune.metric = 'accuracy'; allowed: val_loss"),
+    (lambda r: r["tune"].update(metric="val_accuracy"),
+     "tune.metric = 'val_accuracy' is for class targets, and task 'zigzag' has value targets; use val_loss"),
+    (lambda r: r["tune"].update(validation=0), "tune.metric = 'val_loss' ranks trials on a validation set, and "
+                                               "task 'zigzag' has none with tune.validation = 0"),
+    (lambda r: r["tune"].update(validation=1.0), "tune.validation must be a number in [0, 1)"),
     (lambda r: r.update(symbolic={"sparsity": 0.01}), "tuning trains each model plainly: drop [symbolic]"),
     (lambda r: without(r, "tune"), "a tune file needs a [tune] table with per_family"),
 ]
@@ -258,14 +271,15 @@ def test_a_trial_run_is_pruned_in_its_worker_against_its_reference(tmp_path: Pat
     tune = tune_of()
     study = tune.studies[0]
     good = reference([{0: 0.01, 5: 0.001, 10: 0.001, 20: 0.001}, {0: 0.01, 5: 0.002, 10: 0.001, 20: 0.001}])
-    trial = {"study": study.name, "number": 2, "params": {}, "metric": "test_loss", "direction": "minimize",
+    trial = {"study": study.name, "number": 2, "params": {}, "metric": "val_loss", "direction": "minimize",
              "pruner": dict(study.pruner), "reference": good}
     (exp,) = tune.resolve(study, {"lr": 0.01}, [0], experiment="x", trial=trial)
+    assert exp.task.val_fraction == 0.2  # a trial holds the tune's validation share out of training
     folder = execute(exp, tmp_path, plots=False)
     final = json.loads((folder / "final.json").read_text())
     steps = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert final["status"] == "pruned" and final["steps"] == 5 and steps == [0, 5]  # warm-up: 5 steps
-    assert final["message"].startswith("pruned at step 5 by the median pruner")
+    assert final["message"].startswith("pruned at step 5 by the median pruner: val_loss")
     assert final["pruner_attrs"] == {}
     assert json.loads((folder / "config.json").read_text())["trial"] == trial
 
@@ -280,6 +294,31 @@ def test_a_seeded_tune_proposes_the_same_trials_twice(tmp_path: Path) -> None:
     again = proposals(searched(parse_tune(raw), tmp_path / "b", Recording()))
     assert first == again and len(first["MLP"]) == 4
     assert len({json.dumps(p, sort_keys=True) for _, p, _ in first["MLP"]}) == 4
+
+
+def test_trials_are_ranked_on_the_validation_set_and_the_verdict_on_the_test_set_alone(tmp_path: Path) -> None:
+    # fake_trial's validation loss is lowest at lr = 0.01, its test loss at lr = 0.03.
+    raw = tomllib.loads(TUNE)
+    raw["models"], raw["tune"]["per_family"] = raw["models"][:1], "trials:6"
+    raw["search"] = {"mlp": {"lr": [0.01, 0.03], "depth": 1, "schedule": "constant"}}
+    tune = parse_tune(raw)
+    assert (tune.metric, tune.validation) == ("val_loss", 0.2)
+    search = searched(tune, tmp_path, Recording())
+    trials = [r for r in rows(tmp_path, "t-search") if r["status"] == "finished"]
+    assert {json.loads(r["config_json"])["task"]["val_fraction"] for r in rows(tmp_path, "t-search")} == {0.2}
+    by_lr = {json.loads(r["config_json"])["train"]["lr"] for r in trials}
+    assert by_lr == {0.01, 0.03}  # both were tried
+    best = search.best(search.studies[0])
+    assert best is not None and best.params["lr"] == 0.01
+    assert best.value == min(r["val_loss"] for r in trials) > 0
+    assert min(trials, key=lambda r: r["test_loss"])["val_loss"] > best.value  # the test set would differ
+    verdict, _ = verdict_experiments(tune, search)
+    (runs,) = verdict.values()
+    trial_run = search.experiment(search.studies[0], best)
+    assert [e.seed for e in runs] == [1, 2] and all(e.trial is None for e in runs)
+    for e in runs:  # the best trial's model and training on fresh seeds, the validation rows given back
+        assert (e.spec, e.train.lr, e.task.val_fraction) == (trial_run.spec, 0.01, 0.0)
+        assert e.task == replace(trial_run.task, val_fraction=0.0) and "val_fraction" not in e.to_dict()["task"]
 
 
 def test_a_budget_in_seconds_asks_rounds_until_spent_and_stops_on_a_round_that_only_fails(
@@ -370,7 +409,7 @@ def test_the_verdict_retrains_each_best_on_seeds_the_search_never_used(tmp_path:
     assert {r["seed"] for r in search_rows} == {0} and {r["seed"] for r in verdict} == {1, 2}
     for label in ("MLP", "TQ"):
         trials = [r for r in search_rows if r["label"] == label and r["status"] == "finished"]
-        best = min(trials, key=lambda r: r["test_loss"])
+        best = min(trials, key=lambda r: r["val_loss"])
         runs = [r for r in verdict if r["label"] == label]
         assert len(runs) == 2
         for r in runs:  # the best trial's configuration, on a fresh seed
@@ -385,7 +424,7 @@ def test_the_verdict_retrains_each_best_on_seeds_the_search_never_used(tmp_path:
     assert main(["report", "t", "--root", str(tmp_path)]) == 0
     html = (tmp_path / "t" / "report.html").read_text()
     for label in ("MLP", "TQ"):
-        best = min(r["test_loss"] for r in search_rows if r["label"] == label and r["status"] == "finished")
+        best = min(r["val_loss"] for r in search_rows if r["label"] == label and r["status"] == "finished")
         pruned = sum(r["status"] == "pruned" for r in search_rows if r["label"] == label)
         row = re.search(rf"<tr><td class=\"text\">{label}</td>.*?</tr>", html).group(0)
         cells = re.findall(r">([^<]*)</td>", row)
