@@ -27,7 +27,8 @@ def runs(kind: str = "function", accuracy: bool = False) -> list[dict[str, Any]]
             task = {"kind": kind, "name": "zigzag" if kind == "function" else "digits"}
             out.append({"label": label, "family": family, "seed": seed, "task": task["name"],
                         "status": "finished" if math.isfinite(loss) else "diverged", "test_loss": loss,
-                        "param_count": 1000 + seed, "flops": 900, "flops_local": 500 if family == "kan" else 900,
+                        "param_count": 1000 + seed, "flops": 900,
+                        "flops_local": 500 if family == "kan" else 900,
                         "time_per_step": 0.001 * (seed + 1), "test_accuracy": 0.9 if accuracy else None,
                         "config_json": json.dumps({"task": task}), "run_id": f"{label}-{seed}"})
     return out
@@ -70,8 +71,8 @@ def test_each_model_has_its_geometric_mean_interval_and_ratio_to_the_best_mlp() 
 def test_the_table_shows_costs_losses_intervals_and_the_verdict_in_one_row_per_model() -> None:
     text = verdict_markdown(runs())
     head, align, *body = text.splitlines()
-    assert head == ("| Model | Family | Parameters | FLOPs / sample | Time / step | Finished | Test MSE | 95% CI | "
-                    "Ratio to MLP tanh | 95% CI | Verdict |")
+    assert head == ("| Model | Family | Parameters | FLOPs / sample | Time / step | Finished | Test MSE | "
+                    "95% CI | Ratio to MLP tanh | 95% CI | Verdict |")
     assert align.count("---:") == 8 and len(body) == 4
     kan = body[0].split(" | ")
     mean, low, high = geometric(LOSSES["KAN"][1])

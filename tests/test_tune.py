@@ -27,7 +27,7 @@ import tomllib
 from kanlab.cli import main
 from kanlab.config import ExperimentConfig, read_study
 from kanlab.executors import Executor, Job, Outcome, SerialExecutor, pack
-from kanlab.runs import execute
+from kanlab.runs import build_model, execute
 from kanlab.search_space import build_space
 from kanlab.store import ResultsStore
 from kanlab.trial_pruning import PruneHook
@@ -206,6 +206,12 @@ BAD = [  # (change to the raw tune dict, the error's text)
     (lambda r: r["search"]["tanhquad"].update(depth=[1, 40]),
      "model 'TQ' on task 'zigzag' at depth=40: budget 120 is below the smallest tanhquad model"),
     (lambda r: r.update(budget=3), "model 'MLP' on task 'zigzag' at depth=1: budget 3 is below the smallest"),
+    (lambda r: r["tasks"][0].update(budget=3),  # a task's own budget is the one its models are checked at
+     "model 'MLP' on task 'zigzag' at depth=1: budget 3 is below the smallest mlp model with 1 hidden layers "
+     "(4 parameters"),
+    (lambda r: r.update(match="flops", budget=6),  # by FLOPs: [1, 3, 1] does 6, [1, h, k, 1] h + hk + k
+     "model 'MLP' on task 'zigzag' at depth=2: no mlp model with 2 hidden layers has 6 multiply-adds per "
+     "sample within 2.0%; the closest has 5"),
     (lambda r: r["tune"].update(per_family="trials:0"),
      "tune.per_family = 'trials:0' is a budget no model can meet"),
     (lambda r: r["tune"].update(per_family="minutes:5"), "tune.per_family = 'minutes:5': give 'trials:N'"),
@@ -220,8 +226,8 @@ BAD = [  # (change to the raw tune dict, the error's text)
     (lambda r: r["tune"].update(metric="accuracy"), "tune.metric = 'accuracy'; allowed: val_loss"),
     (lambda r: r["tune"].update(metric="val_accuracy"),
      "tune.metric = 'val_accuracy' is for class targets, and task 'zigzag' has value targets; use val_loss"),
-    (lambda r: r["tune"].update(validation=0), "tune.metric = 'val_loss' ranks trials on a validation set, and "
-                                               "task 'zigzag' has none with tune.validation = 0"),
+    (lambda r: r["tune"].update(validation=0),
+     "tune.metric = 'val_loss' ranks trials on a validation set, and task 'zigzag' has none"),
     (lambda r: r["tune"].update(validation=1.0), "tune.validation must be a number in [0, 1)"),
     (lambda r: r.update(symbolic={"sparsity": 0.01}), "tuning trains each model plainly: drop [symbolic]"),
     (lambda r: without(r, "tune"), "a tune file needs a [tune] table with per_family"),
@@ -245,6 +251,50 @@ def test_a_bad_tune_file_fails_before_any_trial_starts(tmp_path: Path,
     err = capsys.readouterr().err
     assert err == "kanlab: error: search.mlp.depth is inverted: low 3 > high 2; swap them\n"
     assert not root.exists()  # nothing written: no database, no journal, no run
+
+
+def fake_step_seconds(model: Any, data: Any, cfg: Any) -> float:
+    """A measured step time stood in for: 1 ms plus 1 us per parameter of the model."""
+    return 1e-3 + 1e-6 * sum(p.numel() for p in model.parameters())
+
+
+def test_trials_are_sized_by_the_models_match_and_each_corner_is_checked_that_way(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kanlab import timing
+    from kanlab.models import count_flops, count_params, parse_spec
+
+    raw = tomllib.loads(TUNE)
+    raw.update(match="flops", budget=240)
+    tune = parse_tune(raw)
+    trial = {"study": tune.studies[0].name, "number": 0, "params": {}, "metric": "val_loss",
+             "direction": "minimize", "pruner": {"kind": "none"}}
+    for depth in (1, 2):
+        (exp,) = tune.resolve(tune.studies[0], {"depth": depth, "lr": 0.01}, [0], experiment="x", trial=trial)
+        assert exp.match is not None and exp.match["by"] == "flops" and exp.match["depth"] == depth
+        flops = count_flops(parse_spec(exp.spec))
+        assert abs(flops - 240) <= 0.02 * 240 and count_params(parse_spec(exp.spec)) != flops
+    # By time: every corner measured up front (on the trial's data), lr left at the study's value.
+    monkeypatch.setenv("KANLAB_CACHE", str(tmp_path))
+    measured: list[tuple[Any, ...]] = []
+
+    def step(model: Any, data: Any, cfg: Any) -> float:
+        measured.append((len(data.x_train), cfg.lr))
+        return fake_step_seconds(model, data, cfg)
+
+    monkeypatch.setattr(timing, "step_seconds", step)
+    raw.update(match="time", budget=4e-3)
+    tune = parse_tune(raw)
+    cache = json.loads((tmp_path / "time-match.json").read_text())
+    problems = sorted((p["problem"]["family"], p["problem"]["depth"]) for p in cache.values())
+    assert problems == [("mlp", 1), ("mlp", 2), ("tanhquad", 1)]  # depth's corners, lr not among them
+    assert {m for m in measured} == {(32, 0.01)}  # 32 training points (the validation points are extra)
+    (exp,) = tune.resolve(tune.studies[0], {"depth": 2, "lr": 0.05}, [0], experiment="x", trial=trial)
+    assert exp.match is not None and exp.match["by"] == "time"
+    assert abs(fake_step_seconds(build_model(exp), None, None) - 4e-3) <= 0.1 * 4e-3
+    raw.update(budget=5e-4)
+    with pytest.raises(ValueError, match=r"model 'MLP' on task 'zigzag' at depth=1: time budget 0.0005 s per "
+                                         r"step is below the fastest mlp"):
+        parse_tune(raw)
 
 
 def test_the_shipped_preset_and_the_readmes_tune_file_are_valid() -> None:
@@ -296,7 +346,7 @@ def test_a_seeded_tune_proposes_the_same_trials_twice(tmp_path: Path) -> None:
     assert len({json.dumps(p, sort_keys=True) for _, p, _ in first["MLP"]}) == 4
 
 
-def test_trials_are_ranked_on_the_validation_set_and_the_verdict_on_the_test_set_alone(tmp_path: Path) -> None:
+def test_trials_are_ranked_on_the_validation_set_and_the_verdict_on_the_test_set(tmp_path: Path) -> None:
     # fake_trial's validation loss is lowest at lr = 0.01, its test loss at lr = 0.03.
     raw = tomllib.loads(TUNE)
     raw["models"], raw["tune"]["per_family"] = raw["models"][:1], "trials:6"
@@ -318,7 +368,8 @@ def test_trials_are_ranked_on_the_validation_set_and_the_verdict_on_the_test_set
     assert [e.seed for e in runs] == [1, 2] and all(e.trial is None for e in runs)
     for e in runs:  # the best trial's model and training on fresh seeds, the validation rows given back
         assert (e.spec, e.train.lr, e.task.val_fraction) == (trial_run.spec, 0.01, 0.0)
-        assert e.task == replace(trial_run.task, val_fraction=0.0) and "val_fraction" not in e.to_dict()["task"]
+        assert e.task == replace(trial_run.task, val_fraction=0.0)
+        assert "val_fraction" not in e.to_dict()["task"]
 
 
 def test_a_budget_in_seconds_asks_rounds_until_spent_and_stops_on_a_round_that_only_fails(

@@ -75,21 +75,27 @@ def match_entry(entry: ModelEntry, data: Dataset, train: TrainConfig,
         (widths, {"by", "budget", "tol", "depth", "value"}): value is the count reached, or the
         measured seconds per step.
     """
-    assert entry.budget is not None
-    options = dict(entry.options)
     try:
-        if entry.match == "time":
-            widths, value = cached_match_time(
-                entry.family, float(entry.budget), data=data, train=train, depth=entry.depth, options=options,
-                task=json.loads(json.dumps(dataclasses.asdict(task))), tol=entry.tol)
-        else:
-            widths = match_widths(
-                entry.family, entry.budget, by=entry.match, depth=entry.depth, tol=entry.tol,
-                in_features=data.in_dim, out_features=data.out_dim, **options)
-            cfg = models.ModelConfig.single(entry.family, widths, **options)
-            value = models.count_flops(cfg) if entry.match == "flops" else models.count_params(cfg)
+        return matched_widths(entry, data, train, task)
     except ValueError as err:
         raise ValueError(f"model {entry.label!r} on task {task_label(task)!r}: {err}") from None
+
+
+def matched_widths(entry: ModelEntry, data: Dataset, train: TrainConfig,
+                   task: TaskConfig) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """match_entry without naming the model and task in its errors (a tune's checks name more)."""
+    assert entry.budget is not None
+    options = dict(entry.options)
+    if entry.match == "time":
+        widths, value = cached_match_time(
+            entry.family, float(entry.budget), data=data, train=train, depth=entry.depth, options=options,
+            task=json.loads(json.dumps(dataclasses.asdict(task))), tol=entry.tol)
+    else:
+        widths = match_widths(
+            entry.family, entry.budget, by=entry.match, depth=entry.depth, tol=entry.tol,
+            in_features=data.in_dim, out_features=data.out_dim, **options)
+        cfg = models.ModelConfig.single(entry.family, widths, **options)
+        value = models.count_flops(cfg) if entry.match == "flops" else models.count_params(cfg)
     return widths, {"by": entry.match, "budget": entry.budget, "tol": entry.tol, "depth": entry.depth,
                     "value": value}
 

@@ -45,11 +45,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from kanlab.budget import match_params
-from kanlab.config import ExperimentConfig, _build, apply_overrides, parse_study, read_study
-from kanlab.runs import expand, task_label
+from kanlab.config import ExperimentConfig, StudyConfig, _build, apply_overrides, parse_study, read_study
+from kanlab.runs import expand, matched_widths, task_label
 from kanlab.search_space import Space, build_space, key_kind
-from kanlab.tasks import TaskConfig, make_dataset
+from kanlab.tasks import Dataset, TaskConfig, make_dataset
 from kanlab.train import TrainConfig
 from kanlab.trial_pruning import make_pruner
 
@@ -62,6 +61,9 @@ METRICS = {"val_loss": "minimize", "val_rmse": "minimize", "val_accuracy": "maxi
            "val_macro_f1": "maximize", "test_loss": "minimize", "test_rmse": "minimize",
            "train_loss": "minimize", "psnr": "maximize"}
 VALIDATION = 0.2  # the default share of a task's training data held out to rank trials
+# Training keys that leave the cost of a step (nearly) alone: a time-matched model's corners are
+# measured at the study's own values of these.
+TIME_NEUTRAL = frozenset({"lr", "schedule", "step_every", "gamma", "weight_decay", "momentum"})
 # Metrics that exist for one target kind only.
 VALUE_METRICS, CLASS_METRICS = ("val_rmse", "test_rmse"), ("val_accuracy", "val_macro_f1")
 
@@ -184,26 +186,39 @@ def _setting(tune: Mapping[str, Any], key: str, default: int, minimum: int) -> i
 
 
 @cache
-def _dims(task: TaskConfig) -> tuple[int, int]:
-    data = make_dataset(task)
-    return data.in_dim, data.out_dim
+def _data(task: TaskConfig) -> Dataset:
+    return make_dataset(task)
 
 
-def _check_corners(study: TuneStudy, raw: Mapping[str, Any], task_cfg: TaskConfig) -> None:
-    """Every corner of the space must give a valid TrainConfig and a model that meets the budget."""
-    task, model = raw["tasks"][study.task_index], raw["models"][study.model_index]
+def _check_corners(study: TuneStudy, parsed: StudyConfig, validation: float) -> None:
+    """Every corner of the space must give a valid TrainConfig and a model that meets its budget.
+
+    The budget is matched as the trials will match it (the model's match: parameters, FLOPs, or
+    time per step measured on the trial's data, through the time-match cache), at the model's
+    budget on this task. Matching by time measures each corner: only the ends of integer ranges,
+    and training keys that leave a step's cost alone (TIME_NEUTRAL) at the study's own values.
+    """
+    n = study.task_index
+    entry, task = parsed.models[study.model_index], parsed.tasks[n]
     keys = {k: key_kind(study.family, k)[0] for k in (*study.space.fixed, *(d.key for d in study.space.dims))}
     train = {k for k, where in keys.items() if where == "train"}
-    base_train = {**raw.get("train", {}), **task.get("train", {}), **model.get("train", {}), "seed": 0}
+    base_train = {**parsed.train, **parsed.task_train[n], **entry.train, "seed": 0}
     checks = [(point, lambda p: _build(TrainConfig, {**base_train, **p}, "train"))
               for point in study.space.corner_points(train)]
-    if model.get("spec") is None:
-        in_dim, out_dim = _dims(task_cfg)
-        budget, depth = model.get("budget", raw.get("budget")), model.get("depth", raw.get("depth", 1))
-        checks += [(point, lambda p: match_params(
-            study.family, budget, depth=p.get("depth", depth), in_features=in_dim, out_features=out_dim,
-            widths_only=True, **{**model.get("options", {}), **{k: v for k, v in p.items() if k != "depth"}}))
-            for point in study.space.corner_points(set(keys) - train)]
+    if entry.spec is None:
+        timed = entry.match == "time"
+        trial_task = replace(task, val_fraction=task.val_fraction or validation)  # the data trials train on
+        shaping = set(keys) - train | ({k for k in train if k not in TIME_NEUTRAL} if timed else set())
+
+        def meets(p: dict[str, Any]) -> None:
+            options = {**entry.options, **{k: v for k, v in p.items() if keys[k] == "options"}}
+            sized = replace(entry, budget=parsed.budget_of(entry, n), depth=p.get("depth", entry.depth),
+                            options=options)
+            trained = {k: v for k, v in p.items() if keys[k] == "train"}
+            cfg = _build(TrainConfig, {**base_train, **trained}, "train")
+            matched_widths(sized, _data(trial_task), cfg, trial_task)
+
+        checks += [(point, meets) for point in study.space.corner_points(shaping, ends=timed)]
     for point, check in checks:
         try:
             check(point)
@@ -306,7 +321,7 @@ def parse_tune(raw: Mapping[str, Any]) -> Tune:
             studies.append(TuneStudy(f"{study.name}/{name}/{entry.label}/{fp}", n_task, n_model, name,
                                      entry.label, entry.family, space, pruner))
     for s in studies:
-        _check_corners(s, base, study.tasks[s.task_index])
+        _check_corners(s, study, validation)
     return Tune(name=study.name, raw=base, budget=parse_budget(tune["per_family"]), metric=metric,
                 seed=settings["seed"], startup_trials=settings["startup_trials"],
                 trials_per_round=settings["trials_per_round"], search_seeds=search_seeds, seeds=study.seeds,
