@@ -24,12 +24,15 @@ from typing import Any
 import pytest
 import tomllib
 
+from kanlab import runs
+from kanlab.budget import match_widths
 from kanlab.cli import main
-from kanlab.config import ExperimentConfig, read_study
+from kanlab.config import ExperimentConfig, _build, parse_study, read_study
 from kanlab.executors import Executor, Job, Outcome, SerialExecutor, pack
 from kanlab.runs import build_model, execute
 from kanlab.search_space import build_space
 from kanlab.store import ResultsStore
+from kanlab.train import TrainConfig
 from kanlab.trial_pruning import PruneHook
 from kanlab.tune import Search, run_tune, verdict_experiments
 from kanlab.tune_config import Tune, load_tune, parse_tune
@@ -308,6 +311,54 @@ def test_the_shipped_preset_and_the_readmes_tune_file_are_valid() -> None:
     tune = parse_tune({**raw, **tomllib.loads(snippet)})
     mlp = next(s for s in tune.studies if s.label == "MLP tanh")
     assert str(tune.budget) == "trials:40" and "batch_size" in {d.key for d in mlp.space.dims}
+
+
+def expansion(tune: Tune) -> list[str]:
+    """What a tune preset runs, as the README's fair-quick paragraph and table state it."""
+    study = parse_study(tune.raw)
+    labels = list(dict.fromkeys(s.label for s in tune.studies))
+    steps = _build(TrainConfig, study.train, "train").steps
+    lines = [f"{len(study.tasks)} tasks x {len(labels)} models ({', '.join(labels)}) = {len(tune.studies)} "
+             f"searches of `{tune.budget}` each, ranked on `{tune.metric}` (`validation = "
+             f"{tune.validation}`), {steps} steps per run; each best retrained on seeds {list(tune.seeds)}.",
+             "| task | kind | parameters per model |", "|---|---|---:|"]
+    for n, task in enumerate(study.tasks):
+        budget = study.budget_of(study.models[0], n)
+        lines.append(f"| `{tune.studies[n * len(labels)].task}` | {task.kind} | {budget:,} |")
+    return lines
+
+
+def test_fair_quick_parses_every_corner_is_valid_and_it_runs_what_the_readme_says() -> None:
+    quick = load_tune("fair-quick")  # every corner of every space meets its task's budget
+    assert [s.task for s in quick.studies[::6]] == ["zigzag", "exp_sin", "camera", "digits", "diabetes"]
+    assert [s.family for s in quick.studies[:6]] == ["kan", "kan", "tanhquad", "chebyshev", "mlp", "mlp"]
+    assert str(quick.budget) == "trials:6" and quick.metric == "val_loss" and not set(quick.seeds) & {0}
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    for line in expansion(quick):  # the README's paragraph (wrapped: compared word by word) and table
+        assert " ".join(line.split()) in readme, line
+
+
+def test_the_fair_presets_parse_and_every_corner_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, by in (("fair", "params"), ("fair-flops", "flops")):
+        tune = load_tune(name)  # every corner of every space meets its budget, by parameters or FLOPs
+        assert len(tune.studies) == 30 and tune.budget.amount >= 40 and len(tune.seeds) >= 5
+        assert {m.match for m in parse_study(tune.raw).models} == {by}
+    # fair-time's corners are timed (the ends of each range); here a made-up time per step stands
+    # in for the measurement, 1 us per parameter: what is checked is the file, not this machine.
+    asked: list[tuple[str, int, float]] = []
+
+    def timed(family: str, seconds: float, *, data: Any, depth: int, options: Any, tol: float,
+              **_: Any) -> tuple[tuple[int, ...], float]:
+        asked.append((family, depth, seconds))
+        widths = match_widths(family, seconds * 1e6, depth=depth, tol=tol, in_features=data.in_dim,
+                              out_features=data.out_dim, **options)
+        return widths, seconds
+
+    monkeypatch.setattr(runs, "cached_match_time", timed)
+    tune = load_tune("fair-time")
+    assert len(tune.studies) == 30 and {m.match for m in parse_study(tune.raw).models} == {"time"}
+    kan = [a for a in asked if a[0] == "kan"]
+    assert len(kan) == 2 * 5 * 2 * 2 * 2  # two KANs x 5 tasks x depth, grid size and order at their ends
 
 
 def test_a_study_command_points_a_tune_file_to_kanlab_tune(tmp_path: Path,
