@@ -112,7 +112,8 @@ def test_a_classification_run_records_metrics_classes_and_its_split(tmp_path: Pa
 
 def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
     db = tmp_path / "old.db"
-    new = ("flops", "flops_local", "test_accuracy", "test_macro_f1")
+    new = ("flops", "flops_local", "test_accuracy", "test_macro_f1", "val_loss", "val_rmse", "val_accuracy",
+           "val_macro_f1")
     old_runs = ", ".join(f"{n} {t}" for n, t in RUN_COLUMNS if n not in new)
     old_curves = ", ".join(f"{n} {t}" for n, t in CURVE_COLUMNS if n not in new)
     with sqlite3.connect(db) as raw:  # the tables as kanlab created them before these columns
@@ -129,7 +130,9 @@ def test_an_older_database_gains_the_new_columns(tmp_path: Path) -> None:
         assert store.curves("a") == []
     assert row[0]["test_loss"] == 0.5 and row[0]["test_accuracy"] is None and row[0]["flops"] is None
     with sqlite3.connect(db) as raw:
-        assert "test_accuracy" in {r[1] for r in raw.execute("PRAGMA table_info(curves)")}
+        curves = {r[1] for r in raw.execute("PRAGMA table_info(curves)")}
+        assert {"test_accuracy", "val_loss", "val_accuracy"} <= curves
+        assert "val_macro_f1" in {r[1] for r in raw.execute("PRAGMA table_info(runs)")}
 
 
 @pytest.mark.slow  # 200 full-batch steps on 1438 rows

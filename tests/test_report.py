@@ -245,6 +245,9 @@ def test_report_html(report: Path) -> None:
     assert DIVERGED in text and "2 run(s) diverged or failed" in text
     assert "<lr too high>" not in source  # escaped
     assert "On zigzag, the best model is KAN" in text and "times lower than the best MLP, MLP tanh" in text
+    # The verdict table per task: the MLP's loss over KAN's, paired by seed: sqrt(20 x 13.3) = 16.3.
+    assert text.count("Verdict: does a KAN beat the MLP here, and at what cost?") == 2
+    assert text.count("16.3x lower loss than MLP tanh") == 2
     assert len(page.images) == 2 * (3 + 3 + 2)  # per task: curves, params, costs, 3 fits/images, 2 edge grids
     # FLOPs per sample from each spec (family:1-3-1): KAN 6 edges x (5 + 3 + 1 base), local (3 + 1 + 1)
     assert "FLOPs / sample" in text and "54 (local 30)" in text

@@ -37,7 +37,8 @@ def test_recorded_row_equals_the_json(tmp_path: Path) -> None:
     assert set(json.loads(row["versions_json"])) == {"python", "torch", "numpy", "kanlab"}
     assert len(curve) == len(metrics) == 4
     for got, want in zip(curve, metrics, strict=True):
-        assert got == {"run_id": run_id, "test_accuracy": None, **want}  # a value task: no accuracy
+        assert got == {"run_id": run_id, "test_accuracy": None, "val_loss": None, "val_accuracy": None,
+                       **want}  # a value task without a validation set: no accuracy, no validation
 
 
 def test_recording_twice_keeps_one_row_and_replaces_the_curve(tmp_path: Path) -> None:

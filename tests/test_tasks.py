@@ -48,7 +48,8 @@ REFERENCES: dict[str, list[tuple[tuple[float, ...], float]]] = {
 
 
 def tensors(ds: Dataset) -> dict[str, torch.Tensor]:
-    return {f.name: getattr(ds, f.name) for f in fields(ds) if f.name[:2] in ("x_", "y_", "co")}
+    return {f.name: getattr(ds, f.name) for f in fields(ds)
+            if f.name[:2] in ("x_", "y_", "co") and getattr(ds, f.name) is not None}
 
 
 # ---------------------------------------------------------------- functions

@@ -24,12 +24,15 @@ from typing import Any
 import pytest
 import tomllib
 
+from kanlab import runs
+from kanlab.budget import match_widths
 from kanlab.cli import main
-from kanlab.config import ExperimentConfig, read_study
+from kanlab.config import ExperimentConfig, _build, parse_study, read_study
 from kanlab.executors import Executor, Job, Outcome, SerialExecutor, pack
-from kanlab.runs import execute
+from kanlab.runs import build_model, execute
 from kanlab.search_space import build_space
 from kanlab.store import ResultsStore
+from kanlab.train import TrainConfig
 from kanlab.trial_pruning import PruneHook
 from kanlab.tune import Search, run_tune, verdict_experiments
 from kanlab.tune_config import Tune, load_tune, parse_tune
@@ -76,19 +79,26 @@ def tune_of(text: str = TUNE, **tune_keys: Any) -> Tune:
     return parse_tune(raw)
 
 
-def fake_loss(exp: ExperimentConfig) -> float:
-    """A made-up final loss with its minimum at lr = 0.01 that also depends on the model and seed."""
-    return (math.log10(exp.train.lr) + 2) ** 2 + 0.01 * len(exp.spec) + 0.001 * exp.seed + 0.01
+def fake_loss(exp: ExperimentConfig, best_lr: float = 0.01) -> float:
+    """A made-up final loss with its minimum at lr = best_lr that also depends on the model and seed."""
+    return (math.log10(exp.train.lr / best_lr)) ** 2 + 0.01 * len(exp.spec) + 0.001 * exp.seed + 0.01
 
 
 def fake_trial(job: Job) -> bytes:
-    """Stands in for training: a run folder whose curve is a function of the config (no torch)."""
+    """Stands in for training: a run folder whose curves are functions of the config (no torch).
+
+    The validation loss is lowest at lr = 0.01, the test loss at lr = 0.03: a tuner that ranked on
+    the test set would pick other trials. A run without a validation set (the verdict's) has none.
+    """
     exp = ExperimentConfig.from_dict(job.config)
-    final = fake_loss(exp)
+    final, test = fake_loss(exp), fake_loss(exp, best_lr=0.03)
     hook = PruneHook(exp.trial) if exp.trial and exp.trial["pruner"]["kind"] != "none" else None
     records, status = [], "finished"
     for step in range(0, exp.train.steps + 1, exp.train.eval_every):
-        records.append({"step": step, "test_loss": final * (1 + 10 / (1 + step)), "train_loss": final})
+        slow = 1 + 10 / (1 + step)
+        records.append({"step": step, "test_loss": test * slow, "train_loss": final})
+        if exp.task.val_fraction:
+            records[-1]["val_loss"] = final * slow
         if hook is not None and step < exp.train.steps and hook(records[-1]):
             status = "pruned"
             break
@@ -97,7 +107,8 @@ def fake_trial(job: Job) -> bytes:
         (folder / "config.json").write_text(json.dumps({**job.config, "run_id": job.run_id}))
         (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
         (folder / "final.json").write_text(json.dumps({
-            "status": status, "test_loss": records[-1]["test_loss"], "steps": records[-1]["step"],
+            "status": status, "test_loss": records[-1]["test_loss"], "val_loss": records[-1].get("val_loss"),
+            "steps": records[-1]["step"],
             "wall_time": 0.01, "pruner_attrs": hook.system_attrs() if hook else {}}))
         return pack(folder)
 
@@ -198,6 +209,12 @@ BAD = [  # (change to the raw tune dict, the error's text)
     (lambda r: r["search"]["tanhquad"].update(depth=[1, 40]),
      "model 'TQ' on task 'zigzag' at depth=40: budget 120 is below the smallest tanhquad model"),
     (lambda r: r.update(budget=3), "model 'MLP' on task 'zigzag' at depth=1: budget 3 is below the smallest"),
+    (lambda r: r["tasks"][0].update(budget=3),  # a task's own budget is the one its models are checked at
+     "model 'MLP' on task 'zigzag' at depth=1: budget 3 is below the smallest mlp model with 1 hidden layers "
+     "(4 parameters"),
+    (lambda r: r.update(match="flops", budget=6),  # by FLOPs: [1, 3, 1] does 6, [1, h, k, 1] h + hk + k
+     "model 'MLP' on task 'zigzag' at depth=2: no mlp model with 2 hidden layers has 6 multiply-adds per "
+     "sample within 2.0%; the closest has 5"),
     (lambda r: r["tune"].update(per_family="trials:0"),
      "tune.per_family = 'trials:0' is a budget no model can meet"),
     (lambda r: r["tune"].update(per_family="minutes:5"), "tune.per_family = 'minutes:5': give 'trials:N'"),
@@ -209,7 +226,12 @@ BAD = [  # (change to the raw tune dict, the error's text)
      "unknown key(s) patience in tune.pruner (median); allowed: kind, n_startup_trials"),
     (lambda r: r["tune"]["pruner"].update(kind="hyperband"),
      "tune.pruner.kind = 'hyperband'; allowed: median"),
-    (lambda r: r["tune"].update(metric="accuracy"), "tune.metric = 'accuracy'; allowed: test_loss"),
+    (lambda r: r["tune"].update(metric="accuracy"), "tune.metric = 'accuracy'; allowed: val_loss"),
+    (lambda r: r["tune"].update(metric="val_accuracy"),
+     "tune.metric = 'val_accuracy' is for class targets, and task 'zigzag' has value targets; use val_loss"),
+    (lambda r: r["tune"].update(validation=0),
+     "tune.metric = 'val_loss' ranks trials on a validation set, and task 'zigzag' has none"),
+    (lambda r: r["tune"].update(validation=1.0), "tune.validation must be a number in [0, 1)"),
     (lambda r: r.update(symbolic={"sparsity": 0.01}), "tuning trains each model plainly: drop [symbolic]"),
     (lambda r: without(r, "tune"), "a tune file needs a [tune] table with per_family"),
 ]
@@ -234,6 +256,50 @@ def test_a_bad_tune_file_fails_before_any_trial_starts(tmp_path: Path,
     assert not root.exists()  # nothing written: no database, no journal, no run
 
 
+def fake_step_seconds(model: Any, data: Any, cfg: Any) -> float:
+    """A measured step time stood in for: 1 ms plus 1 us per parameter of the model."""
+    return 1e-3 + 1e-6 * sum(p.numel() for p in model.parameters())
+
+
+def test_trials_are_sized_by_the_models_match_and_each_corner_is_checked_that_way(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kanlab import timing
+    from kanlab.models import count_flops, count_params, parse_spec
+
+    raw = tomllib.loads(TUNE)
+    raw.update(match="flops", budget=240)
+    tune = parse_tune(raw)
+    trial = {"study": tune.studies[0].name, "number": 0, "params": {}, "metric": "val_loss",
+             "direction": "minimize", "pruner": {"kind": "none"}}
+    for depth in (1, 2):
+        (exp,) = tune.resolve(tune.studies[0], {"depth": depth, "lr": 0.01}, [0], experiment="x", trial=trial)
+        assert exp.match is not None and exp.match["by"] == "flops" and exp.match["depth"] == depth
+        flops = count_flops(parse_spec(exp.spec))
+        assert abs(flops - 240) <= 0.02 * 240 and count_params(parse_spec(exp.spec)) != flops
+    # By time: every corner measured up front (on the trial's data), lr left at the study's value.
+    monkeypatch.setenv("KANLAB_CACHE", str(tmp_path))
+    measured: list[tuple[Any, ...]] = []
+
+    def step(model: Any, data: Any, cfg: Any) -> float:
+        measured.append((len(data.x_train), cfg.lr))
+        return fake_step_seconds(model, data, cfg)
+
+    monkeypatch.setattr(timing, "step_seconds", step)
+    raw.update(match="time", budget=4e-3)
+    tune = parse_tune(raw)
+    cache = json.loads((tmp_path / "time-match.json").read_text())
+    problems = sorted((p["problem"]["family"], p["problem"]["depth"]) for p in cache.values())
+    assert problems == [("mlp", 1), ("mlp", 2), ("tanhquad", 1)]  # depth's corners, lr not among them
+    assert {m for m in measured} == {(32, 0.01)}  # 32 training points (the validation points are extra)
+    (exp,) = tune.resolve(tune.studies[0], {"depth": 2, "lr": 0.05}, [0], experiment="x", trial=trial)
+    assert exp.match is not None and exp.match["by"] == "time"
+    assert abs(fake_step_seconds(build_model(exp), None, None) - 4e-3) <= 0.1 * 4e-3
+    raw.update(budget=5e-4)
+    with pytest.raises(ValueError, match=r"model 'MLP' on task 'zigzag' at depth=1: time budget 0.0005 s per "
+                                         r"step is below the fastest mlp"):
+        parse_tune(raw)
+
+
 def test_the_shipped_preset_and_the_readmes_tune_file_are_valid() -> None:
     preset = load_tune("tune-quick")
     assert len(preset.studies) == 6 and preset.budget.kind == "trials" and not set(preset.seeds) & {0}
@@ -247,6 +313,54 @@ def test_the_shipped_preset_and_the_readmes_tune_file_are_valid() -> None:
     assert str(tune.budget) == "trials:40" and "batch_size" in {d.key for d in mlp.space.dims}
 
 
+def expansion(tune: Tune) -> list[str]:
+    """What a tune preset runs, as the README's fair-quick paragraph and table state it."""
+    study = parse_study(tune.raw)
+    labels = list(dict.fromkeys(s.label for s in tune.studies))
+    steps = _build(TrainConfig, study.train, "train").steps
+    lines = [f"{len(study.tasks)} tasks x {len(labels)} models ({', '.join(labels)}) = {len(tune.studies)} "
+             f"searches of `{tune.budget}` each, ranked on `{tune.metric}` (`validation = "
+             f"{tune.validation}`), {steps} steps per run; each best retrained on seeds {list(tune.seeds)}.",
+             "| task | kind | parameters per model |", "|---|---|---:|"]
+    for n, task in enumerate(study.tasks):
+        budget = study.budget_of(study.models[0], n)
+        lines.append(f"| `{tune.studies[n * len(labels)].task}` | {task.kind} | {budget:,} |")
+    return lines
+
+
+def test_fair_quick_parses_every_corner_is_valid_and_it_runs_what_the_readme_says() -> None:
+    quick = load_tune("fair-quick")  # every corner of every space meets its task's budget
+    assert [s.task for s in quick.studies[::6]] == ["zigzag", "exp_sin", "camera", "digits", "diabetes"]
+    assert [s.family for s in quick.studies[:6]] == ["kan", "kan", "tanhquad", "chebyshev", "mlp", "mlp"]
+    assert str(quick.budget) == "trials:6" and quick.metric == "val_loss" and not set(quick.seeds) & {0}
+    readme = " ".join((Path(__file__).resolve().parents[1] / "README.md").read_text().split())
+    for line in expansion(quick):  # the README's paragraph (wrapped: compared word by word) and table
+        assert " ".join(line.split()) in readme, line
+
+
+def test_the_fair_presets_parse_and_every_corner_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, by in (("fair", "params"), ("fair-flops", "flops")):
+        tune = load_tune(name)  # every corner of every space meets its budget, by parameters or FLOPs
+        assert len(tune.studies) == 30 and tune.budget.amount >= 40 and len(tune.seeds) >= 5
+        assert {m.match for m in parse_study(tune.raw).models} == {by}
+    # fair-time's corners are timed (the ends of each range); here a made-up time per step stands
+    # in for the measurement, 1 us per parameter: what is checked is the file, not this machine.
+    asked: list[tuple[str, int, float]] = []
+
+    def timed(family: str, seconds: float, *, data: Any, depth: int, options: Any, tol: float,
+              **_: Any) -> tuple[tuple[int, ...], float]:
+        asked.append((family, depth, seconds))
+        widths = match_widths(family, seconds * 1e6, depth=depth, tol=tol, in_features=data.in_dim,
+                              out_features=data.out_dim, **options)
+        return widths, seconds
+
+    monkeypatch.setattr(runs, "cached_match_time", timed)
+    tune = load_tune("fair-time")
+    assert len(tune.studies) == 30 and {m.match for m in parse_study(tune.raw).models} == {"time"}
+    kan = [a for a in asked if a[0] == "kan"]
+    assert len(kan) == 2 * 5 * 2 * 2 * 2  # two KANs x 5 tasks x depth, grid size and order at their ends
+
+
 def test_a_study_command_points_a_tune_file_to_kanlab_tune(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "t.toml").write_text(TUNE)
@@ -258,14 +372,15 @@ def test_a_trial_run_is_pruned_in_its_worker_against_its_reference(tmp_path: Pat
     tune = tune_of()
     study = tune.studies[0]
     good = reference([{0: 0.01, 5: 0.001, 10: 0.001, 20: 0.001}, {0: 0.01, 5: 0.002, 10: 0.001, 20: 0.001}])
-    trial = {"study": study.name, "number": 2, "params": {}, "metric": "test_loss", "direction": "minimize",
+    trial = {"study": study.name, "number": 2, "params": {}, "metric": "val_loss", "direction": "minimize",
              "pruner": dict(study.pruner), "reference": good}
     (exp,) = tune.resolve(study, {"lr": 0.01}, [0], experiment="x", trial=trial)
+    assert exp.task.val_fraction == 0.2  # a trial holds the tune's validation share out of training
     folder = execute(exp, tmp_path, plots=False)
     final = json.loads((folder / "final.json").read_text())
     steps = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert final["status"] == "pruned" and final["steps"] == 5 and steps == [0, 5]  # warm-up: 5 steps
-    assert final["message"].startswith("pruned at step 5 by the median pruner")
+    assert final["message"].startswith("pruned at step 5 by the median pruner: val_loss")
     assert final["pruner_attrs"] == {}
     assert json.loads((folder / "config.json").read_text())["trial"] == trial
 
@@ -280,6 +395,32 @@ def test_a_seeded_tune_proposes_the_same_trials_twice(tmp_path: Path) -> None:
     again = proposals(searched(parse_tune(raw), tmp_path / "b", Recording()))
     assert first == again and len(first["MLP"]) == 4
     assert len({json.dumps(p, sort_keys=True) for _, p, _ in first["MLP"]}) == 4
+
+
+def test_trials_are_ranked_on_the_validation_set_and_the_verdict_on_the_test_set(tmp_path: Path) -> None:
+    # fake_trial's validation loss is lowest at lr = 0.01, its test loss at lr = 0.03.
+    raw = tomllib.loads(TUNE)
+    raw["models"], raw["tune"]["per_family"] = raw["models"][:1], "trials:6"
+    raw["search"] = {"mlp": {"lr": [0.01, 0.03], "depth": 1, "schedule": "constant"}}
+    tune = parse_tune(raw)
+    assert (tune.metric, tune.validation) == ("val_loss", 0.2)
+    search = searched(tune, tmp_path, Recording())
+    trials = [r for r in rows(tmp_path, "t-search") if r["status"] == "finished"]
+    assert {json.loads(r["config_json"])["task"]["val_fraction"] for r in rows(tmp_path, "t-search")} == {0.2}
+    by_lr = {json.loads(r["config_json"])["train"]["lr"] for r in trials}
+    assert by_lr == {0.01, 0.03}  # both were tried
+    best = search.best(search.studies[0])
+    assert best is not None and best.params["lr"] == 0.01
+    assert best.value == min(r["val_loss"] for r in trials) > 0
+    assert min(trials, key=lambda r: r["test_loss"])["val_loss"] > best.value  # the test set would differ
+    verdict, _ = verdict_experiments(tune, search)
+    (runs,) = verdict.values()
+    trial_run = search.experiment(search.studies[0], best)
+    assert [e.seed for e in runs] == [1, 2] and all(e.trial is None for e in runs)
+    for e in runs:  # the best trial's model and training on fresh seeds, the validation rows given back
+        assert (e.spec, e.train.lr, e.task.val_fraction) == (trial_run.spec, 0.01, 0.0)
+        assert e.task == replace(trial_run.task, val_fraction=0.0)
+        assert "val_fraction" not in e.to_dict()["task"]
 
 
 def test_a_budget_in_seconds_asks_rounds_until_spent_and_stops_on_a_round_that_only_fails(
@@ -370,7 +511,7 @@ def test_the_verdict_retrains_each_best_on_seeds_the_search_never_used(tmp_path:
     assert {r["seed"] for r in search_rows} == {0} and {r["seed"] for r in verdict} == {1, 2}
     for label in ("MLP", "TQ"):
         trials = [r for r in search_rows if r["label"] == label and r["status"] == "finished"]
-        best = min(trials, key=lambda r: r["test_loss"])
+        best = min(trials, key=lambda r: r["val_loss"])
         runs = [r for r in verdict if r["label"] == label]
         assert len(runs) == 2
         for r in runs:  # the best trial's configuration, on a fresh seed
@@ -385,7 +526,7 @@ def test_the_verdict_retrains_each_best_on_seeds_the_search_never_used(tmp_path:
     assert main(["report", "t", "--root", str(tmp_path)]) == 0
     html = (tmp_path / "t" / "report.html").read_text()
     for label in ("MLP", "TQ"):
-        best = min(r["test_loss"] for r in search_rows if r["label"] == label and r["status"] == "finished")
+        best = min(r["val_loss"] for r in search_rows if r["label"] == label and r["status"] == "finished")
         pruned = sum(r["status"] == "pruned" for r in search_rows if r["label"] == label)
         row = re.search(rf"<tr><td class=\"text\">{label}</td>.*?</tr>", html).group(0)
         cells = re.findall(r">([^<]*)</td>", row)

@@ -126,6 +126,8 @@ class ExperimentConfig:
         for key in TABULAR_ONLY:  # task fields only tables use: function and image runs keep their ids
             if self.task.kind not in ("data", "dataset"):
                 del out["task"][key]
+        if not self.task.val_fraction:  # no validation set: runs keep the ids they had before it existed
+            del out["task"]["val_fraction"]
         return out
 
     @classmethod

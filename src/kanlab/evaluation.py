@@ -1,4 +1,4 @@
-"""Full-set evaluation of a model on a dataset's train and test splits, and the Data protocol.
+"""Full-set evaluation of a model on a dataset's train, test and validation splits; the Data protocol.
 
 Value targets: mean squared error. Class targets (one-hot rows, the model's outputs are logits):
 cross-entropy (the loss, the metric to minimise), accuracy and macro-F1.
@@ -16,14 +16,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["Data", "accuracy", "evaluate", "loss_function", "macro_f1", "target_kind"]
+__all__ = ["Data", "accuracy", "evaluate", "loss_function", "macro_f1", "splits", "target_kind"]
 
 
 class Data(Protocol):
     """What train needs from a dataset (kanlab.tasks.Dataset is one): (n, d) inputs, (n, t) targets.
 
     A `target_kind` attribute of "class" (one-hot targets) selects cross-entropy; without it the
-    targets are values and the loss is the MSE.
+    targets are values and the loss is the MSE. Optional `x_val` and `y_val` (not None) are a
+    validation set: evaluated, never trained on.
     """
 
     @property
@@ -34,6 +35,11 @@ class Data(Protocol):
     def x_test(self) -> torch.Tensor: ...
     @property
     def y_test(self) -> torch.Tensor: ...
+
+
+def splits(data: object) -> tuple[str, ...]:
+    """The splits evaluate() reports: train and test, and val when data has a validation set."""
+    return ("train", "test", "val") if getattr(data, "x_val", None) is not None else ("train", "test")
 
 
 def target_kind(data: object) -> str:
@@ -73,16 +79,18 @@ def macro_f1(pred: torch.Tensor, true: torch.Tensor, n_classes: int) -> float:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, data: Data, *, chunk: int = 65536) -> dict[str, float]:
-    """Full-set loss of model on the train and test sets, in chunks of rows, without gradients.
+    """Full-set loss of model on the train, test (and validation) sets, in chunks of rows, without gradients.
 
     Args:
         model: maps (n, d) -> (n, t); data is cast to its first parameter's dtype and device.
-        data: any object with x_train, y_train, x_test, y_test (and target_kind, see Data).
+        data: any object with x_train, y_train, x_test, y_test (and target_kind, x_val and
+            y_val, see Data).
         chunk: rows per forward pass (bounds memory on image tasks).
     Returns:
         Python floats. Value targets: train_loss, test_loss (MSE over all n * t entries) and
         test_rmse. Class targets: train_loss, test_loss (mean cross-entropy per row, nats),
-        train_accuracy, test_accuracy and test_macro_f1.
+        train_accuracy, test_accuracy and test_macro_f1. With a validation set, val_loss and
+        val_rmse, or val_loss, val_accuracy and val_macro_f1, computed as the test's.
     """
     p = next(model.parameters())
     classes = target_kind(data) == "class"
@@ -90,7 +98,7 @@ def evaluate(model: nn.Module, data: Data, *, chunk: int = 65536) -> dict[str, f
     model.eval()
     try:
         out = {}
-        for split in ("train", "test"):
+        for split in splits(data):
             x = getattr(data, f"x_{split}").to(p.device, p.dtype)
             y = getattr(data, f"y_{split}").to(p.device, p.dtype)
             outputs = [model(x[i : i + chunk]) for i in range(0, len(x), chunk)]  # (chunk, t) each
@@ -102,10 +110,11 @@ def evaluate(model: nn.Module, data: Data, *, chunk: int = 65536) -> dict[str, f
             out[f"{split}_loss"] = float(F.cross_entropy(logits, y, reduction="sum")) / len(y)
             pred, true = logits.argmax(dim=1), y.argmax(dim=1)                       # (n,)
             out[f"{split}_accuracy"] = accuracy(pred, true)
-            if split == "test":
-                out["test_macro_f1"] = macro_f1(pred, true, y.shape[1])
+            if split != "train":
+                out[f"{split}_macro_f1"] = macro_f1(pred, true, y.shape[1])
     finally:
         model.train(was_training)
     if not classes:
-        out["test_rmse"] = math.sqrt(out["test_loss"]) if out["test_loss"] >= 0 else math.nan
+        for split in splits(data)[1:]:
+            out[f"{split}_rmse"] = math.sqrt(out[f"{split}_loss"]) if out[f"{split}_loss"] >= 0 else math.nan
     return out

@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from itertools import pairwise
 from typing import Any, Protocol, SupportsIndex
 
@@ -76,6 +77,7 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+@cache  # a constructor's signature is read once: budget matching and a tune's checks ask thousands of times
 def allowed_options(family: str) -> tuple[str, ...]:
     """Options a block of this family accepts: its constructor's, less the managed ones."""
     check_choice(family, tuple(FAMILIES), "model family")
@@ -88,6 +90,8 @@ def allowed_options(family: str) -> tuple[str, ...]:
 
 
 def _as_int(value: object) -> int | None:
+    if type(value) is int:  # the common case, without the slow Protocol check below
+        return value
     if isinstance(value, bool):
         return None
     if isinstance(value, float):

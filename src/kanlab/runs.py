@@ -90,21 +90,27 @@ def match_entry(entry: ModelEntry, data: Dataset, train: TrainConfig,
         (widths, {"by", "budget", "tol", "depth", "value"}): value is the count reached, or the
         measured seconds per step.
     """
-    assert entry.budget is not None
-    options = dict(entry.options)
     try:
-        if entry.match == "time":
-            widths, value = cached_match_time(
-                entry.family, float(entry.budget), data=data, train=train, depth=entry.depth, options=options,
-                task=json.loads(json.dumps(dataclasses.asdict(task))), tol=entry.tol)
-        else:
-            widths = match_widths(
-                entry.family, entry.budget, by=entry.match, depth=entry.depth, tol=entry.tol,
-                in_features=data.in_dim, out_features=data.out_dim, **options)
-            cfg = models.ModelConfig.single(entry.family, widths, **options)
-            value = models.count_flops(cfg) if entry.match == "flops" else models.count_params(cfg)
+        return matched_widths(entry, data, train, task)
     except ValueError as err:
         raise ValueError(f"model {entry.label!r} on task {task_label(task)!r}: {err}") from None
+
+
+def matched_widths(entry: ModelEntry, data: Dataset, train: TrainConfig,
+                   task: TaskConfig) -> tuple[tuple[int, ...], dict[str, Any]]:
+    """match_entry without naming the model and task in its errors (a tune's checks name more)."""
+    assert entry.budget is not None
+    options = dict(entry.options)
+    if entry.match == "time":
+        widths, value = cached_match_time(
+            entry.family, float(entry.budget), data=data, train=train, depth=entry.depth, options=options,
+            task=json.loads(json.dumps(dataclasses.asdict(task))), tol=entry.tol)
+    else:
+        widths = match_widths(
+            entry.family, entry.budget, by=entry.match, depth=entry.depth, tol=entry.tol,
+            in_features=data.in_dim, out_features=data.out_dim, **options)
+        cfg = models.ModelConfig.single(entry.family, widths, **options)
+        value = models.count_flops(cfg) if entry.match == "flops" else models.count_params(cfg)
     return widths, {"by": entry.match, "budget": entry.budget, "tol": entry.tol, "depth": entry.depth,
                     "value": value}
 
@@ -200,6 +206,7 @@ def _final(history: History | None, model: nn.Module, data: Dataset | None, star
         "test_rmse": last.get("test_rmse"),
         "psnr": last.get("psnr"),
         **{key: last.get(key) for key in CLASS_METRICS},
+        **{key: last[key] for key in VAL_METRICS if key in last},  # runs with a validation set
         "wall_time": time.perf_counter() - started,
         "time_per_step": history.time_per_step if history else None,
         "steps": history.steps_done if history else 0,
@@ -211,6 +218,7 @@ def _final(history: History | None, model: nn.Module, data: Dataset | None, star
 
 
 CLASS_METRICS = ("train_accuracy", "test_accuracy", "test_macro_f1")
+VAL_METRICS = ("val_loss", "val_rmse", "val_accuracy", "val_macro_f1")  # rmse: values; the rest: classes
 
 
 def spec_flops(spec: str) -> dict[str, int | None]:
@@ -226,13 +234,17 @@ def data_summary(data: Dataset) -> dict[str, Any]:
     """final.json's "data": target kind, split sizes, how a table was split; rows per class per split."""
     out: dict[str, Any] = {"target_kind": data.target_kind, "n_train": len(data.x_train),
                            "n_test": len(data.x_test)}
+    if data.x_val is not None:
+        out["n_val"] = len(data.x_val)
     if data.split is not None:
-        out["split"] = {k: data.split[k] for k in ("seed", "test_fraction", "stratified", "standardize")
-                        if k in data.split}
+        out["split"] = {k: data.split[k] for k in ("seed", "test_fraction", "val_fraction", "stratified",
+                                                   "standardize") if k in data.split}
     if data.target_kind == "class":
         out["classes"] = list(data.target_names)
-        out["train_counts"] = [round(float(v)) for v in data.y_train.sum(0)]
-        out["test_counts"] = [round(float(v)) for v in data.y_test.sum(0)]
+        for split in ("train", "test", "val"):
+            y = getattr(data, f"y_{split}")
+            if y is not None:
+                out[f"{split}_counts"] = [round(float(v)) for v in y.sum(0)]
     return out
 
 

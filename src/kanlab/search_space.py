@@ -67,12 +67,13 @@ class Dimension:
     log: bool = False
     step: float | None = None
 
-    def corners(self) -> list[Any]:
-        """The values checked before any trial runs: every choice, every value of a short int range,
-        else both ends."""
+    def corners(self, *, ends: bool = False) -> list[Any]:
+        """The values checked before any trial runs: every choice, every value of a short int range
+        (unless ends), else both ends."""
         if self.kind == "choice":
             return list(self.choices)
-        if self.kind == "int" and not self.log and (self.high - self.low) / (self.step or 1) < 64:
+        short = not self.log and (self.high - self.low) / (self.step or 1) < 64
+        if self.kind == "int" and short and not ends:
             return list(range(int(self.low), int(self.high) + 1, int(self.step or 1)))
         return [int(self.low), int(self.high)] if self.kind == "int" else [self.low, self.high]
 
@@ -187,11 +188,11 @@ class Space:
         by_key = {d.key: d for d in self.dims}
         return {**self.fixed, **{k: by_key[k].decode(v) for k, v in params.items()}}
 
-    def corner_points(self, keys: Collection[str]) -> list[dict[str, Any]]:
+    def corner_points(self, keys: Collection[str], *, ends: bool = False) -> list[dict[str, Any]]:
         """Every combination of the corners of these keys' dimensions, with their fixed values (past
-        CORNERS combinations, one dimension at a time)."""
+        CORNERS combinations, one dimension at a time); ends: only the two ends of integer ranges."""
         fixed = {k: v for k, v in self.fixed.items() if k in keys}
-        corners = [(d.key, d.corners()) for d in self.dims if d.key in keys]
+        corners = [(d.key, d.corners(ends=ends)) for d in self.dims if d.key in keys]
         if math.prod(len(values) for _, values in corners) <= CORNERS:
             names = [k for k, _ in corners]
             return [{**fixed, **dict(zip(names, combo, strict=True))}

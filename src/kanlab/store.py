@@ -55,6 +55,10 @@ RUN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("flops_local", "INTEGER"),  # the same with B-spline KAN layers counted by their local support
     ("test_accuracy", "REAL"),  # class targets
     ("test_macro_f1", "REAL"),
+    ("val_loss", "REAL"),  # runs with a validation set (a tune's trials)
+    ("val_rmse", "REAL"),
+    ("val_accuracy", "REAL"),
+    ("val_macro_f1", "REAL"),
 )
 CURVE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("run_id", "TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE"),
@@ -67,6 +71,8 @@ CURVE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("lr", "REAL"),
     ("grid_size", "INTEGER"),
     ("test_accuracy", "REAL"),
+    ("val_loss", "REAL"),
+    ("val_accuracy", "REAL"),
 )
 _RUN_NAMES = [name for name, _ in RUN_COLUMNS]
 _CURVE_NAMES = [name for name, _ in CURVE_COLUMNS]
@@ -243,7 +249,7 @@ class ResultsStore:
             raise ValueError(f"cannot record run: {run_dir} lacks config/final field {err}") from err
         for key in ("param_count", "message", "train_loss", "test_loss", "test_rmse", "psnr",
                     "wall_time", "time_per_step", "steps", "flops", "flops_local", "test_accuracy",
-                    "test_macro_f1"):
+                    "test_macro_f1", "val_loss", "val_rmse", "val_accuracy", "val_macro_f1"):
             row[key] = final.get(key)
         row.update(
             run_dir=str(run_dir), config_json=json.dumps(config, sort_keys=True),

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.optim import lr_scheduler
 
-from kanlab.evaluation import Data, evaluate, loss_function, target_kind
+from kanlab.evaluation import Data, evaluate, loss_function, splits, target_kind
 from kanlab.layers.bspline import KANLinear
 from kanlab.native_objective import lbfgs_step
 from kanlab.optim import LBFGS
@@ -41,7 +41,8 @@ class History:
     Attributes:
         records: one dict per evaluation with keys step, time, lr, grid_size and evaluate()'s
             (train_loss, test_loss, then test_rmse for value targets, or train_accuracy,
-            test_accuracy and test_macro_f1 for class targets); finite evaluations only.
+            test_accuracy and test_macro_f1 for class targets; the val_ ones with a validation
+            set); finite evaluations only.
         status: "finished", "diverged" or "pruned" (stopped by the prune hook).
         message: why it diverged (step and last finite loss) or was pruned, else None.
         wall_time: seconds for the whole call.
@@ -169,13 +170,16 @@ class _Run:
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    x_val: torch.Tensor | None
+    y_val: torch.Tensor | None
 
     def __init__(self, model: nn.Module, data: Data, cfg: TrainConfig,
                  callback: Callback | None, progress: Progress | None, prune: Prune | None = None) -> None:
         p = next(model.parameters(), None)
         if p is None:
             raise ValueError(f"{type(model).__name__} has no parameters to train")
-        for name in ("x_train", "y_train", "x_test", "y_test"):
+        self.x_val = self.y_val = None  # a validation set: evaluated, never trained on
+        for name in (f"{v}_{split}" for split in splits(data) for v in ("x", "y")):
             t = getattr(data, name).to(p.device, DTYPES[cfg.dtype])  # a copy unless it already matches
             if t.ndim != 2 or not bool(torch.isfinite(t).all()):
                 raise ValueError(f"data.{name} must be 2-D and finite in {cfg.dtype}; shape {tuple(t.shape)}")
@@ -294,7 +298,8 @@ def train(
     Args:
         model: converted to cfg.dtype in place; trains on its parameters' device. Grid stages,
             grid updates and sparsity need a stack (`.layers` applied in order) or a single layer.
-        data: x_train (n, d), y_train (n, t), x_test, y_test; cast copies are used, never changed.
+        data: x_train (n, d), y_train (n, t), x_test, y_test (and x_val, y_val: evaluated, never
+            trained on); cast copies are used, never changed.
         cfg: the training configuration.
         callback: called with (a copy of) each evaluation record right after it is taken.
         progress: called as progress(step, cfg.total_steps) after every optimizer step.

@@ -17,8 +17,10 @@ trials of earlier rounds, sent along in the trial's config.
 Killed at any point, a rerun tells Optuna about runs the database recorded but Optuna never heard
 of, reruns trials that were in flight, asks what a round still lacks and goes on: one row per
 trial, no finished trial trained again. Then the best trial of each study (among its first N, for
-a budget of N trials) is retrained on the study's `seeds` (never the search seeds) as experiment
-`<name>`: only those runs enter the verdict. `<root>/<name>/tune.json` records what the report shows.
+a budget of N trials, ranked on the validation set by default) is retrained on the study's `seeds`
+(never the search seeds) as experiment `<name>`: the same model (its spec) and training settings,
+with the task's validation rows given back to training, judged on the test set alone. Only those
+runs enter the verdict. `<root>/<name>/tune.json` records what the report shows.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -242,6 +244,19 @@ class Search:
         return min(trials, key=lambda t: (sign * t.value, t.number), default=None)
 
 
+def retrained(trial_run: ExperimentConfig, seeds: Sequence[int], experiment: str) -> list[ExperimentConfig]:
+    """The verdict runs of a best trial: its model (spec) and training on other seeds, no validation split.
+
+    The validation rows go back into training (a table's standardisation is refitted on them, an
+    image trains on every pixel, a function task drops its extra points): the verdict is judged on
+    the test set, which no trial was ranked on. The spec is the trial's own, so a model matched by
+    time keeps the widths it was tuned at.
+    """
+    task = replace(trial_run.task, val_fraction=0.0)
+    return [replace(trial_run, experiment=experiment, task=task, seed=seed, trial=None,
+                    train=replace(trial_run.train, seed=seed)) for seed in seeds]
+
+
 def verdict_experiments(tune: Tune, search: Search
                         ) -> tuple[dict[str, list[ExperimentConfig]], dict[str, Any]]:
     """Each study's best configuration on the verdict seeds (by study name), and the runs' annotations."""
@@ -252,18 +267,16 @@ def verdict_experiments(tune: Tune, search: Search
         if best is None:
             continue
         values = s.spec.space.decode(best.params)
-        runs = tune.resolve(s.spec, values, tune.seeds, experiment=tune.name)
+        runs = retrained(search.experiment(s, best), tune.seeds, tune.name)
         reused = {e.seed for e in runs} & set(tune.search_seeds)
         if reused:  # parse_tune refuses such files; this guards the verdict itself
             raise RuntimeError(f"verdict runs of {s.spec.label} would reuse search seeds {sorted(reused)}")
-        model = tune.raw["models"][s.spec.model_index]
-        budget = None if model.get("spec") else model.get("budget", tune.raw.get("budget"))
-        depth = values.get("depth", model.get("depth", tune.raw.get("depth", 1)))
-        for e in runs:
+        for e in runs:  # the budget the model was matched to (a task's own, if it has one), for the report
+            matched = e.match or {}
             notes[e.run_id] = {
                 "tune": {"study": s.spec.name, "best_trial": best.number, "value": best.value,
                          "params": values},
-                "sweep": {"budget": budget, "depth": None if budget is None else depth, "axes": {}},
+                "sweep": {"budget": matched.get("budget"), "depth": matched.get("depth"), "axes": {}},
             }
         exps[s.spec.name] = runs
     return exps, notes

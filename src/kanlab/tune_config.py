@@ -10,7 +10,8 @@
     [[models]] ...                # label, family, options, train as in a study
     [tune]
     per_family = "trials:8"       # or "seconds:600": the same for every model on every task
-    metric = "test_loss"          # what trials are ranked by (METRICS gives its direction)
+    metric = "val_loss"           # what trials are ranked by (METRICS gives its direction)
+    validation = 0.2              # share of each task's training data held out to rank the trials
     seed = 0                      # the TPE sampler's seed: the same file proposes the same trials
     startup_trials = 4            # random trials before TPE models the results
     trials_per_round = 2          # trials of a model asked together (they run in parallel)
@@ -20,6 +21,12 @@
     n_startup_trials = 2          # the Optuna pruner's own arguments
     [search.kan]                  # by family or by label; see kanlab.search_space
     grid_size = { low = 3, high = 12 }
+
+Trials are ranked on a validation set, never the test set: each task of the search holds
+`validation` of its training data out (TaskConfig.val_fraction, unless the task sets its own:
+functions draw points of their own, images hold out pixels, tables training rows), and the trials
+are ranked and pruned on it. The verdict retrains each best trial's model on all the training data
+(validation rows included) and is judged on the test set alone.
 
 The key is `per_family`, not `budget`: a study's `budget` is the parameter budget. Every (task,
 model) pair is one Optuna study; editing anything that shapes its trials (its task, model,
@@ -38,16 +45,27 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from kanlab.budget import match_params
-from kanlab.config import ExperimentConfig, _build, apply_overrides, parse_study, read_study
-from kanlab.runs import expand, task_label
+from kanlab.config import ExperimentConfig, StudyConfig, _build, apply_overrides, parse_study, read_study
+from kanlab.runs import expand, matched_widths, task_label
 from kanlab.search_space import Space, build_space, key_kind
-from kanlab.tasks import TaskConfig, make_dataset
+from kanlab.tasks import Dataset, TaskConfig, make_dataset
 from kanlab.train import TrainConfig
 from kanlab.trial_pruning import make_pruner
 
-TUNE_KEYS = ("per_family", "metric", "seed", "startup_trials", "trials_per_round", "search_seeds", "pruner")
-METRICS = {"test_loss": "minimize", "test_rmse": "minimize", "train_loss": "minimize", "psnr": "maximize"}
+TUNE_KEYS = ("per_family", "metric", "validation", "seed", "startup_trials", "trials_per_round",
+             "search_seeds", "pruner")
+# What may rank trials, and its direction. The val_ ones rank on the validation set (the default);
+# the test_ ones, psnr and train_loss remain for comparison with older tunes, but select on the test
+# set (or the training set) that the verdict then judges.
+METRICS = {"val_loss": "minimize", "val_rmse": "minimize", "val_accuracy": "maximize",
+           "val_macro_f1": "maximize", "test_loss": "minimize", "test_rmse": "minimize",
+           "train_loss": "minimize", "psnr": "maximize"}
+VALIDATION = 0.2  # the default share of a task's training data held out to rank trials
+# Training keys that leave the cost of a step (nearly) alone: a time-matched model's corners are
+# measured at the study's own values of these.
+TIME_NEUTRAL = frozenset({"lr", "schedule", "step_every", "gamma", "weight_decay", "momentum"})
+# Metrics that exist for one target kind only.
+VALUE_METRICS, CLASS_METRICS = ("val_rmse", "test_rmse"), ("val_accuracy", "val_macro_f1")
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,7 @@ class Tune:
     studies: tuple[TuneStudy, ...]
     description: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)  # [tune], defaults filled in, for the report
+    validation: float = 0.0  # each trial's task holds this share out to rank on (unless it sets its own)
 
     @property
     def direction(self) -> str:
@@ -129,7 +148,8 @@ class Tune:
             values: the trial's values by search key (Space.decode).
             seeds: training seeds.
             experiment: the experiment name of the runs.
-            trial: the runs' `trial` field (search trials), None for verdict runs.
+            trial: the runs' `trial` field (search trials: their task gets the tune's validation
+                split unless it sets its own val_fraction), None for runs of the task as written.
         Returns:
             The ExperimentConfigs, widths matched to the budget at the values' depth and options.
         """
@@ -141,7 +161,10 @@ class Tune:
                 model["depth"] = value
             else:
                 model.setdefault(where, {})[key] = value
-        raw.update(name=experiment, seeds=list(seeds), tasks=[raw["tasks"][study.task_index]], models=[model])
+        task = raw["tasks"][study.task_index]
+        if trial is not None and self.validation > 0:
+            task.setdefault("val_fraction", self.validation)
+        raw.update(name=experiment, seeds=list(seeds), tasks=[task], models=[model])
         runs = expand(parse_study(raw))
         return runs if trial is None else [replace(r, trial=trial) for r in runs]
 
@@ -163,26 +186,39 @@ def _setting(tune: Mapping[str, Any], key: str, default: int, minimum: int) -> i
 
 
 @cache
-def _dims(task: TaskConfig) -> tuple[int, int]:
-    data = make_dataset(task)
-    return data.in_dim, data.out_dim
+def _data(task: TaskConfig) -> Dataset:
+    return make_dataset(task)
 
 
-def _check_corners(study: TuneStudy, raw: Mapping[str, Any], task_cfg: TaskConfig) -> None:
-    """Every corner of the space must give a valid TrainConfig and a model that meets the budget."""
-    task, model = raw["tasks"][study.task_index], raw["models"][study.model_index]
+def _check_corners(study: TuneStudy, parsed: StudyConfig, validation: float) -> None:
+    """Every corner of the space must give a valid TrainConfig and a model that meets its budget.
+
+    The budget is matched as the trials will match it (the model's match: parameters, FLOPs, or
+    time per step measured on the trial's data, through the time-match cache), at the model's
+    budget on this task. Matching by time measures each corner: only the ends of integer ranges,
+    and training keys that leave a step's cost alone (TIME_NEUTRAL) at the study's own values.
+    """
+    n = study.task_index
+    entry, task = parsed.models[study.model_index], parsed.tasks[n]
     keys = {k: key_kind(study.family, k)[0] for k in (*study.space.fixed, *(d.key for d in study.space.dims))}
     train = {k for k, where in keys.items() if where == "train"}
-    base_train = {**raw.get("train", {}), **task.get("train", {}), **model.get("train", {}), "seed": 0}
+    base_train = {**parsed.train, **parsed.task_train[n], **entry.train, "seed": 0}
     checks = [(point, lambda p: _build(TrainConfig, {**base_train, **p}, "train"))
               for point in study.space.corner_points(train)]
-    if model.get("spec") is None:
-        in_dim, out_dim = _dims(task_cfg)
-        budget, depth = model.get("budget", raw.get("budget")), model.get("depth", raw.get("depth", 1))
-        checks += [(point, lambda p: match_params(
-            study.family, budget, depth=p.get("depth", depth), in_features=in_dim, out_features=out_dim,
-            widths_only=True, **{**model.get("options", {}), **{k: v for k, v in p.items() if k != "depth"}}))
-            for point in study.space.corner_points(set(keys) - train)]
+    if entry.spec is None:
+        timed = entry.match == "time"
+        trial_task = replace(task, val_fraction=task.val_fraction or validation)  # the data trials train on
+        shaping = set(keys) - train | ({k for k in train if k not in TIME_NEUTRAL} if timed else set())
+
+        def meets(p: dict[str, Any]) -> None:
+            options = {**entry.options, **{k: v for k, v in p.items() if keys[k] == "options"}}
+            sized = replace(entry, budget=parsed.budget_of(entry, n), depth=p.get("depth", entry.depth),
+                            options=options)
+            trained = {k: v for k, v in p.items() if keys[k] == "train"}
+            cfg = _build(TrainConfig, {**base_train, **trained}, "train")
+            matched_widths(sized, _data(trial_task), cfg, trial_task)
+
+        checks += [(point, meets) for point in study.space.corner_points(shaping, ends=timed)]
     for point, check in checks:
         try:
             check(point)
@@ -210,6 +246,21 @@ def _pruner_spec(tune: Mapping[str, Any], total_steps: int) -> dict[str, Any]:
     return spec
 
 
+def _validation(tune: Mapping[str, Any], metric: str, tasks: Sequence[TaskConfig]) -> float:
+    """[tune] validation, checked: the share of each task's training data the trials hold out to rank on."""
+    ranked_on_val = metric.startswith("val_")
+    value = tune.get("validation", VALIDATION if ranked_on_val else 0.0)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+        raise ValueError(f"tune.validation must be a number in [0, 1), e.g. {VALIDATION} (the share of each "
+                         f"task's training data held out to rank trials on), got {value!r}")
+    lacking = next((t for t in tasks if not (t.val_fraction or value)), None)
+    if ranked_on_val and lacking is not None:
+        raise ValueError(f"tune.metric = {metric!r} ranks trials on a validation set, and task "
+                         f"{task_label(lacking)!r} has none with tune.validation = {value}: set "
+                         f"tune.validation = {VALIDATION} (or the task's val_fraction)")
+    return float(value)
+
+
 def parse_tune(raw: Mapping[str, Any]) -> Tune:
     """Validate a raw tune dict: the study, [tune], [search], and every corner of every space."""
     if "tune" not in raw:
@@ -227,11 +278,17 @@ def parse_tune(raw: Mapping[str, Any]) -> Tune:
         raise ValueError("tuning trains each model plainly: drop [symbolic] from a tune file")
     base = {k: v for k, v in raw.items() if k not in ("tune", "search")}
     study = parse_study(base)
-    metric = tune.get("metric", "test_loss")
+    metric = tune.get("metric", "val_loss")
     if metric not in METRICS:
         raise ValueError(f"tune.metric = {metric!r}; allowed: {', '.join(METRICS)}")
     if metric == "psnr" and any(t.kind != "image" for t in study.tasks):
-        raise ValueError("tune.metric = 'psnr' needs image tasks only; use test_loss")
+        raise ValueError("tune.metric = 'psnr' needs image tasks only; use val_loss")
+    for kind, names in (("value", VALUE_METRICS), ("class", CLASS_METRICS)):
+        other = next((t for t in study.tasks if t.targets_are != kind), None)
+        if metric in names and other is not None:
+            raise ValueError(f"tune.metric = {metric!r} is for {kind} targets, and task "
+                             f"{task_label(other)!r} has {other.targets_are} targets; use val_loss")
+    validation = _validation(tune, metric, study.tasks)
     search_seeds = _int_list(tune.get("search_seeds", [0]), "tune.search_seeds")
     shared_seeds = sorted(set(search_seeds) & set(study.seeds))
     if shared_seeds:
@@ -248,7 +305,7 @@ def parse_tune(raw: Mapping[str, Any]) -> Tune:
         families = ", ".join(sorted({m.family for m in study.models}))
         raise ValueError(f"[search.{stray[0]}] names no family or label of the models; families: {families}; "
                          f"labels: {', '.join(labels)}")
-    settings = {"metric": metric, "seed": _setting(tune, "seed", 0, 0),
+    settings = {"metric": metric, "validation": validation, "seed": _setting(tune, "seed", 0, 0),
                 "startup_trials": _setting(tune, "startup_trials", 5, 0),
                 "trials_per_round": _setting(tune, "trials_per_round", 2, 1),
                 "search_seeds": list(search_seeds)}
@@ -264,11 +321,11 @@ def parse_tune(raw: Mapping[str, Any]) -> Tune:
             studies.append(TuneStudy(f"{study.name}/{name}/{entry.label}/{fp}", n_task, n_model, name,
                                      entry.label, entry.family, space, pruner))
     for s in studies:
-        _check_corners(s, base, study.tasks[s.task_index])
+        _check_corners(s, study, validation)
     return Tune(name=study.name, raw=base, budget=parse_budget(tune["per_family"]), metric=metric,
                 seed=settings["seed"], startup_trials=settings["startup_trials"],
                 trials_per_round=settings["trials_per_round"], search_seeds=search_seeds, seeds=study.seeds,
-                studies=tuple(studies), description=study.description,
+                studies=tuple(studies), description=study.description, validation=validation,
                 settings={**settings, "per_family": str(tune["per_family"]),
                           "pruner": {"kind": "median", **tune.get("pruner", {})}})
 

@@ -24,8 +24,11 @@ def class_balance(task_rows: Sequence[dict[str, Any]]) -> str:
         return ""
     names, train, test = data["classes"], data["train_counts"], data["test_counts"]
     n_train, n_test = sum(train), sum(test)
+    val = data.get("val_counts")  # a validation split, carved out of the training rows
     body = [[name, str(a), f"{a / n_train:.1%}", str(b), f"{b / n_test:.1%}"]
             for name, a, b in zip(names, train, test, strict=True)]
+    if val:
+        body = [[*cells, str(v), f"{v / sum(val):.1%}"] for cells, v in zip(body, val, strict=True)]
     majority = int(np.argmax(train))
     imbalance = max(train) / max(min(train), 1)
     split = data.get("split", {})
@@ -34,9 +37,12 @@ def class_balance(task_rows: Sequence[dict[str, Any]]) -> str:
             f"Always answering the most common training class ({names[majority]}) scores accuracy "
             f"{test[majority] / n_test:.1%} on the test set. Split: seed {split.get('seed', '?')}, "
             f"test fraction {split.get('test_fraction', '?')}, "
-            f"{'stratified by class' if split.get('stratified') else 'not stratified'}; inputs "
+            + (f"validation fraction {split.get('val_fraction', '?')} of the training rows, " if val else "")
+            + f"{'stratified by class' if split.get('stratified') else 'not stratified'}; inputs "
             f"standardised on the training rows ({split.get('standardize', '?')}).")
-    return ("<h3>Classes</h3>" + table(["Class", "Train rows", "Share", "Test rows", "Share"], body, 1)
+    head = ["Class", "Train rows", "Share", "Test rows", "Share"]
+    head += ["Validation rows", "Share"] if val else []
+    return ("<h3>Classes</h3>" + table(head, body, 1)
             + f'<p class="note">{escape(note)}</p>')
 
 

@@ -31,6 +31,7 @@ from kanlab.report.symbolic import symbolic_section
 from kanlab.report.tables import (
     data_version,
     fmt_fixed,
+    fmt_flops,
     fmt_params,
     fmt_pm,
     fmt_sci,
@@ -43,6 +44,7 @@ from kanlab.report.tables import (
     winner,
     with_flops,
 )
+from kanlab.report.verdict import verdict_table
 
 
 def _representative(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
@@ -74,12 +76,6 @@ def _headline(task: str, win: dict[str, Any] | None, kind: str = "value") -> str
     if win["best_is_mlp"]:
         return text + f"; the best non-MLP model, {versus}, is {factor} higher."
     return text + f", {factor} lower than the best MLP, {versus}."
-
-
-def fmt_flops(flops: float | None, local: float | None) -> str:
-    """FLOPs per sample, with the local-support count in brackets where it differs (B-spline KANs)."""
-    text = fmt_params(flops)
-    return text if local is None or local == flops else f"{text} (local {fmt_params(local)})"
 
 
 def _table(lines: Sequence[dict[str, Any]], best_label: str | None, kind: str = "value") -> str:
@@ -122,6 +118,8 @@ def _task_section(n: int, task: str, task_rows: list[dict[str, Any]], lines: lis
     loss = f"test {loss_name(targets)}"
     parts = [f'<h2 id="task-{n}">Task: {escape(task)} <span class="note">({about})</span></h2>',
              f'<p class="headline">{escape(_headline(task, win, targets))}</p>',
+             "<h3>Verdict: does a KAN beat the MLP here, and at what cost?</h3>", verdict_table(task_rows),
+             "<h3>Every model in detail</h3>",
              _table(lines, win["best"]["label"] if win else None, targets),
              f'<p class="note">{escape(NOTE)}</p>',
              class_balance(task_rows), _stages(task_rows), symbolic_section(task_rows, db_path, stem)]

@@ -266,6 +266,12 @@ def fmt_params(n: float | None) -> str:
     return "n/a" if n is None else f"{round(n):,}"
 
 
+def fmt_flops(flops: float | None, local: float | None) -> str:
+    """FLOPs per sample, with the local-support count in brackets where it differs (B-spline KANs)."""
+    text = fmt_params(flops)
+    return text if local is None or local == flops else f"{text} (local {fmt_params(local)})"
+
+
 def fmt_factor(factor: float | None) -> str:
     """A ratio such as 12.3 as "12.3x" (three significant digits)."""
     if factor is None:

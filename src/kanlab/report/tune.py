@@ -19,7 +19,8 @@ import matplotlib.pyplot as plt
 from kanlab.report.parts import figure, table, write_page
 from kanlab.report.style import COLORS, MARKERS, STYLE, save
 from kanlab.report.sweep import _cell_table, _cells, _paired_table, _prepare
-from kanlab.report.tables import BASELINE_FAMILY, fmt_sci, fmt_time
+from kanlab.report.tables import BASELINE_FAMILY, fmt_sci, fmt_time, with_flops
+from kanlab.report.verdict import verdict_table
 from kanlab.store import ResultsStore
 
 Row = dict[str, Any]
@@ -110,10 +111,12 @@ def _verdict(db_path: Path, manifest: Mapping[str, Any], task: str) -> str:
         rows = [r for r in store.runs(manifest["name"]) if r["run_id"] in ids]
     if not rows:
         return '<p class="note">No verdict runs: no model finished a trial.</p>'
-    prepared, names = _prepare(rows)
+    prepared, names = _prepare(with_flops(rows))
     cells = _cells(prepared, names)
-    return (_cell_table(cells, names) + f"<h4>Paired comparison with the {BASELINE_FAMILY}, by seed</h4>"
-            + _paired_table(cells, names, {}))
+    return (verdict_table(prepared) + "<details><summary>Each model over the seeds, and paired with each "
+            f"{BASELINE_FAMILY}</summary>" + _cell_table(cells, names)
+            + f"<h4>Paired comparison with the {BASELINE_FAMILY}, by seed</h4>"
+            + _paired_table(cells, names, {}) + "</details>")
 
 
 def tune_section(db_path: Path, manifest_path: Path, out_dir: Path) -> str:
@@ -126,16 +129,26 @@ def tune_section(db_path: Path, manifest_path: Path, out_dir: Path) -> str:
     budget, seed = escape(str(settings["per_family"])), settings.get("seed", 0)
     startup, per_round = settings.get("startup_trials", 5), settings.get("trials_per_round", 2)
     pruner = escape(str(settings.get("pruner", {}).get("kind", "median")))
+    if metric.startswith("val_"):
+        held = settings.get("validation") or "its own share"
+        data = (f"Trials are ranked on a validation set that each task holds out of its training data "
+                f"({held}, unless the task sets its own val_fraction: a function draws points of its own, an "
+                "image holds pixels out of training, a table training rows, stratified by class), never on "
+                "the test set. The verdict runs give the validation data back to training and are judged on "
+                "the test set alone.")
+    else:
+        data = (f"Trials are ranked by {escape(metric)}, not on a validation set: the data that ranked the "
+                "trials also judges the winners.")
     note = (
         f"Every model gets the same search budget on every task ({budget}): Optuna's TPE sampler (seed "
         f"{seed}, {startup} random trials first, {per_round} trials per round) ranks trials by "
         f"{escape(metric)} ({'lower' if minimize else 'higher'} is better), and the {pruner} pruner stops "
-        "trials early against the finished trials of earlier rounds. Trials train on seed(s) "
-        f"{settings.get('search_seeds', [0])}. Each model's best trial is then retrained on seeds "
-        f"{manifest['seeds']}, which the search never used, and only those runs make the verdict. Widths "
-        "follow match_params at each trial's depth, so every trial of a model has the budget's parameter "
-        "count. The verdict runs use the same task data as the search: the test set that ranked the trials "
-        "also judges the winners."
+        f"trials early on the same metric's curve against the finished trials of earlier rounds. {data} "
+        f"Trials train on seed(s) {settings.get('search_seeds', [0])}. Each model's best trial (its model "
+        f"and training settings) is then retrained on seeds {manifest['seeds']}, which the search never "
+        "used, and only those runs make the verdict. Widths are matched to each model's budget (by its "
+        "match: parameters, FLOPs or time per step) at each trial's depth and options, so every trial of a "
+        "model has the same size."
     )
     parts = [f'<section class="tune"><h2>Tuning: {escape(manifest["name"])}</h2>',
              f'<p class="note">{note}</p>']

@@ -40,7 +40,7 @@ __all__ = [
 
 TASK_KINDS = ("function", "image", "data", "dataset")
 TABULAR_ONLY = ("target_kind", "standardize")  # fields only the table kinds (data, dataset) use
-STREAM_NOISE = 2
+STREAM_NOISE, STREAM_VAL_NOISE = 2, 5
 
 
 def _check_int(name: str, value: object, minimum: int) -> None:
@@ -76,8 +76,12 @@ class TaskConfig:
             training rows' mean and std; "inputs+targets" also value targets; "none"); the
             split is seeded by seed and stratified by class for class targets
             (kanlab.tasks.tabular).
-        all: noise (std of Gaussian noise added to the train targets only; value targets),
-            encoding of the inputs, seed.
+        all: noise (std of Gaussian noise added to the train and validation targets, never the
+            test targets; value targets), encoding of the inputs, seed, val_fraction (0, the
+            default: no validation set; in (0, 1): a validation set for choosing between runs,
+            never trained on and never a test point: functions draw max(1, round(val_fraction *
+            n_train)) points of their own, images hold that share of the pixels out of training,
+            tables that share of the training rows, stratified by class).
     """
 
     kind: str = "function"
@@ -96,6 +100,7 @@ class TaskConfig:
     seed: int = 0
     target_kind: str | None = None  # None: the kind's own (value; a dataset's own kind)
     standardize: str = "inputs"
+    val_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         # TOML and JSON give lists; the config stays hashable with tuples
@@ -156,6 +161,9 @@ class TaskConfig:
         frac = self.test_fraction
         if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 < frac < 1.0:
             raise ValueError(f"test_fraction must be a number in (0, 1), got {frac!r}")
+        frac = self.val_fraction
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0.0 <= frac < 1.0:
+            raise ValueError(f"val_fraction must be a number in [0, 1) (0: no validation set), got {frac!r}")
         if self.input_range is not None:
             r = self.input_range
             ok = isinstance(r, tuple) and len(r) == 2
@@ -240,16 +248,16 @@ def _build(cfg: TaskConfig) -> Dataset:
     if cfg.kind == "function":
         return function_dataset(
             cfg.name, cfg.n_train, cfg.n_test,
-            input_range=cfg.input_range, sampling=cfg.sampling, seed=cfg.seed,
+            input_range=cfg.input_range, sampling=cfg.sampling, seed=cfg.seed, val_fraction=cfg.val_fraction,
         )
     if cfg.kind == "image":
-        return image_dataset(cfg.name, cfg.image_size)
+        return image_dataset(cfg.name, cfg.image_size, val_fraction=cfg.val_fraction, seed=cfg.seed)
     if cfg.kind == "dataset":
         return sklearn_dataset(cfg.name, test_fraction=cfg.test_fraction, seed=cfg.seed,
-                               standardize=cfg.standardize)
+                               standardize=cfg.standardize, val_fraction=cfg.val_fraction)
     return data_dataset(
         cfg.path, cfg.inputs, cfg.targets, test_fraction=cfg.test_fraction, seed=cfg.seed,
-        target_kind=cfg.targets_are, standardize=cfg.standardize,
+        target_kind=cfg.targets_are, standardize=cfg.standardize, val_fraction=cfg.val_fraction,
     )
 
 
@@ -260,25 +268,33 @@ def make_dataset(cfg: TaskConfig, dtype: torch.dtype = torch.float32) -> Dataset
         cfg: the task.
         dtype: floating dtype of every tensor.
     Returns:
-        Dataset with encoded x, noisy y_train (if cfg.noise > 0), clean y_test, raw coords.
+        Dataset with encoded x, noisy y_train and y_val (if cfg.noise > 0: the validation set is
+        held-out training data), clean y_test, raw coords.
     """
     if not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype}")
     raw = _build(cfg)
-    y_train = raw.y_train
-    if cfg.noise > 0:
-        rng = np.random.default_rng([cfg.seed, STREAM_NOISE])
-        y_train = y_train + cfg.noise * torch.from_numpy(rng.standard_normal(tuple(y_train.shape)))
+
+    def noisy(y: torch.Tensor, stream: int) -> torch.Tensor:
+        if cfg.noise > 0:
+            rng = np.random.default_rng([cfg.seed, stream])
+            y = y + cfg.noise * torch.from_numpy(rng.standard_normal(tuple(y.shape)))
+        return y.to(dtype)
+
     c_train, c_test = raw.coords_train.to(dtype), raw.coords_test.to(dtype)
     enc = cfg.encoding
     suffix = "" if enc.kind == "none" else f"; inputs encoded {_describe_encoding(enc)}"
+    c_val = None if raw.coords_val is None else raw.coords_val.to(dtype)
     return replace(
         raw,
         description=raw.description + suffix,
         x_train=encode(c_train, cfg.encoding),
-        y_train=y_train.to(dtype),
+        y_train=noisy(raw.y_train, STREAM_NOISE),
         x_test=encode(c_test, cfg.encoding),
         y_test=raw.y_test.to(dtype),
         coords_train=c_train,
         coords_test=c_test,
+        x_val=None if c_val is None else encode(c_val, cfg.encoding),
+        y_val=None if raw.y_val is None else noisy(raw.y_val, STREAM_VAL_NOISE),
+        coords_val=c_val,
     )

@@ -1,4 +1,4 @@
-"""The Dataset every task produces: train and test tensors plus what is needed to plot them.
+"""The Dataset every task produces: train, test (and validation) tensors plus what is needed to plot them.
 
 Legend: n rows, d raw coordinates, e encoded inputs (e = d without an encoding), t targets.
 """
@@ -10,6 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
+
+# The random streams of a task, default_rng([seed, stream]), one per purpose (0, 1: a function's
+# train and test points; 2: training noise; 3: a table's test split); 4: the validation set.
+STREAM_VAL = 4
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: tensors have no single truth value to compare
@@ -29,7 +33,12 @@ class Dataset:
         target_kind: "value" (regression, MSE) or "class" (classification, cross-entropy).
         split: for tables (kanlab.tasks.tabular), how the rows were split and standardised:
             seed, test_fraction, stratified, standardize, train_rows and test_rows (row numbers
-            in the table), input_mean and input_std (and target_*) when standardised; else None.
+            in the table), val_fraction and val_rows with a validation split, input_mean and
+            input_std (and target_*) when standardised; for images with a validation split the
+            held-out pixels (seed, val_fraction, train_rows, val_rows: row-major pixel indices);
+            else None.
+        x_val, y_val, coords_val: the validation set, (v, e), (v, t), (v, d), or None without
+            one (TaskConfig.val_fraction = 0): never trained on, never part of the training rows.
     """
 
     x_train: torch.Tensor
@@ -44,9 +53,15 @@ class Dataset:
     description: str
     target_kind: str = "value"
     split: dict[str, Any] | None = None
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+    coords_val: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
-        for split in ("train", "test"):
+        given = [getattr(self, f"{v}_val") is not None for v in ("x", "y", "coords")]
+        if any(given) and not all(given):
+            raise ValueError("x_val, y_val and coords_val go together: give all three or none")
+        for split in ("train", "test", "val") if all(given) else ("train", "test"):
             x, y, c = (getattr(self, f"{v}_{split}") for v in ("x", "y", "coords"))
             if x.ndim != 2 or y.ndim != 2 or c.ndim != 2:
                 raise ValueError(f"x_{split}, y_{split} and coords_{split} must all be 2-D")
@@ -62,6 +77,8 @@ class Dataset:
                 )
         if self.x_train.shape[1] != self.x_test.shape[1]:
             raise ValueError("x_train and x_test must have the same number of columns")
+        if self.x_val is not None and self.x_val.shape[1] != self.x_train.shape[1]:
+            raise ValueError("x_val must have as many columns as x_train")
         if self.target_kind not in ("value", "class"):
             raise ValueError(f"target_kind must be 'value' or 'class', got {self.target_kind!r}")
 
@@ -88,12 +105,14 @@ def raw_dataset(
     image_shape: tuple[int, int] | None = None,
     target_kind: str = "value",
     split: dict[str, Any] | None = None,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Dataset:
     """A float64 Dataset with x = coords (no encoding, no noise), as the task builders return it.
 
     Args:
         coords_train, coords_test: (n, d) arrays.
         y_train, y_test: (n,) or (n, t) arrays.
+        val: (coords_val, y_val) of a validation set, or None.
     Returns:
         Dataset whose tensors are float64 and x_* is coords_*.
     """
@@ -103,6 +122,7 @@ def raw_dataset(
         return t.reshape(-1, 1) if t.ndim == 1 else t
 
     c_tr, c_te = col(coords_train), col(coords_test)
+    c_val, y_val = (None, None) if val is None else (col(val[0]), col(val[1]))
     return Dataset(
         x_train=c_tr,
         y_train=col(y_train),
@@ -116,4 +136,7 @@ def raw_dataset(
         description=description,
         target_kind=target_kind,
         split=split,
+        x_val=c_val,
+        y_val=y_val,
+        coords_val=c_val,
     )

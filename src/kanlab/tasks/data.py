@@ -129,6 +129,7 @@ def data_dataset(
     seed: int = 0,
     target_kind: str = "value",
     standardize: str = "inputs",
+    val_fraction: float = 0.0,
 ) -> Dataset:
     """A seeded train/test split of the named columns of a CSV or .npz file.
 
@@ -141,6 +142,7 @@ def data_dataset(
         target_kind: "value" (numeric targets) or "class" (one column of labels: names or whole
             numbers, split stratified by class).
         standardize: "none", "inputs" or "inputs+targets" (fitted on the training rows).
+        val_fraction: share of the training rows held out for validation (0: none).
     Returns:
         float64 Dataset with x = coords = the (standardised) input columns.
     """
@@ -160,5 +162,5 @@ def data_dataset(
     return tabular_dataset(
         x, y, input_names=inputs, target_names=targets, target_kind=target_kind, standardize=standardize,
         test_fraction=test_fraction, seed=seed, where=f"column {targets[0]!r} of {str(path)!r}",
-        description=f"data {Path(path).name}: {what} from {', '.join(inputs)}",
+        description=f"data {Path(path).name}: {what} from {', '.join(inputs)}", val_fraction=val_fraction,
     )

@@ -51,13 +51,14 @@ def load_table(name: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
 
 
 def sklearn_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0,
-                    standardize: str = "inputs") -> Dataset:
+                    standardize: str = "inputs", val_fraction: float = 0.0) -> Dataset:
     """A bundled table split and standardised as kanlab.tasks.tabular says.
 
     Args:
         name: a key of DATASETS.
         test_fraction, seed: the split (stratified by class for classification tables).
         standardize: "none", "inputs" or "inputs+targets" (the last for diabetes only).
+        val_fraction: share of the training rows held out for validation (0: none).
     Returns:
         float64 Dataset (one-hot targets for the classification tables).
     """
@@ -69,7 +70,7 @@ def sklearn_dataset(name: str, *, test_fraction: float = 0.2, seed: int = 0,
         labels, count = y.reshape(-1, 1), "values"
     return tabular_dataset(
         x, labels, input_names=inputs, target_names=(target,), target_kind=kind, standardize=standardize,
-        test_fraction=test_fraction, seed=seed, where=f"dataset {name!r}",
+        test_fraction=test_fraction, seed=seed, where=f"dataset {name!r}", val_fraction=val_fraction,
         description=f"dataset {name} (scikit-learn): {target} ({count}) from {len(inputs)} inputs, "
                     f"{x.shape[0]} rows",
     )

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import special
 
-from kanlab.tasks.base import Dataset, raw_dataset
+from kanlab.tasks.base import STREAM_VAL, Dataset, raw_dataset
 
 SAMPLINGS = ("random", "grid")
 STREAM_TRAIN, STREAM_TEST = 0, 1  # rng = default_rng([seed, stream]): independent per purpose
@@ -199,8 +199,9 @@ def function_dataset(
     input_range: tuple[float, float] | None = None,
     sampling: str = "random",
     seed: int = 0,
+    val_fraction: float = 0.0,
 ) -> Dataset:
-    """Sample a registered function: train by `sampling`, test always uniformly at random.
+    """Sample a registered function: train by `sampling`, test (and validation) uniformly at random.
 
     Args:
         name: a key of FUNCTION_REGISTRY.
@@ -208,6 +209,9 @@ def function_dataset(
         input_range: (lo, hi) for every variable; None uses each variable's natural range.
         sampling: "random" (uniform) or "grid" (1D/2D only; see grid_points).
         seed: the train and test points come from default_rng([seed, 0]) and ([seed, 1]).
+        val_fraction: > 0 adds a validation set of max(1, round(val_fraction * n_train)) points, a
+            sample of its own (default_rng([seed, 4])) drawn as the test set is: the training
+            points stay the same n_train points, and no validation point is a train or test point.
     Returns:
         float64 Dataset with x = coords (make_dataset encodes and adds noise).
     """
@@ -225,12 +229,15 @@ def function_dataset(
     else:
         raise ValueError(f"sampling must be one of {SAMPLINGS}, got {sampling!r}")
     x_test = lo + (hi - lo) * np.random.default_rng([seed, STREAM_TEST]).random((n_test, f.dim))
+    n_val = max(1, round(val_fraction * n_train)) if val_fraction > 0 else 0
+    x_val = lo + (hi - lo) * np.random.default_rng([seed, STREAM_VAL]).random((n_val, f.dim))
     with np.errstate(all="ignore"):  # reported below, naming the function and its ranges
-        y_train, y_test = f(x_train), f(x_test)
+        y_train, y_test, y_val = f(x_train), f(x_test), f(x_val)
     desc = describe(f, ranges)
-    if not (np.isfinite(y_train).all() and np.isfinite(y_test).all()):
+    if not (np.isfinite(y_train).all() and np.isfinite(y_test).all() and np.isfinite(y_val).all()):
         raise ValueError(f"{desc}: the function is not finite everywhere on this input range")
     return raw_dataset(
         x_train, y_train, x_test, y_test,
         input_names=f.variables, target_names=(name,), description=desc,
+        val=(x_val, y_val) if n_val else None,
     )

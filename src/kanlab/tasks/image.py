@@ -10,6 +10,12 @@ Choices, stated once:
 - Train and test sets are both every pixel in row-major order, so y_test.reshape(image_shape)
   is the image: the task is to represent the image, as in the founding experiment (all pixels,
   minibatches); TaskConfig's n_train/n_test (point counts for functions) do not apply.
+- A validation split (val_fraction > 0, for tuning) holds a seeded random share of the pixels
+  (default_rng([seed, 4]), at least one, never all) out of training: the model never fits them,
+  so ranking trials on them ranks how well each fills in pixels it did not see, not how closely it
+  memorises the ones it did. The test set stays every pixel (the picture is what is represented),
+  so it holds the validation pixels too: a tune's verdict retrains on every pixel and is judged on
+  every pixel, as a plain study is (kanlab.tune).
 
 Legend: h, w image height and width, p = h * w pixels.
 """
@@ -26,7 +32,7 @@ from skimage.color import rgb2gray
 from skimage.transform import resize
 from skimage.util import img_as_float
 
-from kanlab.tasks.base import Dataset, raw_dataset
+from kanlab.tasks.base import STREAM_VAL, Dataset, raw_dataset
 
 # scikit-image's CC0 images that ship inside its wheel (no download needed), 2-D gray or RGB(A).
 IMAGES = (
@@ -116,22 +122,37 @@ def pixel_coords(height: int, width: int) -> np.ndarray:
     return np.stack([xx.reshape(-1), yy.reshape(-1)], axis=1)                     # (p, 2)
 
 
-def image_dataset(name: str, image_size: int | None) -> Dataset:
+def image_dataset(name: str, image_size: int | None, *, val_fraction: float = 0.0, seed: int = 0) -> Dataset:
     """Luminance of an image as a function of pixel coordinates (see the module docstring).
 
     Args:
         name: one of IMAGES or an image file path.
         image_size: longest side after resizing; None keeps the original size.
+        val_fraction: share of the pixels held out of training for validation (0: none).
+        seed: which pixels are held out (default_rng([seed, 4])).
     Returns:
-        float64 Dataset with x = coords, train = test = every pixel, image_shape = (h, w).
+        float64 Dataset with x = coords, test = every pixel, train = every pixel but the held-out
+        ones, image_shape = (h, w); split holds the pixel indices when some are held out.
     """
     img = resize_image(load_image(name), image_size)                              # (h, w)
     h, w = img.shape
     coords, lum = pixel_coords(h, w), img.reshape(-1)                             # (p, 2), (p,)
+    desc = f"image {name} ({h}x{w} grayscale luminance in [0, 1])"
+    if val_fraction <= 0:
+        return raw_dataset(coords, lum, coords, lum, input_names=("x", "y"), target_names=("luminance",),
+                           image_shape=(h, w), description=desc)
+    p = h * w
+    if p < 2:
+        raise ValueError(f"image {name} has {p} pixel: a validation split needs at least 2")
+    n_val = min(p - 1, max(1, round(val_fraction * p)))
+    val = np.sort(np.random.default_rng([seed, STREAM_VAL]).permutation(p)[:n_val])
+    train = np.setdiff1d(np.arange(p), val)
+    split = {"seed": seed, "val_fraction": val_fraction, "train_rows": train, "val_rows": val}
     return raw_dataset(
-        coords, lum, coords, lum,
+        coords[train], lum[train], coords, lum,
         input_names=("x", "y"), target_names=("luminance",), image_shape=(h, w),
-        description=f"image {name} ({h}x{w} grayscale luminance in [0, 1])",
+        description=f"{desc}, {n_val} pixels held out for validation", split=split,
+        val=(coords[val], lum[val]),
     )
 
 

@@ -6,7 +6,12 @@ Choices, stated once:
   fraction of every class (round(fraction * rows of the class), at least one row each side), so
   train and test keep the table's class balance. Both splits keep the table's row order; the
   row numbers go into Dataset.split (and the run folder's split.npz).
-- Standardisation is fitted on the training rows only and applied to both splits: each input
+- A validation split (val_fraction > 0, for tuning) is carved out of the training rows after the
+  test rows are drawn, by the same rule (stratified for classes, at least one row each side) from
+  default_rng([seed, 4]): the test rows are the same with or without it, and no validation row is
+  a test row or a training row.
+- Standardisation is fitted on the training rows only (never validation or test rows) and applied to
+  every split: each input
   minus its training mean, over its training standard deviation (population, ddof=0; 1 where a
   column is constant in training, as digits' corner pixels are). With "inputs+targets", value
   targets are standardised the same way (losses are then in units of the training variance).
@@ -23,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from kanlab.tasks.base import Dataset, raw_dataset
+from kanlab.tasks.base import STREAM_VAL, Dataset, raw_dataset
 
 STREAM_SPLIT = 3
 STANDARDIZE = ("none", "inputs", "inputs+targets")
@@ -65,21 +70,26 @@ def class_codes(values: np.ndarray, where: str) -> tuple[np.ndarray, tuple[str, 
 
 
 def split_rows(n: int, test_fraction: float, seed: int,
-               codes: np.ndarray | None = None, names: tuple[str, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+               codes: np.ndarray | None = None, names: tuple[str, ...] = (), *,
+               stream: int = STREAM_SPLIT) -> tuple[np.ndarray, np.ndarray]:
     """Seeded train and test row numbers, each sorted; stratified by class when codes are given.
 
     Args:
         n: number of rows.
         test_fraction: share of the rows (of each class) for the test set, in (0, 1).
-        seed: the split comes from default_rng([seed, 3]).
+        seed: the split comes from default_rng([seed, stream]).
         codes: (n,) class codes, or None for a plain random split.
         names: the class names (for error messages).
+        stream: 3 for the test split; 4 (STREAM_VAL) carves the validation rows out of the
+            training rows (n and codes are then the training rows').
     Returns:
-        (train rows, test rows).
+        (train rows, test rows): row numbers in 0..n-1.
     """
+    held = "validation" if stream == STREAM_VAL else "test"
     if n < 2:
-        raise ValueError(f"the table has {n} rows; a train/test split needs at least 2")
-    rng = np.random.default_rng([seed, STREAM_SPLIT])
+        what = "training rows" if held == "validation" else "rows"
+        raise ValueError(f"the table has {n} {what}; a {held} split needs at least 2")
+    rng = np.random.default_rng([seed, stream])
     if codes is None:
         n_test = min(n - 1, max(1, round(test_fraction * n)))
         order = rng.permutation(n)
@@ -89,8 +99,12 @@ def split_rows(n: int, test_fraction: float, seed: int,
         rows = np.flatnonzero(codes == c)
         if rows.size < 2:
             name = names[c] if c < len(names) else str(c)
-            raise ValueError(f"class {name!r} has {rows.size} row(s): a stratified split needs at least 2 "
-                             "rows of every class (one for training, one for testing); drop it or add rows")
+            where, kind, use = ("", "", "testing")
+            if held == "validation":
+                where, kind, use = " among the training rows", "validation ", "validation"
+            raise ValueError(f"class {name!r} has {rows.size} row(s){where}: a stratified {kind}split needs "
+                             f"at least 2 rows of every class (one for training, one for {use}); drop it or "
+                             "add rows")
         n_test = min(rows.size - 1, max(1, round(test_fraction * rows.size)))
         test.append(rng.permutation(rows)[:n_test])
     test_rows = np.sort(np.concatenate(test))
@@ -107,7 +121,7 @@ def standardizer(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def tabular_dataset(
     x: np.ndarray, y: np.ndarray, *, input_names: tuple[str, ...], target_names: tuple[str, ...],
     target_kind: str, standardize: str, test_fraction: float, seed: int, description: str,
-    where: str,
+    where: str, val_fraction: float = 0.0,
 ) -> Dataset:
     """A seeded split of a table, inputs standardised on the training rows, classes one-hot.
 
@@ -120,6 +134,7 @@ def tabular_dataset(
         test_fraction, seed: the split (see split_rows).
         description: the dataset's one-line description.
         where: the target column, for error messages.
+        val_fraction: share of the training rows (of each class) held out for validation (0: none).
     Returns:
         float64 Dataset; for classes y is one-hot with target_names the class names.
     """
@@ -130,22 +145,29 @@ def tabular_dataset(
     train, test = split_rows(x.shape[0], test_fraction, seed, codes, classes)
     split: dict[str, Any] = {"seed": seed, "test_fraction": test_fraction, "stratified": codes is not None,
                              "standardize": standardize, "train_rows": train, "test_rows": test}
-    x_train, x_test = x[train], x[test]
+    parts = {"train": train, "test": test}
+    if val_fraction > 0:
+        keep, held = split_rows(train.size, val_fraction, seed, None if codes is None else codes[train],
+                                classes, stream=STREAM_VAL)
+        parts.update(train=train[keep], val=train[held])
+        split.update(val_fraction=val_fraction, train_rows=train[keep], val_rows=train[held])
+    xs = {k: x[rows] for k, rows in parts.items()}
     if standardize != "none":
-        mean, std = standardizer(x_train)
-        x_train, x_test = (x_train - mean) / std, (x_test - mean) / std                # (n, d)
+        mean, std = standardizer(xs["train"])  # the training rows only: never validation or test rows
+        xs = {k: (v - mean) / std for k, v in xs.items()}                              # (n, d) each
         split.update(input_mean=mean, input_std=std)
     if codes is not None:
         onehot = np.eye(len(classes))[codes]                                           # (n, C)
-        y_train, y_test = onehot[train], onehot[test]
+        ys = {k: onehot[rows] for k, rows in parts.items()}
         target_names = classes
     else:
-        y_train, y_test = y[train], y[test]
+        ys = {k: y[rows] for k, rows in parts.items()}
         if standardize == "inputs+targets":
-            mean, std = standardizer(y_train)
-            y_train, y_test = (y_train - mean) / std, (y_test - mean) / std            # (n, t)
+            mean, std = standardizer(ys["train"])
+            ys = {k: (v - mean) / std for k, v in ys.items()}                          # (n, t) each
             split.update(target_mean=mean, target_std=std)
     return raw_dataset(
-        x_train, y_train, x_test, y_test, input_names=input_names, target_names=target_names,
+        xs["train"], ys["train"], xs["test"], ys["test"], input_names=input_names, target_names=target_names,
         description=description, target_kind=target_kind, split=split,
+        val=(xs["val"], ys["val"]) if "val" in parts else None,
     )
