@@ -1,9 +1,14 @@
-"""What the benchmark scripts share: rerunning themselves under the peers' virtual environment."""
+"""What the benchmark scripts share: rerunning under the peers' environment, timing a command under load."""
 
 from __future__ import annotations
 
 import os
+import resource
+import statistics
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,3 +26,32 @@ def reexec_with_peers(script: str) -> None:
         sys.exit("no peers environment: run `bash benchmarks/setup_peers.sh` first")
     argv = [a for a in sys.argv[1:] if a != "--with-peers"]
     os.execv(str(PEERS_PYTHON), [str(PEERS_PYTHON), script, *argv])
+
+
+def load() -> float:
+    """The 1-minute load average."""
+    return os.getloadavg()[0]
+
+
+def run(command: list[str]) -> dict[str, float]:
+    """Run the command, returning its wall seconds, CPU seconds (with its children) and load samples."""
+    samples: list[float] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(10.0):
+            samples.append(load())
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    watcher = threading.Thread(target=sample, daemon=True)
+    start, load_before = time.perf_counter(), load()
+    watcher.start()
+    try:
+        subprocess.run(command, check=True)
+    finally:
+        done.set()
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall": wall, "cpu": cpu, "load_before": load_before, "load_after": load(),
+            "load_median": statistics.median(samples) if samples else load_before}

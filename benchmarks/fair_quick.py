@@ -16,46 +16,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import statistics
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+from _common import run
 
 from kanlab.report.tables import task_name, with_flops
 from kanlab.report.verdict import verdict_markdown
 from kanlab.store import ResultsStore
-
-
-def load() -> float:
-    """The 1-minute load average."""
-    return os.getloadavg()[0]
-
-
-def run(command: list[str]) -> dict[str, float]:
-    """Run the command, returning its wall seconds, CPU seconds (with its children) and load samples."""
-    samples: list[float] = []
-    done = threading.Event()
-
-    def sample() -> None:
-        while not done.wait(10.0):
-            samples.append(load())
-
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    watcher = threading.Thread(target=sample, daemon=True)
-    start, load_before = time.perf_counter(), load()
-    watcher.start()
-    try:
-        subprocess.run(command, check=True)
-    finally:
-        done.set()
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return {"wall": wall, "cpu": cpu, "load_before": load_before, "load_after": load(),
-            "load_median": statistics.median(samples) if samples else load_before}
 
 
 def verdict_tables(root: Path, name: str) -> str:
