@@ -93,14 +93,19 @@ def _executor(args: argparse.Namespace) -> Executor:
     return executors.LocalExecutor(args.workers) if args.executor == "local" else executors.SerialExecutor()
 
 
+def _threads(args: argparse.Namespace) -> int | None:
+    """The torch threads each run of a sweep or tune computes on (part of its identity): one per pool or
+    cluster worker; None (this process's count, as `kanlab run`) for the serial executor."""
+    from kanlab.executors import WORKER_THREADS
+
+    return None if args.executor == "serial" else WORKER_THREADS
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from kanlab.driver import run_experiments
-    from kanlab.executors import WORKER_THREADS
     from kanlab.sweep import load_sweep
 
-    # Every run resolved and checked: nothing written yet. Its thread count is part of its identity.
-    threads = None if args.executor == "serial" else WORKER_THREADS  # None: this process's, as `run`
-    sweep = load_sweep(args.study, args.overrides, threads=threads)
+    sweep = load_sweep(args.study, args.overrides, threads=_threads(args))  # every run checked: nothing written
     axes = " x ".join(f"{len(values)} {key}" for key, values in sweep.axes) or "no axes"
     print(f"{sweep.name}: {len(sweep.experiments)} runs ({sweep.points} point(s) of {axes})")
 
@@ -147,7 +152,7 @@ def _tune(args: argparse.Namespace) -> int:
     from kanlab.tune import journal_path, run_tune
     from kanlab.tune_config import load_tune
 
-    tune = load_tune(args.study, args.overrides)  # every search space checked: nothing written yet
+    tune = load_tune(args.study, args.overrides, threads=_threads(args))  # every space checked: nothing written
     models = len({s.label for s in tune.studies})
     tasks = len(tune.studies) // models
     print(f"{tune.name}: {len(tune.studies)} searches ({models} models x {tasks} tasks), {tune.budget} each; "

@@ -66,7 +66,8 @@ def expand(study: StudyConfig, *, threads: int | None = None) -> list[Experiment
             spec, match = entry.spec, None
             if spec is None:
                 resolved = dataclasses.replace(entry, budget=study.budget_of(entry, n))
-                widths, match = match_entry(resolved, data, train, task)
+                with torch_threads(threads):  # a time per step is measured on the run's own thread count
+                    widths, match = match_entry(resolved, data, train, task)
                 cfg = models.ModelConfig.single(entry.family, widths, **dict(entry.options))
                 spec = models.format_spec(cfg)
             for seed in study.seeds:
