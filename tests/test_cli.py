@@ -253,3 +253,44 @@ def test_every_command_names_the_modules_it_loads_under_ctrl_c_protection() -> N
 
     (sub,) = [a for a in _parser()._actions if isinstance(a, _SubParsersAction)]
     assert set(sub.choices) == set(HEAVY)
+
+
+@pytest.mark.slow  # four reports with their plots
+def test_a_rerun_of_an_edited_study_reports_its_new_runs_alone(tmp_path: Path) -> None:
+    # Edit a study's lr and rerun it under its name: the report averaged the old runs with the new.
+    from html import unescape
+
+    from kanlab.report.tables import fmt_pm
+    from kanlab.store import ResultsStore
+
+    study, root = tmp_path / "s.toml", tmp_path / "runs"
+
+    def write(lr: float) -> None:
+        study.write_text(f'name = "s"\nseeds = [0, 1]\n[train]\nsteps = 3\neval_every = 1\nlr = {lr}\n'
+                         '[[tasks]]\nname = "zigzag"\nn_train = 16\nn_test = 8\n'
+                         '[[models]]\nlabel = "MLP"\nfamily = "mlp"\nspec = "mlp:1-3-1"\n')
+
+    def summary(*argv: str) -> str:
+        assert main([*argv, "--root", str(root)]) == 0
+        html = unescape((root / "s" / "report.html").read_text())
+        return html.split('<table class="summary">', 1)[1].split("</table>", 1)[0]
+
+    write(0.01)
+    summary("compare", str(study))
+    write(0.3)
+    table = summary("compare", str(study))
+    with ResultsStore(root / "kanlab.db") as store:
+        rows = store.runs("s")
+    losses = {lr: [json.loads((Path(r["run_dir"]) / "final.json").read_text())["test_loss"] for r in rows
+                   if json.loads(r["config_json"])["train"]["lr"] == lr] for lr in (0.01, 0.3)}
+    shown = {lr: fmt_pm(float(np.mean(v)), float(np.std(v, ddof=1))) for lr, v in losses.items()}
+    assert len(losses[0.3]) == len(losses[0.01]) == 2 and shown[0.3] != shown[0.01]
+    assert shown[0.3] in table and shown[0.01] not in table
+    html = unescape((root / "s" / "report.html").read_text())
+    assert "2 runs, 1 task(s), 1 model(s)" in html and "Not shown: 2 other run(s) of this study" in html
+    assert table == summary("report", str(study))  # the file as it is now: the same runs
+    old = summary("report", str(study), "--set", "train.lr=0.01")  # as it ran with an override
+    assert shown[0.01] in old and shown[0.3] not in old
+    both = summary("report", "s")  # no file: both configurations, apart
+    assert "MLP (train.lr=0.01)" in both and "MLP (train.lr=0.3)" in both
+    assert shown[0.01] in both and shown[0.3] in both

@@ -31,8 +31,8 @@ def copy_of_package(to: Path) -> Path:
 def naive_hash(root: Path) -> str:
     """The code version computed independently: every .py/.c/.h outside report/, by relative path."""
     h = hashlib.sha256()
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".c", ".h") and "__pycache__" not in p.parts
-                   and p.relative_to(root).parts[0] != "report")
+    files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".c", ".h")
+                   and "__pycache__" not in p.parts and p.relative_to(root).parts[0] != "report")
     for p in files:
         data = p.read_bytes()
         h.update(f"{p.relative_to(root).as_posix()}\0{len(data)}\0".encode() + data)
@@ -67,9 +67,9 @@ def test_an_edited_source_file_gives_a_new_run_id_and_report_code_does_not(
 
 
 def test_unchanged_code_gives_the_same_version_in_another_process() -> None:
-    out = subprocess.run([sys.executable, "-c", "from kanlab.code_version import code_version as v; print(v())"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    assert out == cv.code_version() == naive_hash(cv.PACKAGE)
+    script = "from kanlab.code_version import code_version as v; print(v())"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == cv.code_version() == naive_hash(cv.PACKAGE)
 
 
 def test_runs_of_old_and_new_code_are_both_kept_each_labelled_and_a_stale_plan_is_not_run(
@@ -90,4 +90,5 @@ def test_runs_of_old_and_new_code_are_both_kept_each_labelled_and_a_stale_plan_i
     # A worker on other code than the driver planned with refuses the run, rather than recording
     # numbers of one code under the version of another.
     final = json.loads((execute(first, tmp_path / "stale", plots=False) / "final.json").read_text())
-    assert final["status"] == "failed" and f"planned by kanlab code {naive_hash(old)[:12]}" in final["message"]
+    assert final["status"] == "failed"
+    assert f"planned by kanlab code {naive_hash(old)[:12]}" in final["message"]

@@ -90,8 +90,8 @@ def test_a_database_of_a_newer_kanlab_is_refused_in_one_line_naming_the_file_and
     assert main(["report", "s", "--root", str(tmp_path / "runs"), "--db", str(db)]) == 2
     err = capsys.readouterr().err
     assert err == (f"kanlab: error: {db} was written by a newer kanlab (database schema version "
-                   f"{SCHEMA_VERSION + 7}; this kanlab reads version {SCHEMA_VERSION} and older): upgrade kanlab "
-                   "(pip install -U kanlab), or give another --db\n")
+                   f"{SCHEMA_VERSION + 7}; this kanlab reads version {SCHEMA_VERSION} and older): upgrade "
+                   "kanlab (pip install -U kanlab), or give another --db\n")
     raw = sqlite3.connect(db)  # left as it was
     assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION + 7,)]
     assert raw.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
@@ -180,7 +180,8 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
     with ResultsStore(db) as store:
         (row,) = store.runs()
         assert (row["run_id"], row["test_loss"], row["created"]) == (config["run_id"], 0.25, "then")
-        assert row["task_key"] == task_key(config) and row["data_hash"] is None and row["code_version"] is None
+        assert row["task_key"] == task_key(config) and row["data_hash"] is None
+        assert row["code_version"] is None
         point = {**dict.fromkeys(n for n, _ in CURVE_COLUMNS), "run_id": row["run_id"], "step": 0,
                  "test_loss": 0.5}
         assert store.curves(row["run_id"]) == [point]

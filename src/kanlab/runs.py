@@ -335,9 +335,9 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
     out = RunState()
     try:
         if exp.code_version is not None and exp.code_version != code_version():
-            raise RuntimeError(f"this run was planned by kanlab code {exp.code_version[:12]}, and this process "
-                               f"runs code {code_version()[:12]} (another kanlab version or an edited source): "
-                               "run the driver and its workers on one kanlab")
+            raise RuntimeError(f"this run was planned by kanlab code {exp.code_version[:12]}, and this "
+                               f"process runs code {code_version()[:12]} (another kanlab version or an "
+                               "edited source): run the driver and its workers on one kanlab")
         with torch_threads(exp.threads):
             if exp.symbolic is not None:
                 from kanlab.symbolic_run import run_symbolic

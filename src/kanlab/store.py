@@ -216,12 +216,13 @@ class ResultsStore:
             version = self._version(db)
             assert version is not None
             if version > SCHEMA_VERSION:
-                raise ValueError(f"{self.path} was written by a newer kanlab (database schema version {version}; "
-                                 f"this kanlab reads version {SCHEMA_VERSION} and older): upgrade kanlab "
-                                 "(pip install -U kanlab), or give another --db")
+                raise ValueError(f"{self.path} was written by a newer kanlab (database schema version "
+                                 f"{version}; this kanlab reads version {SCHEMA_VERSION} and older): upgrade "
+                                 "kanlab (pip install -U kanlab), or give another --db")
             if any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
-                raise ValueError(f"{self.path} has database schema version {version}, which this kanlab cannot "
-                                 f"migrate to version {SCHEMA_VERSION}: record the runs into a new --db")
+                raise ValueError(f"{self.path} has database schema version {version}, which this kanlab "
+                                 f"cannot migrate to version {SCHEMA_VERSION}: record the runs into a new "
+                                 "--db")
             for step in range(version, SCHEMA_VERSION):
                 MIGRATIONS[step](db)
             db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))

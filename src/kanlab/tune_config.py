@@ -31,7 +31,8 @@ are ranked and pruned on it. The verdict retrains each best trial's model on all
 The key is `per_family`, not `budget`: a study's `budget` is the parameter budget. Every (task,
 model) pair is one Optuna study; editing anything that shapes its trials (its task, model,
 training, search space, sampler or pruner settings, the kanlab code, the thread count its trials
-run on) gives it a new fingerprint, so a new study: an edited file never reuses trials. per_family and seeds can change without one.
+run on) gives it a new fingerprint, so a new study: an edited file never reuses trials. per_family
+and seeds can change without one.
 """
 
 from __future__ import annotations
@@ -327,8 +328,8 @@ def parse_tune(raw: Mapping[str, Any], *, threads: int | None = None) -> Tune:
             pruner = _pruner_spec(tune, _build(TrainConfig, train, "train").total_steps)
             # The trials' run ids hold the code version and thread count: either changed, the old
             # trials' runs are not the new ones, so a new study searches afresh.
-            fp = _fingerprint(base, n_task, n_model, space, {**settings, "pruner": pruner, "code": code_version(),
-                                                              "threads": threads})
+            shared = {**settings, "pruner": pruner, "code": code_version(), "threads": threads}
+            fp = _fingerprint(base, n_task, n_model, space, shared)
             name = task_label(task)
             studies.append(TuneStudy(f"{study.name}/{name}/{entry.label}/{fp}", n_task, n_model, name,
                                      entry.label, entry.family, space, pruner))
