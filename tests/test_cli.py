@@ -294,3 +294,39 @@ def test_a_rerun_of_an_edited_study_reports_its_new_runs_alone(tmp_path: Path) -
     both = summary("report", "s")  # no file: both configurations, apart
     assert "MLP (train.lr=0.01)" in both and "MLP (train.lr=0.3)" in both
     assert shown[0.01] in both and shown[0.3] in both
+
+
+# The child: the `kanlab` console script's entry point, with a Ctrl-C sent to itself exactly when
+# the named module starts loading (argparse: while kanlab.cli loads; gettext: while the arguments
+# are parsed; torch: while the command's modules load).
+CTRL_C_AT = """
+import builtins, os, signal, sys
+from importlib.metadata import entry_points
+(script,) = entry_points(group="console_scripts", name="kanlab")
+real, at = builtins.__import__, sys.argv[1]
+def hook(name, *args, **kwargs):
+    if name == at and not getattr(hook, "sent", False):
+        hook.sent = True
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kwargs)
+builtins.__import__ = hook
+for name in list(sys.modules):  # as in a fresh `kanlab` process: only Python's start-up loaded
+    if name.split(".")[0] in ("argparse", "gettext", "kanlab"):
+        del sys.modules[name]
+sys.argv = ["kanlab", "run", "smoke", "--root", sys.argv[2]]
+sys.exit(script.load()())
+"""
+
+
+@pytest.mark.parametrize("module", ["argparse", "gettext", "torch"])
+def test_a_ctrl_c_while_the_command_starts_says_interrupted_and_exits_130(module: str,
+                                                                         tmp_path: Path) -> None:
+    # A Ctrl-C in the first ~100 ms (while kanlab.cli imported argparse, or while parsing the
+    # arguments) printed a KeyboardInterrupt traceback.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CTRL_C_AT, module, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "kanlab: interrupted\n", "")
+    assert list(tmp_path.iterdir()) == []  # nothing written

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from kanlab._command import interrupted
 from kanlab.interrupts import ctrl_c_handled
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before main() (kanlab/__init__)
@@ -266,17 +266,12 @@ HEAVY = {"run": ("kanlab.driver", "kanlab.report"), "compare": ("kanlab.driver",
          "list": ("kanlab.config",)}
 
 
-def _quit(signum: int, frame: object) -> None:
-    print("kanlab: interrupted", file=sys.stderr, flush=True)
-    os._exit(130)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input, with a message naming it)."""
-    args = _parser().parse_args(argv)
     # A KeyboardInterrupt inside an import can leave a module half-built (numpy then fails with an
     # AttributeError traceback): a Ctrl-C while the command loads ends it at once, nothing written yet.
-    with ctrl_c_handled(_quit):
+    with ctrl_c_handled(interrupted):
+        args = _parser().parse_args(argv)
         for module in HEAVY[args.command]:
             importlib.import_module(module)
     try:
