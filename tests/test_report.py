@@ -401,6 +401,22 @@ def final_losses(rows: list[dict[str, Any]]) -> list[float]:
     return [json.loads((Path(r["run_dir"]) / "final.json").read_text())["test_loss"] for r in rows]
 
 
+def test_without_its_file_a_report_tells_configurations_apart_but_not_a_sweeps_points() -> None:
+    from kanlab.report.parts import by_config
+
+    def row(run_id: str, lr: float, spec: str, sweep: dict[str, Any] | None) -> dict[str, Any]:
+        config = {"label": "KAN", "spec": spec, "seed": 0, "train": {"lr": lr, "seed": 0},
+                  **({"sweep": sweep} if sweep else {})}
+        return {"run_id": run_id, "task_key": "t", "label": "KAN", "config_json": json.dumps(config)}
+
+    points = [row("a", 0.1, "kan:1-2-1", {"budget": 10}), row("b", 0.1, "kan:1-5-1", {"budget": 30})]
+    assert [r["label"] for r in by_config(points)] == ["KAN", "KAN"]  # a sweep's two budgets: two cells
+    edited = [*points, row("c", 0.3, "kan:1-5-1", {"budget": 30})]  # one budget, two learning rates
+    assert [r["label"] for r in by_config(edited)] == ["KAN", "KAN (train.lr=0.1)", "KAN (train.lr=0.3)"]
+    study = [row("d", 0.1, "kan:1-2-1", None), row("e", 0.1, "kan:1-3-1", None)]
+    assert [r["label"] for r in by_config(study)] == ["KAN (spec=kan:1-2-1)", "KAN (spec=kan:1-3-1)"]
+
+
 def test_a_report_shows_only_the_runs_of_the_study_as_it_is_now(tmp_path: Path) -> None:
     # Edit a study's lr and rerun it under its name: the report averaged the old runs and the new
     # ones of each label together (they share label and task key).

@@ -181,15 +181,20 @@ def _settings(row: Row) -> dict[str, Any]:
 def by_config(rows: Sequence[Row]) -> list[Row]:
     """Rows whose label several configurations share (a study edited and rerun under its name), each
     relabelled with what sets its configuration apart, e.g. "KAN (train.lr=0.1)": reports group by
-    label, and must never average different configurations as one model."""
+    label, and must never average different configurations as one model. A sweep's points (its
+    runs' "sweep" coordinates: budget, axes) are told apart by the sweep report already."""
     settings = {r["run_id"]: _settings(r) for r in rows}
-    groups: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+
+    def group(r: Row) -> tuple[str, str, str]:
+        return r["task_key"], r["label"], json.dumps(_config(r).get("sweep"), sort_keys=True)
+
+    groups: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     for r in rows:
         config = settings[r["run_id"]]
-        groups.setdefault((r["task_key"], r["label"]), {})[json.dumps(config, sort_keys=True)] = config
+        groups.setdefault(group(r), {})[json.dumps(config, sort_keys=True)] = config
     out = []
     for r in rows:
-        configs = groups[(r["task_key"], r["label"])]
+        configs = groups[group(r)]
         if len(configs) < 2:
             out.append(r)
             continue
