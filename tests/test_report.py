@@ -360,7 +360,7 @@ def test_runs_on_another_thread_count_supersede_the_earlier_rows_in_reports(tmp_
     # then by `kanlab sweep` (one), or run again after upgrading, gets a second run of each
     # configuration; a report averaging both would count each seed twice.
     from kanlab.driver import run_experiments
-    from kanlab.report.parts import left_out_note, read_experiment
+    from kanlab.report.parts import by_config, left_out_note, read_experiment
 
     db = tmp_path / "kanlab.db"
     ids, plans = [], []
@@ -372,7 +372,7 @@ def test_runs_on_another_thread_count_supersede_the_earlier_rows_in_reports(tmp_
         assert len(store.runs()) == 6  # the earlier rows stay in the database
     rows, curves, left_out = read_experiment(db, "s")  # no file: every configuration, apart
     assert sorted(r["run_id"] for r in rows) == sorted(curves) == sorted(ids[2:]) and left_out == 2
-    assert sorted({r["label"] for r in rows}) == ["MLP (train.steps=2)", "MLP (train.steps=3)"]
+    assert sorted({r["label"] for r in by_config(rows)}) == ["MLP (train.steps=2)", "MLP (train.steps=3)"]
     # The study's file as it ran on 2 threads (`kanlab report FILE` plans on this process's count):
     # the 1-thread runs of that configuration, the latest, stand in for the 2-thread ones.
     rows, _, left_out = read_experiment(db, "s", replace_threads(plans[0], 2))
@@ -409,10 +409,14 @@ def test_without_its_file_a_report_tells_configurations_apart_but_not_a_sweeps_p
                   **({"sweep": sweep} if sweep else {})}
         return {"run_id": run_id, "task_key": "t", "label": "KAN", "config_json": json.dumps(config)}
 
+    def budget(r: dict[str, Any]) -> Any:  # the sweep report's cells: budget (and axes)
+        return json.loads(r["config_json"])["sweep"]["budget"]
+
     points = [row("a", 0.1, "kan:1-2-1", {"budget": 10}), row("b", 0.1, "kan:1-5-1", {"budget": 30})]
-    assert [r["label"] for r in by_config(points)] == ["KAN", "KAN"]  # a sweep's two budgets: two cells
+    assert [r["label"] for r in by_config(points, budget)] == ["KAN", "KAN"]  # two budgets: two cells
     edited = [*points, row("c", 0.3, "kan:1-5-1", {"budget": 30})]  # one budget, two learning rates
-    assert [r["label"] for r in by_config(edited)] == ["KAN", "KAN (train.lr=0.1)", "KAN (train.lr=0.3)"]
+    assert [r["label"] for r in by_config(edited, budget)] == [
+        "KAN", "KAN (train.lr=0.1)", "KAN (train.lr=0.3)"]
     study = [row("d", 0.1, "kan:1-2-1", None), row("e", 0.1, "kan:1-3-1", None)]
     assert [r["label"] for r in by_config(study)] == ["KAN (spec=kan:1-2-1)", "KAN (spec=kan:1-3-1)"]
 
@@ -421,7 +425,7 @@ def test_a_report_shows_only_the_runs_of_the_study_as_it_is_now(tmp_path: Path) 
     # Edit a study's lr and rerun it under its name: the report averaged the old runs and the new
     # ones of each label together (they share label and task key).
     from kanlab.driver import run_experiments
-    from kanlab.report.parts import read_experiment
+    from kanlab.report.parts import by_config, read_experiment
 
     db = tmp_path / "kanlab.db"
     plans = {lr: expand(parse_study(tiny_study(lr=lr)), threads=1) for lr in (0.01, 0.3)}
@@ -435,6 +439,7 @@ def test_a_report_shows_only_the_runs_of_the_study_as_it_is_now(tmp_path: Path) 
     assert line["label"] == "MLP" and line["test_loss_mean"] == pytest.approx(np.mean(new), rel=1e-12)
     # Without the file (`kanlab report s`): both configurations, apart, each with its own numbers.
     rows, _, left_out = read_experiment(db, "s")
+    rows = by_config(rows)  # as the study report does
     lines = {s["label"]: s for s in summary_table(rows)}
     assert sorted(lines) == ["MLP (train.lr=0.01)", "MLP (train.lr=0.3)"] and left_out == 0
     for lr in plans:

@@ -19,6 +19,7 @@ from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
 from kanlab.report.parts import (
     CSS,
     ROW_PX,
+    by_config,
     figure,
     left_out_note,
     png_width,
@@ -230,7 +231,7 @@ def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | 
     """
     db_path, out_dir = Path(db_path), Path(out_dir)
     rows, curves, left_out = read_experiment(db_path, experiment, runs)
-    rows = with_flops(rows)
+    rows = with_flops(rows if runs is not None else by_config(rows))  # by label: configurations apart
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     summary = summary_table(rows)

@@ -6,7 +6,7 @@ import base64
 import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -103,8 +103,9 @@ def read_experiment(db_path: Path, experiment: str, runs: Sequence[ExperimentCon
         experiment: the study's name.
         runs: the study's current expansion (what run/compare/sweep just ran, or the expansion of the
             study's file): exactly these runs are shown, or where one is missing, the latest run that
-            differs from it only in its thread count. None (no file): every configuration, apart (see
-            current and by_config).
+            differs from it only in its thread count. None (no file): the latest of runs that differ
+            only in code version or threads (current); the report then tells configurations apart
+            (by_config).
     Returns:
         (rows, curves by run_id, how many of the experiment's rows are left out).
     """
@@ -115,7 +116,7 @@ def read_experiment(db_path: Path, experiment: str, runs: Sequence[ExperimentCon
         if not rows:
             known = ", ".join(store.experiments()) or "none"
             raise ValueError(f"experiment {experiment!r} has no runs in {db_path} (recorded: {known})")
-        kept = by_config(current(rows)) if runs is None else planned(rows, runs)
+        kept = current(rows) if runs is None else planned(rows, runs)
         if not kept:
             raise ValueError(f"none of the {len(rows)} runs of {experiment!r} in {db_path} is of the study "
                              "as it is now (its configuration, --set overrides, data or kanlab code changed "
@@ -178,15 +179,21 @@ def _settings(row: Row) -> dict[str, Any]:
     return {k: v for k, v in flat.items() if k not in ("seed", "train.seed")}
 
 
-def by_config(rows: Sequence[Row]) -> list[Row]:
-    """Rows whose label several configurations share (a study edited and rerun under its name), each
-    relabelled with what sets its configuration apart, e.g. "KAN (train.lr=0.1)": reports group by
-    label, and must never average different configurations as one model. A sweep's points (its
-    runs' "sweep" coordinates: budget, axes) are told apart by the sweep report already."""
+def by_config(rows: Sequence[Row], cell: Callable[[Row], Any] = lambda r: None) -> list[Row]:
+    """Rows whose label several configurations share within a task and cell (a study edited and rerun
+    under its name), each relabelled with what sets its configuration apart, e.g. "KAN
+    (train.lr=0.1)": a report averages the runs of a label (in a cell), and must never average
+    different configurations as one model.
+
+    Args:
+        rows: store rows.
+        cell: what else the report groups by (the sweep report: budget and axes, whose points
+            differ in their configurations by design); JSON-ready.
+    """
     settings = {r["run_id"]: _settings(r) for r in rows}
 
     def group(r: Row) -> tuple[str, str, str]:
-        return r["task_key"], r["label"], json.dumps(_config(r).get("sweep"), sort_keys=True)
+        return r["task_key"], r["label"], json.dumps(cell(r), sort_keys=True)
 
     groups: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
     for r in rows:

@@ -20,7 +20,7 @@ from kanlab.config import ExperimentConfig
 from kanlab.models import count_params, parse_spec
 from kanlab.report import scaling
 from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
-from kanlab.report.parts import figure, left_out_note, read_experiment, table, write_page
+from kanlab.report.parts import by_config, figure, left_out_note, read_experiment, table, write_page
 from kanlab.report.scaling import finished
 from kanlab.report.tables import (
     BASELINE_FAMILY,
@@ -228,6 +228,8 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path,
     db_path = Path(db_path)
     raw, curves, left_out = read_experiment(db_path, experiment, runs)
     rows, names = _prepare(with_flops(raw))
+    if runs is None:  # configurations apart within a cell (a sweep's points differ by design)
+        rows = by_config(rows, cell=lambda r: [r["budget"], r["axes"]])
     parts = [f'<section class="sweep"><h2>Sweep statistics: {escape(experiment)}</h2>',
              left_out_note(left_out, planned=runs is not None),
              f'<p class="note">{len(rows)} runs, {sum(finished(r) for r in rows)} finished with a finite '
