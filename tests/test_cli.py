@@ -253,3 +253,80 @@ def test_every_command_names_the_modules_it_loads_under_ctrl_c_protection() -> N
 
     (sub,) = [a for a in _parser()._actions if isinstance(a, _SubParsersAction)]
     assert set(sub.choices) == set(HEAVY)
+
+
+@pytest.mark.slow  # four reports with their plots
+def test_a_rerun_of_an_edited_study_reports_its_new_runs_alone(tmp_path: Path) -> None:
+    # Edit a study's lr and rerun it under its name: the report averaged the old runs with the new.
+    from html import unescape
+
+    from kanlab.report.tables import fmt_pm
+    from kanlab.store import ResultsStore
+
+    study, root = tmp_path / "s.toml", tmp_path / "runs"
+
+    def write(lr: float) -> None:
+        study.write_text(f'name = "s"\nseeds = [0, 1]\n[train]\nsteps = 3\neval_every = 1\nlr = {lr}\n'
+                         '[[tasks]]\nname = "zigzag"\nn_train = 16\nn_test = 8\n'
+                         '[[models]]\nlabel = "MLP"\nfamily = "mlp"\nspec = "mlp:1-3-1"\n')
+
+    def summary(*argv: str) -> str:
+        assert main([*argv, "--root", str(root)]) == 0
+        html = unescape((root / "s" / "report.html").read_text())
+        return html.split('<table class="summary">', 1)[1].split("</table>", 1)[0]
+
+    write(0.01)
+    summary("compare", str(study))
+    write(0.3)
+    table = summary("compare", str(study))
+    with ResultsStore(root / "kanlab.db") as store:
+        rows = store.runs("s")
+    losses = {lr: [json.loads((Path(r["run_dir"]) / "final.json").read_text())["test_loss"] for r in rows
+                   if json.loads(r["config_json"])["train"]["lr"] == lr] for lr in (0.01, 0.3)}
+    shown = {lr: fmt_pm(float(np.mean(v)), float(np.std(v, ddof=1))) for lr, v in losses.items()}
+    assert len(losses[0.3]) == len(losses[0.01]) == 2 and shown[0.3] != shown[0.01]
+    assert shown[0.3] in table and shown[0.01] not in table
+    html = unescape((root / "s" / "report.html").read_text())
+    assert "2 runs, 1 task(s), 1 model(s)" in html and "Not shown: 2 other run(s) of this study" in html
+    assert table == summary("report", str(study))  # the file as it is now: the same runs
+    old = summary("report", str(study), "--set", "train.lr=0.01")  # as it ran with an override
+    assert shown[0.01] in old and shown[0.3] not in old
+    both = summary("report", "s")  # no file: both configurations, apart
+    assert "MLP (train.lr=0.01)" in both and "MLP (train.lr=0.3)" in both
+    assert shown[0.01] in both and shown[0.3] in both
+
+
+# The child: the `kanlab` console script's entry point, with a Ctrl-C sent to itself exactly when
+# the named module starts loading (argparse: while kanlab.cli loads; gettext: while the arguments
+# are parsed; torch: while the command's modules load).
+CTRL_C_AT = """
+import builtins, os, signal, sys
+from importlib.metadata import entry_points
+(script,) = entry_points(group="console_scripts", name="kanlab")
+real, at = builtins.__import__, sys.argv[1]
+def hook(name, *args, **kwargs):
+    if name == at and not getattr(hook, "sent", False):
+        hook.sent = True
+        os.kill(os.getpid(), signal.SIGINT)
+    return real(name, *args, **kwargs)
+builtins.__import__ = hook
+for name in list(sys.modules):  # as in a fresh `kanlab` process: only Python's start-up loaded
+    if name.split(".")[0] in ("argparse", "gettext", "kanlab"):
+        del sys.modules[name]
+sys.argv = ["kanlab", "run", "smoke", "--root", sys.argv[2]]
+sys.exit(script.load()())
+"""
+
+
+@pytest.mark.parametrize("module", ["argparse", "gettext", "torch"])
+def test_a_ctrl_c_while_the_command_starts_says_interrupted_and_exits_130(module: str,
+                                                                         tmp_path: Path) -> None:
+    # A Ctrl-C in the first ~100 ms (while kanlab.cli imported argparse, or while parsing the
+    # arguments) printed a KeyboardInterrupt traceback.
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", CTRL_C_AT, module, str(tmp_path)], capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stderr, done.stdout) == (130, "kanlab: interrupted\n", "")
+    assert list(tmp_path.iterdir()) == []  # nothing written

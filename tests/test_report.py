@@ -18,6 +18,7 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
+from kanlab.config import parse_study
 from kanlab.report import (
     fmt_pm,
     plot_curves,
@@ -32,6 +33,7 @@ from kanlab.report import (
 )
 from kanlab.report.style import DPI
 from kanlab.report.tables import fmt_sci, fmt_time
+from kanlab.runs import expand
 from kanlab.store import ResultsStore
 from report_helpers import write_edges, write_run
 
@@ -357,27 +359,95 @@ def test_runs_on_another_thread_count_supersede_the_earlier_rows_in_reports(tmp_
     # The thread count is part of a run's identity: a study run by `kanlab run` (its threads) and
     # then by `kanlab sweep` (one), or run again after upgrading, gets a second run of each
     # configuration; a report averaging both would count each seed twice.
-    from kanlab.config import parse_study
     from kanlab.driver import run_experiments
-    from kanlab.report.parts import read_experiment, superseded_note
-    from kanlab.runs import expand
+    from kanlab.report.parts import by_config, left_out_note, read_experiment
 
     db = tmp_path / "kanlab.db"
-    ids = []
-    for threads, steps in ((2, 2), (1, 2), (1, 3)):  # the last: another configuration, kept
-        study = parse_study({"name": "s", "seeds": [0, 1], "train": {"steps": steps, "eval_every": 1},
-                             "tasks": [{"name": "zigzag", "n_train": 16, "n_test": 8}],
-                             "models": [{"family": "mlp", "spec": "mlp:1-3-1"}]})
-        exps = expand(study, threads=threads)
-        run_experiments(exps, tmp_path, db, plots=False)
-        ids += sorted(e.run_id for e in exps)
+    ids, plans = [], []
+    for threads, steps in ((2, 2), (1, 2), (1, 3)):  # the last: another configuration, shown apart
+        plans.append(expand(parse_study(tiny_study(steps=steps)), threads=threads))
+        run_experiments(plans[-1], tmp_path, db, plots=False)
+        ids += sorted(e.run_id for e in plans[-1])
     with ResultsStore(db) as store:
         assert len(store.runs()) == 6  # the earlier rows stay in the database
-    rows, curves, superseded = read_experiment(db, "s")
-    assert sorted(r["run_id"] for r in rows) == sorted(curves) == sorted(ids[2:]) and superseded == 2
-    assert "Not shown: 2 earlier run(s) of the same configuration on another number of threads" in (
-        superseded_note(2))
-    assert superseded_note(0) == ""
+    rows, curves, left_out = read_experiment(db, "s")  # no file: every configuration, apart
+    assert sorted(r["run_id"] for r in rows) == sorted(curves) == sorted(ids[2:]) and left_out == 2
+    assert sorted({r["label"] for r in by_config(rows)}) == ["MLP (train.steps=2)", "MLP (train.steps=3)"]
+    # The study's file as it ran on 2 threads (`kanlab report FILE` plans on this process's count):
+    # the 1-thread runs of that configuration, the latest, stand in for the 2-thread ones.
+    rows, _, left_out = read_experiment(db, "s", replace_threads(plans[0], 2))
+    assert sorted(r["run_id"] for r in rows) == sorted(e.run_id for e in plans[0]) and left_out == 4
+    rows, _, left_out = read_experiment(db, "s", replace_threads(plans[0], 3))
+    assert sorted(r["run_id"] for r in rows) == sorted(e.run_id for e in plans[1]) and left_out == 4
+    assert "Not shown: 2 other run(s) of this study in the database: later runs of the same" in (
+        left_out_note(2, planned=False))
+    assert left_out_note(0, planned=True) == ""
+
+
+def tiny_study(**train: Any) -> dict[str, Any]:
+    return {"name": "s", "seeds": [0, 1], "train": {"steps": 2, "eval_every": 1, **train},
+            "tasks": [{"name": "zigzag", "n_train": 16, "n_test": 8}],
+            "models": [{"label": "MLP", "family": "mlp", "spec": "mlp:1-3-1"}]}
+
+
+def replace_threads(exps: list[Any], threads: int) -> list[Any]:
+    from dataclasses import replace
+
+    return [replace(e, threads=threads) for e in exps]
+
+
+def final_losses(rows: list[dict[str, Any]]) -> list[float]:
+    """The test losses of rows read from their run folders' final.json (not from the database)."""
+    return [json.loads((Path(r["run_dir"]) / "final.json").read_text())["test_loss"] for r in rows]
+
+
+def test_without_its_file_a_report_tells_configurations_apart_but_not_a_sweeps_points() -> None:
+    from kanlab.report.parts import by_config
+
+    def row(run_id: str, lr: float, spec: str, sweep: dict[str, Any] | None) -> dict[str, Any]:
+        config = {"label": "KAN", "spec": spec, "seed": 0, "train": {"lr": lr, "seed": 0},
+                  **({"sweep": sweep} if sweep else {})}
+        return {"run_id": run_id, "task_key": "t", "label": "KAN", "config_json": json.dumps(config)}
+
+    def budget(r: dict[str, Any]) -> Any:  # the sweep report's cells: budget (and axes)
+        return json.loads(r["config_json"])["sweep"]["budget"]
+
+    points = [row("a", 0.1, "kan:1-2-1", {"budget": 10}), row("b", 0.1, "kan:1-5-1", {"budget": 30})]
+    assert [r["label"] for r in by_config(points, budget)] == ["KAN", "KAN"]  # two budgets: two cells
+    edited = [*points, row("c", 0.3, "kan:1-5-1", {"budget": 30})]  # one budget, two learning rates
+    assert [r["label"] for r in by_config(edited, budget)] == [
+        "KAN", "KAN (train.lr=0.1)", "KAN (train.lr=0.3)"]
+    study = [row("d", 0.1, "kan:1-2-1", None), row("e", 0.1, "kan:1-3-1", None)]
+    assert [r["label"] for r in by_config(study)] == ["KAN (spec=kan:1-2-1)", "KAN (spec=kan:1-3-1)"]
+
+
+def test_a_report_shows_only_the_runs_of_the_study_as_it_is_now(tmp_path: Path) -> None:
+    # Edit a study's lr and rerun it under its name: the report averaged the old runs and the new
+    # ones of each label together (they share label and task key).
+    from kanlab.driver import run_experiments
+    from kanlab.report.parts import by_config, read_experiment
+
+    db = tmp_path / "kanlab.db"
+    plans = {lr: expand(parse_study(tiny_study(lr=lr)), threads=1) for lr in (0.01, 0.3)}
+    folders = {lr: run_experiments(exps, tmp_path, db, plots=False) for lr, exps in plans.items()}
+    rows, curves, left_out = read_experiment(db, "s", plans[0.3])
+    assert sorted(r["run_dir"] for r in rows) == sorted(map(str, folders[0.3])) and left_out == 2
+    new = [json.loads((f / "final.json").read_text())["test_loss"] for f in folders[0.3]]
+    old = [json.loads((f / "final.json").read_text())["test_loss"] for f in folders[0.01]]
+    assert abs(np.mean(new) - np.mean(old)) > 1e-6  # the two configurations give other numbers
+    (line,) = summary_table(rows)
+    assert line["label"] == "MLP" and line["test_loss_mean"] == pytest.approx(np.mean(new), rel=1e-12)
+    # Without the file (`kanlab report s`): both configurations, apart, each with its own numbers.
+    rows, _, left_out = read_experiment(db, "s")
+    rows = by_config(rows)  # as the study report does
+    lines = {s["label"]: s for s in summary_table(rows)}
+    assert sorted(lines) == ["MLP (train.lr=0.01)", "MLP (train.lr=0.3)"] and left_out == 0
+    for lr in plans:
+        of = [r for r in rows if r["label"] == f"MLP (train.lr={lr})"]
+        assert lines[f"MLP (train.lr={lr})"]["test_loss_mean"] == pytest.approx(np.mean(final_losses(of)))
+        assert sorted(final_losses(of)) == sorted(new if lr == 0.3 else old)
+    with pytest.raises(ValueError, match=r"none of the 4 runs of 's' in .* is of the study as it is now"):
+        read_experiment(db, "s", expand(parse_study(tiny_study(lr=0.2)), threads=1))
 
 
 @pytest.mark.slow  # the report draws a dozen plots
@@ -390,7 +460,9 @@ def test_two_data_tasks_get_two_sections_with_their_own_numbers(tmp_path: Path) 
         rows = store.runs()
     sections = html.split('<h2 id="task-')[1:]
     titles = sorted(s.split("</h2>", 1)[0].split(">", 1)[1] for s in sections)
-    note = '<span class="note">(data: {}, sha256 {})</span>'
+    from kanlab.code_version import code_version
+
+    note = '<span class="note">(data: {}, sha256 {}; code ' + code_version()[:12] + ")</span>"
     assert titles == [f"Task: one {note.format(files[0], sha(files[0]))}",
                       f"Task: two (path={files[1]}) {note.format(files[1], sha(files[1]))}",
                       f"Task: two (path={files[2]}) {note.format(files[2], sha(files[2]))}"]

@@ -119,8 +119,11 @@ def test_the_report_shows_each_data_version_in_its_own_section(tmp_path: Path) -
     data, db, old, new, _ = edit_between_runs(tmp_path)
     html = write_report(db, "t", tmp_path / "report").read_text()
     assert html.count('<h2 id="task-') == 2
-    for h in (old, new):
-        assert f'data (sha256 {h[:12]}) <span class="note">(data: {data}, sha256 {h[:12]})' in html
+    from kanlab.code_version import code_version
+
+    for h in (old, new):  # each with its data version, and the code version beside it
+        assert (f'data (sha256 {h[:12]}) <span class="note">(data: {data}, sha256 {h[:12]}; code '
+                f"{code_version()[:12]})") in html
 
 
 def test_data_edited_after_planning_is_not_trained_on(tmp_path: Path) -> None:

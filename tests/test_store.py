@@ -70,8 +70,32 @@ def test_wal_mode_and_schema_version(tmp_path: Path) -> None:
     with raw:
         raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
     raw.close()
-    with pytest.raises(RuntimeError, match="schema version"):
+    with pytest.raises(ValueError, match="schema version"):
         ResultsStore(db).runs()
+
+
+def test_a_database_of_a_newer_kanlab_is_refused_in_one_line_naming_the_file_and_the_fix(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # It raised a RuntimeError, which `kanlab report` printed as a traceback.
+    from kanlab.cli import main
+
+    db = tmp_path / "newer.db"
+    ResultsStore(db).close()
+    with ResultsStore(db) as store:
+        store.record_run(write_run(tmp_path / "runs", "s", label="MLP", family="mlp"))
+    raw = sqlite3.connect(db)
+    with raw:
+        raw.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 7,))
+    raw.close()
+    assert main(["report", "s", "--root", str(tmp_path / "runs"), "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"kanlab: error: {db} was written by a newer kanlab (database schema version "
+                   f"{SCHEMA_VERSION + 7}; this kanlab reads version {SCHEMA_VERSION} and older): upgrade "
+                   "kanlab (pip install -U kanlab), or give another --db\n")
+    raw = sqlite3.connect(db)  # left as it was
+    assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION + 7,)]
+    assert raw.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 1
+    raw.close()
 
 
 def test_filters_and_lookups(tmp_path: Path) -> None:
@@ -137,7 +161,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
     config = json.loads((run / "config.json").read_text())
     db = tmp_path / "old.db"
     raw = sqlite3.connect(db)
-    columns = [(n, t) for n, t in RUN_COLUMNS if n not in ("task_key", "data_hash")]
+    columns = [(n, t) for n, t in RUN_COLUMNS if n not in ("task_key", "data_hash", "code_version")]
     curves = ", ".join(f"{n} {t}" for n, t in CURVE_COLUMNS)
     with raw:
         raw.executescript(
@@ -157,6 +181,7 @@ def test_a_version_1_database_is_migrated_and_keeps_its_rows(tmp_path: Path) -> 
         (row,) = store.runs()
         assert (row["run_id"], row["test_loss"], row["created"]) == (config["run_id"], 0.25, "then")
         assert row["task_key"] == task_key(config) and row["data_hash"] is None
+        assert row["code_version"] is None
         point = {**dict.fromkeys(n for n, _ in CURVE_COLUMNS), "run_id": row["run_id"], "step": 0,
                  "test_loss": 0.5}
         assert store.curves(row["run_id"]) == [point]

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -614,3 +615,88 @@ def test_pruning_in_out_of_process_workers_decides_as_in_this_process(
             assert proposals(searched(tune, tmp_path / name, executor)) == here, name
         finally:
             executor.close()
+
+
+# -- threads, locks and folders (issue 15's follow-ups) ------------------------------------------------
+
+@pytest.mark.parametrize(("executor", "threads"), [("local", 1), ("serial", None)])
+def test_a_tune_plans_its_runs_on_the_threads_its_executor_computes_on(
+        executor: str, threads: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # load_tune expanded every trial with this process's thread count, while a pool's workers
+    # compute on one each (kanlab sweep passes WORKER_THREADS): the run ids named the wrong count.
+    import kanlab.tune_config
+    from kanlab.executors import WORKER_THREADS
+
+    seen: list[int | None] = []
+
+    def load(source: str, overrides: Any, *, threads: int | None = None) -> Tune:
+        seen.append(threads)
+        raise ValueError("stop here")
+
+    monkeypatch.setattr(kanlab.tune_config, "load_tune", load)
+    assert main(["tune", "tune-quick", "--executor", executor, "--root", str(tmp_path)]) == 2
+    assert seen == [threads] and WORKER_THREADS == 1
+    tune = tune_of()
+    (exp,) = parse_tune(tomllib.loads(TUNE), threads=3).resolve(
+        tune.studies[0], {"depth": 1, "lr": 0.01}, [0], experiment="x")
+    assert exp.threads == 3
+    fingerprints = {tune_of().studies[0].name, parse_tune(tomllib.loads(TUNE), threads=3).studies[0].name}
+    assert len(fingerprints) == 2  # trials on another thread count are other runs: another Optuna study
+
+
+def test_time_matching_measures_on_the_thread_count_the_run_computes_on(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The widths of match = "time" were timed on this process's threads (2 under `kanlab run`), for
+    # runs a pool then computed on one thread each.
+    import torch
+
+    from kanlab import timing
+
+    monkeypatch.setenv("KANLAB_CACHE", str(tmp_path))
+    counts: list[int] = []
+
+    def step(model: Any, data: Any, cfg: Any) -> float:
+        counts.append(torch.get_num_threads())
+        return fake_step_seconds(model, data, cfg)
+
+    monkeypatch.setattr(timing, "step_seconds", step)
+    raw = tomllib.loads(TUNE)
+    raw.update(match="time", budget=4e-3)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        tune = parse_tune(raw, threads=1)  # every corner timed
+        assert counts and set(counts) == {1}
+        trial = {"study": tune.studies[0].name, "number": 0, "params": {}, "metric": "val_loss",
+                 "direction": "minimize", "pruner": {"kind": "none"}}
+        counts.clear()
+        (exp,) = tune.resolve(tune.studies[0], {"depth": 2, "lr": 0.05}, [0], experiment="x", trial=trial)
+        assert exp.threads == 1 and set(counts) <= {1}  # measured at 1 thread, or the cache of that
+        study = parse_study({k: v for k, v in raw.items() if k not in ("tune", "search")})
+        for threads in (1, 2):  # `kanlab sweep` on a pool: 1; `kanlab run` in this process: its 2
+            counts.clear()
+            runs.expand(study, threads=threads)
+            assert counts and set(counts) == {threads} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_tune_holds_the_study_locks_and_writes_only_inside_the_root(tmp_path: Path) -> None:
+    # A tune took no lock (two tunes, or a tune and a sweep of its study, raced on its folders) and
+    # built a trial's folder and its manifest without checking that they lie inside the root.
+    from kanlab.driver import running
+
+    tune, root = tune_of(), tmp_path / "runs"
+    for held in (tune.name, tune.search_experiment):
+        executor = Recording()
+        with running(root, [held]), pytest.raises(ValueError, match=f"study '{held}' is being run into"):
+            run_tune(tune, root, root / "kanlab.db", executor=executor)
+        assert executor.ran == []  # refused before any trial ran
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    shutil.rmtree(root / tune.search_experiment)  # held by the lock above: only its lock file
+    (root / tune.search_experiment).symlink_to(outside)
+    executor = Recording()
+    with pytest.raises(ValueError, match="is not a folder inside the results root"):
+        run_tune(tune, root, root / "kanlab.db", executor=executor)
+    assert executor.ran == [] and list(outside.iterdir()) == []

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from kanlab._command import interrupted
 from kanlab.interrupts import ctrl_c_handled
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before main() (kanlab/__init__)
 if TYPE_CHECKING:
+    from kanlab.config import ExperimentConfig
     from kanlab.executors import Executor
 
 DEFAULT_ROOT = Path("runs")
@@ -43,7 +44,11 @@ def _parser() -> argparse.ArgumentParser:
                     "seed, pruner) and [search.<family or label>] ranges; see the README's `kanlab tune`."),
         "TUNE", "a tune preset (tune-quick) or a .toml file", "--set tune.per_family=trials:4")
     report = sub.add_parser("report", help="write the HTML report of a recorded study")
-    report.add_argument("experiment", help="the study's name")
+    report.add_argument("experiment", metavar="STUDY",
+                        help="a preset or .toml file: its runs as the file expands now (with --set as it "
+                             "ran); or a study's name: every configuration recorded under it, apart")
+    report.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="the --set overrides the study ran with (repeatable)")
     report.add_argument("--root", type=Path, default=DEFAULT_ROOT)
     report.add_argument("--db", type=Path, default=None)
     ev = sub.add_parser("eval", help="reload a run's checkpoint and evaluate it")
@@ -93,14 +98,20 @@ def _executor(args: argparse.Namespace) -> Executor:
     return executors.LocalExecutor(args.workers) if args.executor == "local" else executors.SerialExecutor()
 
 
+def _threads(args: argparse.Namespace | None) -> int | None:
+    """The torch threads each run of a sweep or tune computes on (part of its identity): one per pool or
+    cluster worker; None (this process's count, as `kanlab run`) for the serial executor. args None:
+    the default executor's (a local pool), for `kanlab report` of a sweep file."""
+    from kanlab.executors import WORKER_THREADS
+
+    return WORKER_THREADS if args is None or args.executor != "serial" else None
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from kanlab.driver import run_experiments
-    from kanlab.executors import WORKER_THREADS
     from kanlab.sweep import load_sweep
 
-    # Every run resolved and checked: nothing written yet. Its thread count is part of its identity.
-    threads = None if args.executor == "serial" else WORKER_THREADS  # None: this process's, as `run`
-    sweep = load_sweep(args.study, args.overrides, threads=threads)
+    sweep = load_sweep(args.study, args.overrides, threads=_threads(args))  # all checked, nothing written
     axes = " x ".join(f"{len(values)} {key}" for key, values in sweep.axes) or "no axes"
     print(f"{sweep.name}: {len(sweep.experiments)} runs ({sweep.points} point(s) of {axes})")
 
@@ -115,7 +126,8 @@ def _sweep(args: argparse.Namespace) -> int:
         from kanlab.report.sweep import write_sweep_report
         from kanlab.runs import inside
 
-        print(f"report: {write_sweep_report(_db(args), sweep.name, inside(args.root, sweep.name))}")
+        out = inside(args.root, sweep.name)
+        print(f"report: {write_sweep_report(_db(args), sweep.name, out, runs=sweep.experiments)}")
     return 0
 
 
@@ -147,7 +159,7 @@ def _tune(args: argparse.Namespace) -> int:
     from kanlab.tune import journal_path, run_tune
     from kanlab.tune_config import load_tune
 
-    tune = load_tune(args.study, args.overrides)  # every search space checked: nothing written yet
+    tune = load_tune(args.study, args.overrides, threads=_threads(args))  # all checked, nothing written
     models = len({s.label for s in tune.studies})
     tasks = len(tune.studies) // models
     print(f"{tune.name}: {len(tune.studies)} searches ({models} models x {tasks} tasks), {tune.budget} each; "
@@ -177,7 +189,8 @@ def _db(args: argparse.Namespace) -> Path:
     return args.db if args.db is not None else args.root / "kanlab.db"
 
 
-def _run_study(args: argparse.Namespace, plots: bool = True) -> tuple[str, list[Path]]:
+def _run_study(args: argparse.Namespace, plots: bool = True
+               ) -> tuple[str, list[ExperimentConfig], list[Path]]:
     from kanlab.config import load_study
     from kanlab.driver import run_experiments
     from kanlab.runs import expand
@@ -187,11 +200,32 @@ def _run_study(args: argparse.Namespace, plots: bool = True) -> tuple[str, list[
     print(f"{study.name}: {len(experiments)} runs "
           f"({len(study.tasks)} tasks x {len(study.models)} models x {len(study.seeds)} seeds)")
     folders = run_experiments(experiments, args.root, _db(args), retry_failed=args.retry_failed, plots=plots)
-    return study.name, folders
+    return study.name, experiments, folders
 
 
-def _write_report(name: str, args: argparse.Namespace) -> Path:
-    """The study's report, or the sweep report when its runs were recorded by `kanlab sweep`."""
+def _expansion(source: str, overrides: Sequence[str]) -> tuple[str, list[ExperimentConfig] | None]:
+    """`kanlab report`'s study: (name, its runs as its file expands now), or (source, None) for a bare
+    study name (or a tune file, whose report shows the runs its manifest names)."""
+    from kanlab.config import load_study, preset_names, read_study
+
+    if not (source.endswith(".toml") or Path(source).is_file() or source in preset_names()):
+        return source, None
+    raw = read_study(source)
+    if "tune" in raw or "search" in raw:
+        return str(raw.get("name", "study")), None
+    if "axes" in raw:
+        from kanlab.sweep import load_sweep
+
+        sweep = load_sweep(source, overrides, threads=_threads(args=None))
+        return sweep.name, list(sweep.experiments)
+    from kanlab.runs import expand
+
+    study = load_study(source, overrides)
+    return study.name, expand(study)
+
+
+def _write_report(name: str, args: argparse.Namespace, runs: Sequence[ExperimentConfig] | None) -> Path:
+    """The study's report (of exactly `runs` when known), or the sweep or tune report of a sweep or tune."""
     from kanlab.report.html import write_report
     from kanlab.report.sweep import write_sweep_report
     from kanlab.runs import inside
@@ -199,7 +233,7 @@ def _write_report(name: str, args: argparse.Namespace) -> Path:
 
     db, out_dir = _db(args), inside(args.root, name)
     manifest = out_dir / "tune.json"
-    if manifest.is_file():  # recorded by `kanlab tune`
+    if manifest.is_file():  # recorded by `kanlab tune`: its manifest names the verdict runs
         from kanlab.report.tune import write_tune_report
 
         return write_tune_report(db, manifest, out_dir)
@@ -207,8 +241,8 @@ def _write_report(name: str, args: argparse.Namespace) -> Path:
         with ResultsStore(db) as store:
             is_sweep = any("sweep" in json.loads(r["config_json"]) for r in store.runs(name))
         if is_sweep:
-            return write_sweep_report(db, name, out_dir)
-    return write_report(db, name, out_dir)
+            return write_sweep_report(db, name, out_dir, runs=runs)
+    return write_report(db, name, out_dir, runs=runs)
 
 
 def _list() -> None:
@@ -226,39 +260,36 @@ def _list() -> None:
 
 # What each command imports (seconds: torch, matplotlib), loaded before it starts.
 HEAVY = {"run": ("kanlab.driver", "kanlab.report"), "compare": ("kanlab.driver", "kanlab.report"),
-         "sweep": ("kanlab.driver", "kanlab.report", "kanlab.sweep"), "report": ("kanlab.report",),
+         "sweep": ("kanlab.driver", "kanlab.report", "kanlab.sweep"),
+         "report": ("kanlab.report", "kanlab.runs", "kanlab.sweep"),
          "tune": ("kanlab.tune", "kanlab.report"), "eval": ("kanlab.runs",), "plot": ("kanlab.report",),
          "list": ("kanlab.config",)}
 
 
-def _quit(signum: int, frame: object) -> None:
-    print("kanlab: interrupted", file=sys.stderr, flush=True)
-    os._exit(130)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input, with a message naming it)."""
-    args = _parser().parse_args(argv)
     # A KeyboardInterrupt inside an import can leave a module half-built (numpy then fails with an
     # AttributeError traceback): a Ctrl-C while the command loads ends it at once, nothing written yet.
-    with ctrl_c_handled(_quit):
+    with ctrl_c_handled(interrupted):
+        args = _parser().parse_args(argv)
         for module in HEAVY[args.command]:
             importlib.import_module(module)
     try:
         if args.command == "run":
-            _, folders = _run_study(args, plots=not args.no_plots)
+            _, _, folders = _run_study(args, plots=not args.no_plots)
             for folder in folders:
                 status = json.loads((folder / "final.json").read_text())["status"]
                 print(f"{status:9s} {folder}")
         elif args.command == "compare":
-            name, _ = _run_study(args)
-            print(f"report: {_write_report(name, args)}")
+            name, experiments, _ = _run_study(args)
+            print(f"report: {_write_report(name, args, experiments)}")
         elif args.command == "sweep":
             return _sweep(args)
         elif args.command == "tune":
             return _tune(args)
         elif args.command == "report":
-            print(f"report: {_write_report(args.experiment, args)}")
+            name, runs = _expansion(args.experiment, args.overrides)
+            print(f"report: {_write_report(name, args, runs)}")
         elif args.command == "eval":
             from kanlab.runs import evaluate_run
 

@@ -89,7 +89,8 @@ class ModelEntry:
 @dataclass(frozen=True)
 class ExperimentConfig:
     """Everything one run needs and everything that shapes its numbers: the resolved model spec, the
-    task and the bytes of the files it reads, training, the seed and the number of torch threads."""
+    task and the bytes of the files it reads, training, the seed, the number of torch threads and the
+    version of the code."""
 
     experiment: str
     label: str
@@ -108,6 +109,9 @@ class ExperimentConfig:
     # Torch threads the run computes on: sums split over threads round differently (8e-7 in float32
     # between 2 threads and 1), so the count is part of the identity. None: not recorded (older runs).
     threads: int | None = None
+    # SHA-256 of the kanlab source that computes the run (kanlab.code_version): an upgrade or an edit
+    # of the code gives new runs. None: not recorded (runs of a kanlab before it was).
+    code_version: str | None = None
 
     @property
     def run_id(self) -> str:
@@ -120,7 +124,7 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (the run folder's config.json, without run_id)."""
         out = json.loads(json.dumps(dataclasses.asdict(self)))
-        for key in ("symbolic", "trial", "match", "data_hash", "threads"):
+        for key in ("symbolic", "trial", "match", "data_hash", "threads", "code_version"):
             if out[key] is None:  # absent, so runs keep the ids they had before the key existed
                 del out[key]
         for key in TABULAR_ONLY:  # task fields only tables use: function and image runs keep their ids
@@ -144,7 +148,7 @@ class ExperimentConfig:
             experiment=d["experiment"], label=d["label"], family=d["family"], spec=d["spec"],
             task=_build(TaskConfig, task, "task"), train=_build(TrainConfig, d["train"], "train"),
             seed=int(d["seed"]), symbolic=d.get("symbolic"), trial=d.get("trial"), match=d.get("match"),
-            data_hash=d.get("data_hash"), threads=d.get("threads"),
+            data_hash=d.get("data_hash"), threads=d.get("threads"), code_version=d.get("code_version"),
         )
 
 

@@ -182,7 +182,7 @@ class Progress:
 
 def run_experiments(experiments: Sequence[ExperimentConfig], root: Path, db_path: Path,
                     *, retry_failed: bool = False, plots: bool = True, executor: Executor | None = None,
-                    annotations: Annotations | None = None) -> list[Path]:
+                    annotations: Annotations | None = None, locked: bool = False) -> list[Path]:
     """Run what is pending on an executor, recording each run as it lands, with one progress bar.
 
     Args:
@@ -193,13 +193,15 @@ def run_experiments(experiments: Sequence[ExperimentConfig], root: Path, db_path
         plots: write each run's plots.
         executor: where runs execute (default: one after another in this process); not closed here.
         annotations: per run id, keys added to its config.json (a sweep's axis values).
+        locked: the caller holds the experiments' locks (see running), as `kanlab tune` does.
     Returns:
         The run folders of every experiment given, run now or earlier.
     """
     root = Path(root)
     unique = list({e.run_id: e for e in experiments}.values())
     notes = annotations or {}
-    with running(root, [e.experiment for e in unique]), ResultsStore(db_path) as store:
+    studies = [] if locked else [e.experiment for e in unique]
+    with running(root, studies), ResultsStore(db_path) as store:
         recover(unique, store, root, notes)
         todo = {e.run_id: e for e in pending(unique, store, root, retry_failed=retry_failed)}
         if todo:

@@ -29,6 +29,7 @@ from torch import nn
 
 from kanlab import models
 from kanlab.budget import match_widths
+from kanlab.code_version import code_version
 from kanlab.config import ExperimentConfig, ModelEntry, StudyConfig, _build
 from kanlab.evaluation import evaluate
 from kanlab.layers import KANLinear
@@ -50,12 +51,12 @@ def expand(study: StudyConfig, *, threads: int | None = None) -> list[Experiment
         threads: torch threads each run computes on (default: this process's torch.get_num_threads(),
             which `kanlab run` uses; pool and cluster workers run one each).
     Returns:
-        The runs, each with the hash of its task's files and its thread count.
+        The runs, each with the hash of its task's files, its thread count and this code's version.
     """
     threads = torch.get_num_threads() if threads is None else threads
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be an integer >= 1, got {threads!r}")
-    out = []
+    out, version = [], code_version()
     for n, (task, task_train) in enumerate(zip(study.tasks, study.task_train, strict=True)):
         data = make_dataset(task)
         files = data_hash(task)  # after make_dataset, whose errors say best what is wrong with a file
@@ -65,7 +66,8 @@ def expand(study: StudyConfig, *, threads: int | None = None) -> list[Experiment
             spec, match = entry.spec, None
             if spec is None:
                 resolved = dataclasses.replace(entry, budget=study.budget_of(entry, n))
-                widths, match = match_entry(resolved, data, train, task)
+                with torch_threads(threads):  # a time per step is measured on the run's own thread count
+                    widths, match = match_entry(resolved, data, train, task)
                 cfg = models.ModelConfig.single(entry.family, widths, **dict(entry.options))
                 spec = models.format_spec(cfg)
             for seed in study.seeds:
@@ -73,6 +75,7 @@ def expand(study: StudyConfig, *, threads: int | None = None) -> list[Experiment
                     experiment=study.name, label=entry.label, family=entry.family, spec=spec,
                     task=task, train=dataclasses.replace(train, seed=seed), seed=seed,
                     symbolic=study.symbolic_of(n), match=match, data_hash=files, threads=threads,
+                    code_version=version,
                 ))
     return out
 
@@ -331,6 +334,10 @@ def execute(exp: ExperimentConfig, root: Path, *, progress: Callable[[int, int],
     started = time.perf_counter()
     out = RunState()
     try:
+        if exp.code_version is not None and exp.code_version != code_version():
+            raise RuntimeError(f"this run was planned by kanlab code {exp.code_version[:12]}, and this "
+                               f"process runs code {code_version()[:12]} (another kanlab version or an "
+                               "edited source): run the driver and its workers on one kanlab")
         with torch_threads(exp.threads):
             if exp.symbolic is not None:
                 from kanlab.symbolic_run import run_symbolic

@@ -59,6 +59,7 @@ RUN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("val_rmse", "REAL"),
     ("val_accuracy", "REAL"),
     ("val_macro_f1", "REAL"),
+    ("code_version", "TEXT"),  # SHA-256 of the kanlab source that computed the run (NULL: not recorded)
 )
 CURVE_COLUMNS: tuple[tuple[str, str], ...] = (
     ("run_id", "TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE"),
@@ -214,9 +215,14 @@ class ResultsStore:
         try:
             version = self._version(db)
             assert version is not None
-            if version > SCHEMA_VERSION or any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
-                raise RuntimeError(f"{self.path} has schema version {version}, this kanlab reads version "
-                                   f"{SCHEMA_VERSION}; record the runs into a new database")
+            if version > SCHEMA_VERSION:
+                raise ValueError(f"{self.path} was written by a newer kanlab (database schema version "
+                                 f"{version}; this kanlab reads version {SCHEMA_VERSION} and older): upgrade "
+                                 "kanlab (pip install -U kanlab), or give another --db")
+            if any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
+                raise ValueError(f"{self.path} has database schema version {version}, which this kanlab "
+                                 f"cannot migrate to version {SCHEMA_VERSION}: record the runs into a new "
+                                 "--db")
             for step in range(version, SCHEMA_VERSION):
                 MIGRATIONS[step](db)
             db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
@@ -243,7 +249,7 @@ class ResultsStore:
                 "run_id": config["run_id"], "experiment": config["experiment"], "label": config["label"],
                 "family": config["family"], "task": task["name"], "task_kind": task["kind"],
                 "seed": int(config["seed"]), "status": final["status"], "task_key": task_key(config),
-                "data_hash": config.get("data_hash"),
+                "data_hash": config.get("data_hash"), "code_version": config.get("code_version"),
             }
         except (KeyError, TypeError) as err:
             raise ValueError(f"cannot record run: {run_dir} lacks config/final field {err}") from err

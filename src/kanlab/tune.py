@@ -36,8 +36,9 @@ from typing import Any
 import numpy as np
 
 from kanlab.config import ExperimentConfig
-from kanlab.driver import DONE, Progress, land, recover, run_experiments
+from kanlab.driver import DONE, Progress, land, recover, run_experiments, running
 from kanlab.executors import Executor, Job, SerialExecutor
+from kanlab.runs import inside, run_folder
 from kanlab.store import ResultsStore
 from kanlab.trial_pruning import curve, optuna_quietly
 from kanlab.tune_config import Tune, TuneStudy
@@ -220,7 +221,7 @@ class Search:
         for number, exp in trials:
             found = status.get(exp.run_id)
             if found in DONE:  # recorded, then killed before Optuna heard of it
-                self._tell(s, number, self.root / exp.experiment / exp.run_id)
+                self._tell(s, number, run_folder(self.root, exp))
             elif found != "failed" or retry_failed:
                 out.append((number, exp))
         return out
@@ -298,7 +299,7 @@ def write_manifest(tune: Tune, search: Search, verdict: Mapping[str, Sequence[Ex
     manifest = {"name": tune.name, "description": tune.description, "settings": dict(tune.settings),
                 "search_experiment": tune.search_experiment, "direction": tune.direction,
                 "seeds": list(tune.seeds), "studies": studies}
-    path = Path(root) / tune.name / "tune.json"
+    path = inside(root, tune.name) / "tune.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(".tune.json.tmp")
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -321,15 +322,18 @@ def run_tune(tune: Tune, root: Path, db_path: Path, *, executor: Executor | None
         The verdict's run folders and the manifest's path.
     """
     runner = executor or SerialExecutor()
-    try:
-        search = Search(tune, root, db_path)
-        search.run(runner, retry_failed=retry_failed, plots=plots)
-        verdict, notes = verdict_experiments(tune, search)
-        runs = [e for exps in verdict.values() for e in exps]
-        folders = run_experiments(runs, root, db_path, retry_failed=retry_failed, plots=plots,
-                                  executor=runner, annotations=notes)
-    finally:
-        if executor is None:
-            runner.close()
-    return folders, write_manifest(tune, search, verdict, root)
+    # Both experiments locked as run and sweep lock theirs: two tunes of one name, or a tune and a
+    # sweep of its study, would delete each other's half-landed folders.
+    with running(root, [tune.search_experiment, tune.name]):
+        try:
+            search = Search(tune, root, db_path)
+            search.run(runner, retry_failed=retry_failed, plots=plots)
+            verdict, notes = verdict_experiments(tune, search)
+            runs = [e for exps in verdict.values() for e in exps]
+            folders = run_experiments(runs, root, db_path, retry_failed=retry_failed, plots=plots,
+                                      executor=runner, annotations=notes, locked=True)
+        finally:
+            if executor is None:
+                runner.close()
+        return folders, write_manifest(tune, search, verdict, root)
 

@@ -30,8 +30,9 @@ are ranked and pruned on it. The verdict retrains each best trial's model on all
 
 The key is `per_family`, not `budget`: a study's `budget` is the parameter budget. Every (task,
 model) pair is one Optuna study; editing anything that shapes its trials (its task, model,
-training, search space, sampler or pruner settings) gives it a new fingerprint, so a new study:
-an edited file never reuses trials. per_family and seeds can change without one.
+training, search space, sampler or pruner settings, the kanlab code, the thread count its trials
+run on) gives it a new fingerprint, so a new study: an edited file never reuses trials. per_family
+and seeds can change without one.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from kanlab.code_version import code_version
 from kanlab.config import ExperimentConfig, StudyConfig, _build, apply_overrides, parse_study, read_study
-from kanlab.runs import expand, matched_widths, task_label
+from kanlab.runs import expand, matched_widths, task_label, torch_threads
 from kanlab.search_space import Space, build_space, key_kind
 from kanlab.tasks import Dataset, TaskConfig, make_dataset
 from kanlab.train import TrainConfig
@@ -128,6 +130,7 @@ class Tune:
     description: str = ""
     settings: Mapping[str, Any] = field(default_factory=dict)  # [tune], defaults filled in, for the report
     validation: float = 0.0  # each trial's task holds this share out to rank on (unless it sets its own)
+    threads: int | None = None  # torch threads each run computes on (runs.expand; None: this process's)
 
     @property
     def direction(self) -> str:
@@ -165,7 +168,7 @@ class Tune:
         if trial is not None and self.validation > 0:
             task.setdefault("val_fraction", self.validation)
         raw.update(name=experiment, seeds=list(seeds), tasks=[task], models=[model])
-        runs = expand(parse_study(raw))
+        runs = expand(parse_study(raw), threads=self.threads)
         return runs if trial is None else [replace(r, trial=trial) for r in runs]
 
 
@@ -190,12 +193,12 @@ def _data(task: TaskConfig) -> Dataset:
     return make_dataset(task)
 
 
-def _check_corners(study: TuneStudy, parsed: StudyConfig, validation: float) -> None:
+def _check_corners(study: TuneStudy, parsed: StudyConfig, validation: float, threads: int | None) -> None:
     """Every corner of the space must give a valid TrainConfig and a model that meets its budget.
 
     The budget is matched as the trials will match it (the model's match: parameters, FLOPs, or
-    time per step measured on the trial's data, through the time-match cache), at the model's
-    budget on this task. Matching by time measures each corner: only the ends of integer ranges,
+    time per step measured on the trial's data and thread count, through the time-match cache), at the
+    model's budget on this task. Matching by time measures each corner: only the ends of integer ranges,
     and training keys that leave a step's cost alone (TIME_NEUTRAL) at the study's own values.
     """
     n = study.task_index
@@ -216,7 +219,8 @@ def _check_corners(study: TuneStudy, parsed: StudyConfig, validation: float) -> 
                             options=options)
             trained = {k: v for k, v in p.items() if keys[k] == "train"}
             cfg = _build(TrainConfig, {**base_train, **trained}, "train")
-            matched_widths(sized, _data(trial_task), cfg, trial_task)
+            with torch_threads(threads):  # as runs.expand times the trials' own
+                matched_widths(sized, _data(trial_task), cfg, trial_task)
 
         checks += [(point, meets) for point in study.space.corner_points(shaping, ends=timed)]
     for point, check in checks:
@@ -261,8 +265,14 @@ def _validation(tune: Mapping[str, Any], metric: str, tasks: Sequence[TaskConfig
     return float(value)
 
 
-def parse_tune(raw: Mapping[str, Any]) -> Tune:
-    """Validate a raw tune dict: the study, [tune], [search], and every corner of every space."""
+def parse_tune(raw: Mapping[str, Any], *, threads: int | None = None) -> Tune:
+    """Validate a raw tune dict: the study, [tune], [search], and every corner of every space.
+
+    Args:
+        raw: the tune file's dict.
+        threads: torch threads each trial and verdict run computes on: WORKER_THREADS on a pool or
+            cluster, None (this process's count) in this process, as `kanlab sweep` plans them.
+    """
     if "tune" not in raw:
         raise ValueError("a tune file needs a [tune] table with per_family = 'trials:N' or 'seconds:S' "
                          "(see `kanlab tune --help`); to run a plain study use `kanlab compare`")
@@ -316,20 +326,24 @@ def parse_tune(raw: Mapping[str, Any]) -> Tune:
             space = build_space(entry.family, entry.label, tables, fixed, spec_given=entry.spec is not None)
             train = {**study.train, **study.task_train[n_task], **entry.train}
             pruner = _pruner_spec(tune, _build(TrainConfig, train, "train").total_steps)
-            fp = _fingerprint(base, n_task, n_model, space, {**settings, "pruner": pruner})
+            # The trials' run ids hold the code version and thread count: either changed, the old
+            # trials' runs are not the new ones, so a new study searches afresh.
+            shared = {**settings, "pruner": pruner, "code": code_version(), "threads": threads}
+            fp = _fingerprint(base, n_task, n_model, space, shared)
             name = task_label(task)
             studies.append(TuneStudy(f"{study.name}/{name}/{entry.label}/{fp}", n_task, n_model, name,
                                      entry.label, entry.family, space, pruner))
     for s in studies:
-        _check_corners(s, study, validation)
+        _check_corners(s, study, validation, threads)
     return Tune(name=study.name, raw=base, budget=parse_budget(tune["per_family"]), metric=metric,
                 seed=settings["seed"], startup_trials=settings["startup_trials"],
                 trials_per_round=settings["trials_per_round"], search_seeds=search_seeds, seeds=study.seeds,
-                studies=tuple(studies), description=study.description, validation=validation,
+                studies=tuple(studies), description=study.description, validation=validation, threads=threads,
                 settings={**settings, "per_family": str(tune["per_family"]),
                           "pruner": {"kind": "median", **tune.get("pruner", {})}})
 
 
-def load_tune(source: str | Path, overrides: Sequence[str] = ()) -> Tune:
-    """Read a tune preset or file, apply --set overrides (tune.per_family=trials:4) and check it all."""
-    return parse_tune(apply_overrides(read_study(source), overrides))
+def load_tune(source: str | Path, overrides: Sequence[str] = (), *, threads: int | None = None) -> Tune:
+    """Read a tune preset or file, apply --set overrides (tune.per_family=trials:4) and check it all
+    (threads: see parse_tune)."""
+    return parse_tune(apply_overrides(read_study(source), overrides), threads=threads)

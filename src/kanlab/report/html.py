@@ -13,22 +13,25 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from kanlab.config import ExperimentConfig
 from kanlab.report.classes import class_balance, plot_confusion
 from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
 from kanlab.report.parts import (
     CSS,
     ROW_PX,
+    by_config,
     figure,
+    left_out_note,
     png_width,
     read_experiment,
     row,
     run_folder,
     slug,
-    superseded_note,
 )
 from kanlab.report.plots import plot_curves, plot_edges, plot_fit, plot_image, plot_loss_vs_params
 from kanlab.report.symbolic import symbolic_section
 from kanlab.report.tables import (
+    code_versions,
     data_version,
     fmt_fixed,
     fmt_flops,
@@ -114,7 +117,8 @@ def _task_section(n: int, task: str, task_rows: list[dict[str, Any]], lines: lis
     stem = plots / f"t{n}-{slug(task)}"
     kind, targets = task_rows[0]["task_kind"], targets_of(task_rows[0])
     version = data_version(task_rows[0])  # one per task: the data is part of the task's key
-    about = escape(kind if version is None else f"{kind}: {task_file(task_rows[0])}, {version}")
+    data = kind if version is None else f"{kind}: {task_file(task_rows[0])}, {version}"
+    about = escape(f"{data}; {code_versions(task_rows)}")  # the data and the code that made the numbers
     loss = f"test {loss_name(targets)}"
     parts = [f'<h2 id="task-{n}">Task: {escape(task)} <span class="note">({about})</span></h2>',
              f'<p class="headline">{escape(_headline(task, win, targets))}</p>',
@@ -211,7 +215,8 @@ def _configs(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | None = None) -> Path:
+def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | None = None,
+                 runs: Sequence[ExperimentConfig] | None = None) -> Path:
     """Write out_dir/report.html for one experiment (plots go to out_dir/plots/ and are embedded).
 
     Args:
@@ -219,12 +224,14 @@ def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | 
         experiment: the experiment's name in the store.
         out_dir: output folder (created).
         title: page title (default "kanlab report: <experiment>").
+        runs: the study's current expansion, the runs shown (None: every configuration recorded,
+            apart; see kanlab.report.parts.read_experiment).
     Returns:
         The path of report.html.
     """
     db_path, out_dir = Path(db_path), Path(out_dir)
-    rows, curves, superseded = read_experiment(db_path, experiment)
-    rows = with_flops(rows)
+    rows, curves, left_out = read_experiment(db_path, experiment, runs)
+    rows = with_flops(rows if runs is not None else by_config(rows))  # by label: configurations apart
     plots = out_dir / "plots"
     plots.mkdir(parents=True, exist_ok=True)
     summary = summary_table(rows)
@@ -250,7 +257,7 @@ def write_report(db_path: Path, experiment: str, out_dir: Path, *, title: str | 
 <h1>{escape(title)}</h1>
 <p class="sub">{len(rows)} runs, {len(tasks)} task(s), {len({r["label"] for r in rows})} model(s);
 {escape(fmt_time(total))} of training in all. Does a KAN beat an MLP here, and at what cost?</p>
-{superseded_note(superseded)}
+{left_out_note(left_out, planned=runs is not None)}
 {heads}
 {_failures(rows)}
 {"".join(sections)}

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from html import escape
 from pathlib import Path
 from typing import Any
 
+from kanlab.config import ExperimentConfig
 from kanlab.store import ResultsStore
 
 CSS = """
@@ -92,11 +94,20 @@ def row(cells: Sequence[str], n_text: int, tag: str = "td", cls: str = "") -> st
 Row = dict[str, Any]
 
 
-def read_experiment(db_path: Path, experiment: str) -> tuple[list[Row], dict[str, list[Row]], int]:
-    """An experiment's current store rows and each run's curve, with clear errors for a missing db or name.
+def read_experiment(db_path: Path, experiment: str, runs: Sequence[ExperimentConfig] | None = None
+                    ) -> tuple[list[Row], dict[str, list[Row]], int]:
+    """The store rows a report of an experiment shows, each run's curve, and how many rows it leaves out.
 
+    Args:
+        db_path: the results database.
+        experiment: the study's name.
+        runs: the study's current expansion (what run/compare/sweep just ran, or the expansion of the
+            study's file): exactly these runs are shown, or where one is missing, the latest run that
+            differs from it only in its thread count. None (no file): the latest of runs that differ
+            only in code version or threads (current); the report then tells configurations apart
+            (by_config).
     Returns:
-        (rows, curves by run_id, how many rows later runs superseded: see current).
+        (rows, curves by run_id, how many of the experiment's rows are left out).
     """
     if not db_path.is_file():  # the store would create an empty database: say what is wrong instead
         raise FileNotFoundError(f"no results database at {db_path}")
@@ -105,35 +116,117 @@ def read_experiment(db_path: Path, experiment: str) -> tuple[list[Row], dict[str
         if not rows:
             known = ", ".join(store.experiments()) or "none"
             raise ValueError(f"experiment {experiment!r} has no runs in {db_path} (recorded: {known})")
-        kept = current(rows)
+        kept = current(rows) if runs is None else planned(rows, runs)
+        if not kept:
+            raise ValueError(f"none of the {len(rows)} runs of {experiment!r} in {db_path} is of the study "
+                             "as it is now (its configuration, --set overrides, data or kanlab code changed "
+                             "since they ran): run it again to get them")
         return kept, {r["run_id"]: store.curves(r["run_id"]) for r in kept}, len(rows) - len(kept)
 
 
-def current(rows: Sequence[Row]) -> list[Row]:
-    """The rows a report shows: of runs that differ only in their thread count, the latest one.
+# The fields of a run's identity (config.json also holds annotations: sweep coordinates, a tune's best).
+IDENTITY = tuple(f.name for f in dataclasses.fields(ExperimentConfig) if f.name != "match")
 
-    The thread count is part of a run's identity, so a study run on another count (by `kanlab
-    sweep` after `kanlab run`, or again after upgrading from a kanlab that did not record it) gives
-    new runs of the same configuration; the earlier rows stay in the database, but a report that
-    averaged both would count each seed twice.
+
+def _identity(config: dict[str, Any], *, without: tuple[str, ...] = ()) -> str:
+    return json.dumps({k: v for k, v in config.items() if k in IDENTITY and k not in without}, sort_keys=True)
+
+
+def _config(row: Row) -> dict[str, Any]:
+    return json.loads(row["config_json"]) if row.get("config_json") else {"run_id": row["run_id"]}
+
+
+def planned(rows: Sequence[Row], runs: Sequence[ExperimentConfig]) -> list[Row]:
+    """The rows of a study's expansion: each planned run's own row, else (a `kanlab report FILE` of a
+    study run on another thread count, as by `kanlab sweep`) the latest row differing only in threads."""
+    ids = {e.run_id for e in runs}
+    wanted = {_identity(e.to_dict(), without=("threads",)) for e in runs}
+    exact = [r for r in rows if r["run_id"] in ids]
+    have = {_identity(_config(r), without=("threads",)) for r in exact}
+    others = [r for r in rows if r["run_id"] not in ids
+              and _identity(_config(r), without=("threads",)) in wanted - have]
+    kept = {r["run_id"] for r in exact + current(others, without=("threads",))}
+    return [r for r in rows if r["run_id"] in kept]  # in the store's order
+
+
+def current(rows: Sequence[Row], without: tuple[str, ...] = ("threads", "code_version")) -> list[Row]:
+    """Of runs that differ only in the fields `without` (their thread count and code version), the latest.
+
+    Both are part of a run's identity, so a study run on another count (by `kanlab sweep` after
+    `kanlab run`) or again after upgrading kanlab gives new runs of the same configuration; the
+    earlier rows stay in the database, but a report that averaged both would count each seed twice.
     """
     latest: dict[str, Row] = {}
     for r in sorted(rows, key=lambda r: (r["created"], r["run_id"])):
-        if not r.get("config_json"):
-            latest[r["run_id"]] = r
-            continue
-        same = {k: v for k, v in json.loads(r["config_json"]).items() if k not in ("threads", "run_id")}
-        latest[json.dumps(same, sort_keys=True)] = r
+        latest[_identity(_config(r), without=without) if r.get("config_json") else r["run_id"]] = r
     kept = {r["run_id"] for r in latest.values()}
     return [r for r in rows if r["run_id"] in kept]  # in the store's order
 
 
-def superseded_note(count: int) -> str:
-    """A note saying how many earlier rows later runs replaced ("" for none)."""
+def _flat(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _settings(row: Row) -> dict[str, Any]:
+    """A row's identity, flat ("train.lr"), less its seed: what its runs of other seeds share."""
+    flat = _flat(json.loads(_identity(_config(row))))
+    return {k: v for k, v in flat.items() if k not in ("seed", "train.seed")}
+
+
+def by_config(rows: Sequence[Row], cell: Callable[[Row], Any] = lambda r: None) -> list[Row]:
+    """Rows whose label several configurations share within a task and cell (a study edited and rerun
+    under its name), each relabelled with what sets its configuration apart, e.g. "KAN
+    (train.lr=0.1)": a report averages the runs of a label (in a cell), and must never average
+    different configurations as one model.
+
+    Args:
+        rows: store rows.
+        cell: what else the report groups by (the sweep report: budget and axes, whose points
+            differ in their configurations by design); JSON-ready.
+    """
+    settings = {r["run_id"]: _settings(r) for r in rows}
+
+    def group(r: Row) -> tuple[str, str, str]:
+        return r["task_key"], r["label"], json.dumps(cell(r), sort_keys=True)
+
+    groups: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        config = settings[r["run_id"]]
+        groups.setdefault(group(r), {})[json.dumps(config, sort_keys=True)] = config
+    out = []
+    for r in rows:
+        configs = groups[group(r)]
+        if len(configs) < 2:
+            out.append(r)
+            continue
+        keys = sorted({k for c in configs.values() for k in c})
+        differ = [k for k in keys if len({json.dumps(c.get(k)) for c in configs.values()}) > 1]
+        own = settings[r["run_id"]]
+        out.append({**r, "label": f"{r['label']} ({', '.join(f'{k}={_short(own.get(k))}' for k in differ)})"})
+    return out
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text[:12] if isinstance(value, str) and len(text) == 64 else text  # a SHA-256: its first 12
+
+
+def left_out_note(count: int, *, planned: bool) -> str:
+    """A note saying how many of the study's rows the report leaves out, and why ("" for none)."""
     if not count:
         return ""
-    return (f'<p class="note">Not shown: {count} earlier run(s) of the same configuration on another number '
-            "of threads (they stay in the database).</p>")
+    why = ("they are not runs of the study as it is now (an earlier configuration, data, kanlab code "
+           "or thread count)" if planned else
+           "later runs of the same configuration on another kanlab code version or number of threads "
+           "replaced them")
+    return (f'<p class="note">Not shown: {count} other run(s) of this study in the database: {why}. They '
+            "stay in the database.</p>")
 
 
 def write_page(out_dir: Path, title: str, body: str) -> Path:

@@ -16,13 +16,15 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from kanlab.config import ExperimentConfig
 from kanlab.models import count_params, parse_spec
 from kanlab.report import scaling
 from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
-from kanlab.report.parts import figure, read_experiment, superseded_note, table, write_page
+from kanlab.report.parts import by_config, figure, left_out_note, read_experiment, table, write_page
 from kanlab.report.scaling import finished
 from kanlab.report.tables import (
     BASELINE_FAMILY,
+    code_versions,
     data_version,
     fmt_params,
     fmt_sci,
@@ -211,21 +213,25 @@ def _target_table(cells: list[list[Row]], names: Sequence[str], curves: dict[str
     return table(head, body, 2 + len(names))
 
 
-def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
+def sweep_section(db_path: Path, experiment: str, out_dir: Path,
+                  runs: Sequence[ExperimentConfig] | None = None) -> str:
     """The sweep statistics of one experiment as an HTML fragment (plots embedded, also saved in out_dir).
 
     Args:
         db_path: the results database.
         experiment: the experiment's name in the store.
         out_dir: folder for the plot PNGs (created).
+        runs: the sweep's current expansion, the runs shown (None: see kanlab.report.parts.read_experiment).
     Returns:
         HTML: per task, cell statistics, paired comparisons, scaling fits and time to target.
     """
     db_path = Path(db_path)
-    raw, curves, superseded = read_experiment(db_path, experiment)
+    raw, curves, left_out = read_experiment(db_path, experiment, runs)
     rows, names = _prepare(with_flops(raw))
+    if runs is None:  # configurations apart within a cell (a sweep's points differ by design)
+        rows = by_config(rows, cell=lambda r: [r["budget"], r["axes"]])
     parts = [f'<section class="sweep"><h2>Sweep statistics: {escape(experiment)}</h2>',
-             superseded_note(superseded),
+             left_out_note(left_out, planned=runs is not None),
              f'<p class="note">{len(rows)} runs, {sum(finished(r) for r in rows)} finished with a finite '
              "loss. "
              "Cells are (task, model, budget, axes) over seeds; statistics use finished runs only. "
@@ -245,7 +251,8 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
         png = Path(out_dir) / "plots" / f"sweep-scaling-{n}.png"
         plot, fit_table = scaling.scaling_figure(task_rows, names, task_fits, png)
         version = data_version(task_rows[0])  # one per task: the data is part of the task's key
-        title = labels[task] if version is None else f"{labels[task]} ({task_file(task_rows[0])}, {version})"
+        data = "" if version is None else f"{task_file(task_rows[0])}, {version}; "
+        title = f"{labels[task]} ({data}{code_versions(task_rows)})"
         name = escape(title)
         loss = f"test {loss_name(targets_of(task_rows[0]))}"
         pareto = pareto_figure(task_rows, Path(out_dir) / "plots" / f"sweep-pareto-{n}", loss_name=loss,
@@ -265,14 +272,17 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def write_sweep_report(db_path: Path, experiment: str, out_dir: Path) -> Path:
+def write_sweep_report(db_path: Path, experiment: str, out_dir: Path,
+                       runs: Sequence[ExperimentConfig] | None = None) -> Path:
     """Write out_dir/report.html: a self-contained page holding the sweep section.
 
     Args:
         db_path: the results database.
         experiment: the experiment's name in the store.
         out_dir: output folder (created).
+        runs: the sweep's current expansion, the runs shown (None: see kanlab.report.parts.read_experiment).
     Returns:
         The path of report.html.
     """
-    return write_page(out_dir, f"kanlab sweep: {experiment}", sweep_section(db_path, experiment, out_dir))
+    section = sweep_section(db_path, experiment, out_dir, runs)
+    return write_page(out_dir, f"kanlab sweep: {experiment}", section)

@@ -96,6 +96,13 @@ def data_version(row: dict[str, Any]) -> str | None:
     return None if task_file(row) is None else "not recorded (run before kanlab hashed input files)"
 
 
+def code_versions(rows: Sequence[dict[str, Any]]) -> str:
+    """Which kanlab code computed the rows ("code <first 12 hex digits of its SHA-256>", several joined
+    by commas, "not recorded" for runs of a kanlab before it was)."""
+    found = sorted({str(r.get("code_version") or "") for r in rows})
+    return "code " + ", ".join(v[:12] if v else "not recorded" for v in found)
+
+
 def task_labels(rows: Sequence[dict[str, Any]]) -> dict[str, str]:
     """A display name per task key: the task's name, followed by what sets it apart (fields of its
     config, its data version) where several tasks share that name."""
