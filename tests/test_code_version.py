@@ -7,6 +7,7 @@ import json
 import shutil
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,11 @@ def copy_of_package(to: Path) -> Path:
 
 
 def naive_hash(root: Path) -> str:
-    """The code version computed independently: every .py/.c/.h outside report/, by relative path."""
+    """The code version computed independently: the numerical libraries' versions, then every
+    .py/.c/.h outside report/, by relative path."""
     h = hashlib.sha256()
+    for name in ("torch", "numpy", "scipy"):
+        h.update(f"{name}=={metadata.version(name)}\0".encode())
     files = sorted(p for p in root.rglob("*") if p.suffix in (".py", ".c", ".h")
                    and "__pycache__" not in p.parts and p.relative_to(root).parts[0] != "report")
     for p in files:
@@ -92,3 +96,17 @@ def test_runs_of_old_and_new_code_are_both_kept_each_labelled_and_a_stale_plan_i
     final = json.loads((execute(first, tmp_path / "stale", plots=False) / "final.json").read_text())
     assert final["status"] == "failed"
     assert f"planned by kanlab code {naive_hash(old)[:12]}" in final["message"]
+
+
+def test_a_new_release_of_torch_numpy_or_scipy_is_a_new_code_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The same kanlab source on another torch computes other numbers (kernels, reductions, RNG).
+    real = cv.code_version()
+    installed = {name: metadata.version(name) for name in cv.LIBRARIES}
+    seen = {real}
+    for name in cv.LIBRARIES:
+        bump = {n: v + ("+1" if n == name else "") for n, v in installed.items()}
+        monkeypatch.setattr(cv, "version", bump.__getitem__)
+        seen.add(cv.code_version())
+    assert len(seen) == 1 + len(cv.LIBRARIES)
+    monkeypatch.undo()
+    assert cv.code_version() == real

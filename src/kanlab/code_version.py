@@ -5,17 +5,32 @@ edit of anything a run executes (layers, kernels, training, tasks, matching, the
 records it) gives new run ids and never reuses a result of the old code. Left out: report/, which
 reads recorded results and is drawn anew for every report, so it never produces a number that is
 stored; editing a plot keeps every run. Presets are study files: what they set is in the config.
+Also hashed: the versions of the numerical libraries a run computes with (torch, numpy, scipy), so
+upgrading one of them is a new version of the code too.
 """
 
 from __future__ import annotations
 
 import hashlib
 from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 SUFFIXES = (".py", ".c", ".h")
 LEFT_OUT = ("report",)  # top-level folders of the package that compute no recorded number
+LIBRARIES = ("torch", "numpy", "scipy")  # their releases change computed numbers
+
+
+def library_versions() -> tuple[str, ...]:
+    """`name==version` of each of LIBRARIES (`name==none` where it is not installed)."""
+    out = []
+    for name in LIBRARIES:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(f"{name}==none")
+    return tuple(out)
 
 
 def source_files(root: Path) -> list[Path]:
@@ -26,8 +41,10 @@ def source_files(root: Path) -> list[Path]:
 
 
 @cache
-def _digest(root: Path) -> str:
+def _digest(root: Path, libraries: tuple[str, ...]) -> str:
     h = hashlib.sha256()
+    for pin in libraries:
+        h.update(f"{pin}\0".encode())
     for path in source_files(root):
         data = path.read_bytes()
         # name and length before the bytes: moving code between files changes the hash
@@ -38,4 +55,4 @@ def _digest(root: Path) -> str:
 
 def code_version() -> str:
     """SHA-256 (hex) of the package's source (see the module docstring); hashed once per process."""
-    return _digest(PACKAGE)
+    return _digest(PACKAGE, library_versions())
