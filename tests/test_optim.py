@@ -122,3 +122,73 @@ def test_one_parameter_group_only() -> None:
     a, b = (torch.zeros(1, requires_grad=True) for _ in range(2))
     with pytest.raises(ValueError, match="one parameter group"):
         LBFGS([{"params": [a]}, {"params": [b]}])
+
+
+def least_squares(scale: float, opt_cls: type[torch.optim.Optimizer], **kw: object) -> tuple[float, int]:
+    """Relative error of the solution after 3 steps on scale * mean squared residual, and the
+    closure calls it took."""
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(40, 6, generator=gen, dtype=torch.float64) @ torch.diag(
+        torch.tensor([1.0, 2.0, 3.0, 5.0, 8.0, 13.0], dtype=torch.float64))
+    want = torch.randn(6, generator=gen, dtype=torch.float64)
+    b = a @ want                                              # consistent: the minimum loss is 0
+    x = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+    opt = opt_cls([x], history_size=10, max_iter=20, **kw)
+    calls = [0]
+
+    def closure() -> torch.Tensor:
+        calls[0] += 1
+        opt.zero_grad()
+        loss = scale * ((a @ x - b) ** 2).mean()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)  # type: ignore[no-untyped-call]
+    return float((x.detach() - want).norm() / want.norm()), calls[0]
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-8, 1e-16])
+def test_stopping_rules_mean_the_same_at_every_loss_scale(scale: float) -> None:
+    # The same problem at a loss scale of 1, 1e-8 and 1e-16 (an MSE of 1e-8 is where the KAN
+    # paper's toy gets to): kanlab's relative tolerances solve each to round-off ...
+    error, calls = least_squares(scale, LBFGS)
+    assert error < 1e-10, (scale, error)
+    assert calls <= 60
+    # ... torch's absolute ones (tolerance_change 1e-9, curvature pairs only when y.s > 1e-10)
+    # stop a small loss after a step or two: where kanlab's LBFGS stalled before its rules were
+    # relative.
+    torch_error, _ = least_squares(scale, torch.optim.LBFGS, line_search_fn="strong_wolfe")
+    assert (torch_error < 1e-4) == (scale == 1.0), (scale, torch_error)
+
+
+def test_tolerance_grad_is_relative_to_the_first_gradient_and_zero_runs_on() -> None:
+    x = torch.tensor([4.0, -3.0], dtype=torch.float64, requires_grad=True)
+    weights = torch.tensor([1.0, 100.0], dtype=torch.float64)
+
+    def run(**kw: float) -> tuple[list[float], LBFGS]:
+        with torch.no_grad():
+            x.copy_(torch.tensor([4.0, -3.0]))
+        opt = LBFGS([x], max_iter=50, **kw)
+        grads: list[float] = []
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            f = 1e-12 * (weights * (x - 1.0) ** 2).sum()  # tiny: an absolute tolerance would stop at once
+            f.backward()
+            assert x.grad is not None
+            grads.append(float(x.grad.abs().max()))
+            return f
+
+        opt.step(closure)
+        return grads, opt
+
+    grads, opt = run(tolerance_grad=1e-3, tolerance_change=0.0)
+    assert grads[-1] <= 1e-3 * grads[0] < min(grads[:-1])  # stopped at the first gradient that small
+    grads, _ = run(tolerance_grad=0.0, tolerance_change=0.0)
+    assert grads[-1] < 1e-12 * grads[0]  # on to round-off
+
+
+def test_tolerances_must_be_non_negative() -> None:
+    with pytest.raises(ValueError, match="tolerances must be >= 0"):
+        LBFGS([torch.zeros(1, requires_grad=True)], tolerance_change=-1.0)
