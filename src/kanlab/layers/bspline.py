@@ -55,9 +55,9 @@ class KANLinear(nn.Module):
             (layers/_compiled.py; ~5-20 s to compile per shape on first call, then the fastest
             at coarse grids; uniform grids and order >= 2 only, else what "auto" picks), or
             "native": the whole layer as C loops compiled on first use (layers/_native.py; the
-            fastest for small layers such as the KAN paper's; CPU, uniform grids, order 2..5
-            and a C compiler only, else what "auto" picks; inside torch.compile it runs eagerly,
-            a graph break).
+            fastest for small layers such as the KAN paper's; CPU, order 2..5 and a C compiler
+            only, else what "auto" picks; any grid, uniform or moved by update_grid; inside
+            torch.compile it runs eagerly, a graph break).
         device, dtype: where and in what precision to create the parameters.
     """
 
@@ -172,7 +172,7 @@ class KANLinear(nn.Module):
             return self.path
         small = self.in_features * self.out_features <= _native.SMALL_EDGES
         cpu = self.coef.device.type == "cpu"
-        if ((self.path == "native" or small) and closed_form and self.order <= _native.MAX_ORDER and cpu
+        if ((self.path == "native" or small) and 2 <= self.order <= _native.MAX_ORDER and cpu
                 and _native.available(self.coef.dtype, asked=self.path == "native")):
             return "native"
         kernels = cpu and _native.available(self.coef.dtype)
@@ -188,7 +188,7 @@ class KANLinear(nn.Module):
                                    self.grid, self.order, self.base)
         if path == "native":
             return _native.native_layer(x, self.coef, self.spline_weight, self.base_weight, self.bias,
-                                        self.grid, self.order, self.base)
+                                        self.grid, self.order, self.base, self.uniform)
         if path == "dense":  # base branch and bias fused into the one GEMM
             return _fast_dense.DenseKAN.apply(
                 x, self.coef, self.spline_weight, self.base_weight, self.bias, self.grid, self.order,
