@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Iterable
 
 import numpy as np
 import pytest
@@ -317,13 +318,19 @@ def test_local_basis_derivative_matches_autograd_of_reference(uniform: bool) -> 
 
 @pytest.mark.parametrize("path", ["uniform", *FAST])
 def test_a_nan_input_reaches_the_same_outputs_and_gradients_as_on_the_reference(path: str) -> None:
-    # check_finite=False lets a NaN through. The reference's Cox-de Boor row of a NaN input is NaN
-    # at every order, so its sample's outputs and every gradient of its edges' parameters are NaN;
-    # nothing else is. Every path must agree, with a finite output gradient and with the MSE's
-    # (which is NaN on that sample's row). x's own gradient at the NaN entry is 0 for order 0
-    # without a base branch (flat pieces: no slope), NaN otherwise, on every path too.
-    for order, uniform, base in itertools.product((0, 1, 3), (True, False), ("silu", None)):
+    assert_nan_like_reference(path, itertools.product((0, 1, 3), (True, False), ("silu", None)))
+
+
+def assert_nan_like_reference(path: str, cases: Iterable[tuple[int, bool, str | None]]) -> None:
+    """check_finite=False lets a NaN through. The reference's Cox-de Boor row of a NaN input is NaN
+    at every order, so its sample's outputs and every gradient of its edges' parameters are NaN;
+    nothing else is. Every path must agree, with a finite output gradient and with the MSE's
+    (which is NaN on that sample's row). x's own gradient at the NaN entry is 0 for order 0
+    without a base branch (flat pieces: no slope), NaN otherwise, on every path too.
+    cases: (order, uniform grid, base) triples."""
+    for order, uniform, base in cases:
         layer, ref = make(path, order=order, grid_size=4, uniform=uniform, switches=(True, True, base, True))
+        assert layer.resolved_path() == real(path) or order < 2
         layer.check_finite = ref.check_finite = False
         x = inputs(layer).detach()[:12].clone()
         x[[2, 7], [1, 1]] = float("nan")

@@ -65,9 +65,11 @@ def _basis(x: torch.Tensor, grid: torch.Tensor, c: int, k: int,
         basis = torch.where(hit, _horner(PIECES[k][r], s), basis)
         if slope:
             dbasis = torch.where(hit, _horner(SLOPES[k][r], s), dbasis)
-    # + s * 0: a NaN input matches no piece; its row is NaN, as the reference's dense basis
-    basis = basis + s * 0
-    return basis, ((dbasis + s * 0) * inv_h.to(x.dtype).unsqueeze(-1) if slope else None)
+    # A NaN input matches no piece; its row is NaN, as the reference's dense basis (s * 0 would be
+    # folded to 0 by inductor).
+    nan = torch.isnan(s)
+    basis = torch.where(nan, s, basis)
+    return basis, (torch.where(nan, s, dbasis) * inv_h.to(x.dtype).unsqueeze(-1) if slope else None)
 
 
 def _weight(coef: torch.Tensor, scale: torch.Tensor | None, base_weight: torch.Tensor | None,
