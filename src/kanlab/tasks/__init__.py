@@ -7,6 +7,7 @@ then does what every kind shares: noise on the train targets, the dtype, the enc
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -16,7 +17,14 @@ import torch
 from kanlab.encodings import EncodingConfig, encode
 from kanlab.tasks.base import Dataset
 from kanlab.tasks.data import DATA_SUFFIXES, data_dataset
-from kanlab.tasks.functions import FUNCTIONS, SAMPLINGS, function_dataset, get_function
+from kanlab.tasks.functions import (
+    FUNCTIONS,
+    SAMPLINGS,
+    TargetFunction,
+    expression_function,
+    function_dataset,
+    get_function,
+)
 from kanlab.tasks.image import IMAGE_SUFFIXES, IMAGES, image_dataset, psnr
 
 __all__ = [
@@ -25,7 +33,10 @@ __all__ = [
     "SAMPLINGS",
     "TASK_KINDS",
     "Dataset",
+    "TargetFunction",
     "TaskConfig",
+    "expression_function",
+    "function_dataset",
     "make_dataset",
     "psnr",
 ]
@@ -54,7 +65,9 @@ class TaskConfig:
         function: name (a FUNCTIONS entry), n_train, n_test, input_range (None: the function's
             natural range, else one (lo, hi) for every variable), sampling of the train set
             ("random", or "grid" for 1D/2D with a square n_train in 2D; the test set is always
-            random).
+            random). Or any function as a formula: expression (e.g. "x1*sin(x2) + exp(-x1^2)",
+            see tasks.expression_function), name its label, inputs its variable names in
+            order (() = x1..xd), input_range (None: (-1, 1)).
         image: name (an IMAGES entry or an image file path), image_size (longest side after an
             aspect-preserving resize, None = full size); train and test are every pixel.
         data: path (.csv or .npz), inputs (() = every non-target column), targets, test_fraction.
@@ -76,6 +89,7 @@ class TaskConfig:
     test_fraction: float = 0.2
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     seed: int = 0
+    expression: str = ""
 
     def __post_init__(self) -> None:
         # TOML and JSON give lists; the config stays hashable with tuples
@@ -132,10 +146,23 @@ class TaskConfig:
                     f"input_range must be None or (lo, hi) with finite lo < hi, got {r!r}"
                 )
 
+    def target(self) -> TargetFunction:
+        """The function of a kind="function" task: the expression's, else the registered one."""
+        if self.expression:
+            return expression_function(self.name, self.expression, self.inputs,
+                                       None if self.input_range is None else (self.input_range,))
+        return get_function(self.name)
+
     def _check_function(self) -> None:
-        if self.name not in FUNCTIONS:
-            raise ValueError(f"unknown function {self.name!r}; one of: {', '.join(FUNCTIONS)}")
-        dim = get_function(self.name).dim
+        if not isinstance(self.expression, str):
+            raise ValueError(f"expression must be a formula string, got {self.expression!r}")
+        if self.expression and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ValueError(f"the name of a function given by its expression labels its runs and folders: "
+                             f"letters, digits, '_', '.', '-' (not first), got {self.name!r}")
+        if not self.expression and self.name not in FUNCTIONS:
+            raise ValueError(f"unknown function {self.name!r}; one of: {', '.join(FUNCTIONS)}, or give "
+                             "expression = \"...\" (a formula in x1, x2, ...)")
+        dim = self.target().dim
         if self.sampling == "grid" and dim > 2:
             raise ValueError(f"grid sampling is for 1D/2D functions; {self.name} has {dim} inputs")
         side = math.isqrt(self.n_train)
@@ -155,7 +182,7 @@ def _describe_encoding(enc: EncodingConfig) -> str:
 def _build(cfg: TaskConfig) -> Dataset:
     if cfg.kind == "function":
         return function_dataset(
-            cfg.name, cfg.n_train, cfg.n_test,
+            cfg.target(), cfg.n_train, cfg.n_test,
             input_range=cfg.input_range, sampling=cfg.sampling, seed=cfg.seed,
         )
     if cfg.kind == "image":
