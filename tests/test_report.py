@@ -242,7 +242,7 @@ def test_report_html(report: Path) -> None:
         done = [x for x in losses if math.isfinite(x)]
         std = float(np.std(done, ddof=1)) if len(done) > 1 else None
         assert fmt_pm(float(np.mean(done)), std) in text, label
-    assert DIVERGED in text and "2 run(s) diverged or failed" in text
+    assert DIVERGED in text and "2 run(s) diverged, failed or found no formula" in text
     assert "<lr too high>" not in source  # escaped
     assert "On zigzag, the best model is KAN" in text and "times lower than the best MLP, MLP tanh" in text
     assert len(page.images) == 2 * (2 + 3 + 2)  # per task: curves, params, 3 fits/images, 2 edge grids

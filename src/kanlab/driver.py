@@ -24,7 +24,7 @@ from kanlab.config import ExperimentConfig
 from kanlab.executors import Executor, Job, Outcome, SerialExecutor, unpack
 from kanlab.store import ResultsStore
 
-DONE = ("finished", "diverged")
+DONE = ("finished", "diverged", "no_formula")  # rerunning would give the same result
 Annotations = Mapping[str, Mapping[str, Any]]  # run_id -> keys added to the run's config.json
 
 

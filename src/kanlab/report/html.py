@@ -139,7 +139,8 @@ def _failures(rows: Sequence[dict[str, Any]]) -> str:
         f'<td class="msg">{escape(r["message"] or "(no message)")}'
         f'<br><span class="note">{escape(r["run_id"])}</span></td></tr>' for r in bad)
     head = row(("Task", "Label", "Seed", "Status", "Steps", "Message"), 6, "th")
-    return (f'<div class="alert" id="failures"><h2>{len(bad)} run(s) diverged or failed</h2>'
+    return (f'<div class="alert" id="failures"><h2>{len(bad)} run(s) diverged, failed or found no '
+            f'formula</h2>'
             f"<table><thead>{head}</thead><tbody>{body}</tbody></table></div>")
 
 
