@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from kanlab.report.grid_scaling import grid_series, grid_table, plot_grid_scaling
 from kanlab.report.parts import CSS, ROW_PX, figure, png_width, read_experiment, row, run_folder, slug
 from kanlab.report.plots import plot_curves, plot_edges, plot_fit, plot_image, plot_loss_vs_params
 from kanlab.report.symbolic import symbolic_section
@@ -82,7 +83,7 @@ def _task_section(n: int, task_rows: list[dict[str, Any]], lines: list[dict[str,
     parts = [f'<h2 id="task-{n}">Task: {escape(task)} <span class="note">({kind})</span></h2>',
              f'<p class="headline">{escape(_headline(task, win))}</p>',
              _table(lines, win["best"]["label"] if win else None), f'<p class="note">{escape(NOTE)}</p>',
-             _stages(task_rows), symbolic_section(task_rows, db_path, stem)]
+             _stages(task_rows, stem), symbolic_section(task_rows, db_path, stem)]
     run_curves = [(r["label"], curves[r["run_id"]]) for r in task_rows]
     curve_png = plot_curves(run_curves, f"{stem}-curves", title=f"{task}: test MSE during training")
     size_png = plot_loss_vs_params(task_rows, f"{stem}-params", title=f"{task}: final test MSE vs size")
@@ -113,9 +114,19 @@ def _task_section(n: int, task_rows: list[dict[str, Any]], lines: list[dict[str,
     return "\n".join(parts)
 
 
-def _stages(task_rows: Sequence[dict[str, Any]]) -> str:
-    """Train/test RMSE at each grid size of runs that refined their grid (the KAN paper's Fig. 2.3)."""
+def _stages(task_rows: Sequence[dict[str, Any]], stem: Path) -> str:
+    """Train/test RMSE at each grid size of runs that refined their grid (the KAN paper's Fig. 2.3):
+    the log-log figure and table of the medians over seeds, then each run's stages."""
     out = []
+    series = grid_series(task_rows)
+    if series:
+        title = f"{task_name(task_rows[0])}: RMSE vs grid size"
+        png = plot_grid_scaling(series, Path(f"{stem}-grid.png"), title)
+        caption = ("Median over finished seeds of the RMSE at the end of each grid stage (solid: test, "
+                   "dashed: train), the slope of a least-squares line through log RMSE against log G, "
+                   "and dotted, G^-4 from the first grid's test RMSE (cubic splines' rate).")
+        out.append(f'<h3>Grid extension: RMSE against grid size</h3><div class="plots">{figure(png, caption)}'
+                   f"</div>{grid_table(series)}")
     for r in task_rows:
         stages = json.loads(r["final_json"] or "{}").get("stages") or []
         if len(stages) < 2:
