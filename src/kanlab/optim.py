@@ -288,13 +288,25 @@ class LBFGS(torch.optim.Optimizer):
             slope = float(g.dot(d))
             if not slope < 0:  # not a descent direction (round-off; also NaN)
                 break
-            # The first step: unit length in the 1-norm (torch's min(1, 1 / |g|_1): the same where
-            # |g|_1 >= 1, but a tiny loss's tiny gradient would start the search at a tiny step).
-            t = group["lr"] / float(g.abs().sum()) if state["n_iter"] == 1 else group["lr"]
+            # The first step (and the first after a restart): unit length in the 1-norm (torch's
+            # min(1, 1 / |g|_1): the same where |g|_1 >= 1, but a tiny loss's tiny gradient would
+            # start the search at a tiny step).
+            fresh = state["n_iter"] == 1 or state.pop("restart", False)
+            t = group["lr"] / float(g.abs().sum()) if fresh else group["lr"]
             here.slope = slope
             d_norm = float(d.abs().max())
             found, used = self._line_search(closure, objective, x, d, d_norm, here, t)
             evals += used
+            if not found.f < here.f and state.get("order"):
+                # No decrease along the quasi-Newton direction: the curvature pairs no longer
+                # describe the objective here (a kink of a regulariser, a grid update's refit).
+                # Kept, they give the same direction at every later step() and the fit stalls
+                # for good; dropped, the next iteration searches along -g.
+                state["order"], state["restart"] = [], True
+                state.pop("last", None)
+                if evals < group["max_eval"]:
+                    continue
+                break
             step_vec = d.mul(found.t)
             x = x + step_vec
             state["last"] = (step_vec, g)
