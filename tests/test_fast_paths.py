@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Iterable
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kanlab import KANLinear, splines
 from kanlab.layers import _fast, _fast_dense, _fast_gather, _native, _native_gather
@@ -312,3 +314,55 @@ def test_local_basis_derivative_matches_autograd_of_reference(uniform: bool) -> 
     for r in range(4):
         (g,) = torch.autograd.grad(picked[r].sum(), xr, retain_graph=True)
         torch.testing.assert_close(dvalues[r] * inside[r], g, rtol=0, atol=1e-11)
+
+
+@pytest.mark.parametrize("path", ["uniform", *FAST])
+def test_a_nan_input_reaches_the_same_outputs_and_gradients_as_on_the_reference(path: str) -> None:
+    assert_nan_like_reference(path, itertools.product((0, 1, 3), (True, False), ("silu", None)))
+
+
+def assert_nan_like_reference(path: str, cases: Iterable[tuple[int, bool, str | None]]) -> None:
+    """check_finite=False lets a NaN through. The reference's Cox-de Boor row of a NaN input is NaN
+    at every order, so its sample's outputs and every gradient of its edges' parameters are NaN;
+    nothing else is. Every path must agree, with a finite output gradient and with the MSE's
+    (which is NaN on that sample's row). x's own gradient at the NaN entry is 0 for order 0
+    without a base branch (flat pieces: no slope), NaN otherwise, on every path too.
+    cases: (order, uniform grid, base) triples."""
+    for order, uniform, base in cases:
+        layer, ref = make(path, order=order, grid_size=4, uniform=uniform, switches=(True, True, base, True))
+        assert layer.resolved_path() == real(path) or order < 2
+        layer.check_finite = ref.check_finite = False
+        x = inputs(layer).detach()[:12].clone()
+        x[[2, 7], [1, 1]] = float("nan")
+        x[5, 0] = float("nan")
+        x.requires_grad_(True)
+        y, y_ref = layer(x), ref(x)
+        where = f"order {order}, uniform {uniform}, base {base}"
+        rows = torch.isnan(x).any(1)
+        assert torch.equal(torch.isnan(y).all(1), rows) and torch.equal(torch.isnan(y).any(1), rows), where
+        torch.testing.assert_close(y[~rows], y_ref[~rows], rtol=1e-12, atol=1e-12)
+        bad = torch.isnan(x).any(0)                                              # inputs 0 and 1
+        finite_gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(4), dtype=y.dtype)
+        for gy in (finite_gy, None):
+            target = torch.zeros_like(y)
+            params, params_ref = [x, *layer.parameters()], [x, *ref.parameters()]
+            if gy is None:  # the MSE's gradient, NaN on the NaN rows
+                got = torch.autograd.grad(F.mse_loss(layer(x), target), params, allow_unused=True)
+                want = torch.autograd.grad(F.mse_loss(ref(x), target), params_ref, allow_unused=True)
+            else:
+                got = torch.autograd.grad(layer(x), params, gy, allow_unused=True)
+                want = torch.autograd.grad(ref(x), params_ref, gy, allow_unused=True)
+            names = ["x", *(n for n, _ in layer.named_parameters())]
+            for name, g, w in zip(names, got, want, strict=True):
+                if w is None:  # order 0 without a base branch: the reference does not depend on x
+                    assert name == "x" and g is not None and not torch.isnan(g).any(), where
+                    continue
+                assert g is not None
+                assert torch.equal(torch.isnan(g), torch.isnan(w)), f"{name}, {where}"
+                ok = ~torch.isnan(w)
+                scale = w[ok].abs().max().item() if ok.any() else 1.0
+                torch.testing.assert_close(g[ok], w[ok], rtol=1e-12, atol=1e-12 * (scale or 1.0))
+                if gy is not None and name in ("coef", "spline_weight", "base_weight"):
+                    nan_edges = torch.isnan(g).flatten(2).all(2) if g.dim() == 3 else torch.isnan(g)
+                    assert torch.equal(nan_edges, bad.expand(g.shape[0], -1)), f"{name}, {where}"
+                    assert not torch.isnan(g[:, ~bad]).any(), f"{name}, {where}"

@@ -59,6 +59,25 @@ def test_nan_input_gives_nan_in_its_own_row_only(path: str) -> None:
 
 
 @needs_native
+def test_a_moved_grid_changed_in_place_is_read_afresh() -> None:
+    # The cell tables of moved grids are cached per grid tensor: an in-place change (a new version)
+    # must rebuild them, a new grid tensor must get its own.
+    layer, ref = twins(grid_size=6)
+    data = torch.rand(200, 3, dtype=torch.float64) ** 2 * 2 - 1
+    for m in (layer, ref):
+        m.update_grid(data, grid_eps=0.0)
+    x = torch.rand(50, 3, dtype=torch.float64) * 2.4 - 1.2
+    torch.testing.assert_close(layer(x), ref(x), rtol=1e-12, atol=1e-12)
+    with torch.no_grad():
+        for m in (layer, ref):
+            m.grid.mul_(1.3)  # still sorted, other cells
+    torch.testing.assert_close(layer(x), ref(x), rtol=1e-12, atol=1e-12)
+    table = _native.cells(layer.grid, layer.order, uniform=False)
+    assert table is _native.cells(layer.grid, layer.order, uniform=False)  # cached while unchanged
+    torch.testing.assert_close(table, _native.cell_table(layer.grid, layer.order), rtol=0, atol=0)
+
+
+@needs_native
 def test_input_of_another_dtype_is_refused_with_the_fix() -> None:
     layer = KANLinear(2, 3, path="native").double()
     with pytest.raises(TypeError, match=r"float32 input but its parameters are torch.float64.*model.double"):
@@ -70,10 +89,10 @@ def test_auto_runs_native_for_the_smallest_layers_and_gathers_beyond() -> None:
     assert KANLinear(2, 5).resolved_path() == "native"
     assert KANLinear(8, 16).resolved_path() == "native"           # 128 edges
     assert KANLinear(16, 16).resolved_path() == "gather"          # 256 edges: the gather kernels
-    assert KANLinear(2, 5, order=1).resolved_path() == "gather"   # no closed form below order 2
+    assert KANLinear(2, 5, order=1).resolved_path() == "gather"   # jumps of slope at the knots
     layer = KANLinear(2, 5)
     layer.update_grid(torch.rand(100, 2) ** 3, grid_eps=0.0)      # quantile knots: not uniform
-    assert layer.resolved_path() == "gather"
+    assert layer.resolved_path() == "native"                      # found by a binary search
 
 
 @pytest.fixture

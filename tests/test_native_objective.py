@@ -53,6 +53,26 @@ def test_loss_and_gradient_equal_autograds(options: dict[str, object], threads: 
     torch.testing.assert_close(grad, want_grad, rtol=1e-11, atol=1e-12 * want_grad.abs().max().item())
 
 
+def test_on_moved_grids_and_after_they_move_again() -> None:
+    # Grid updates (quantile knots) between LBFGS steps: the objective reads each layer's grid as
+    # it is at the call, through the cell tables the kernels find moved knots with.
+    from kanlab.train import update_grids
+
+    model = KAN([2, 4, 1], init="uniform").double()
+    params = list(model.parameters())
+    x, y = data(n=300)
+    objective = mse_objective(model, params, x, y)
+    assert objective is not None
+    for eps in (0.0, 0.5):
+        update_grids(model, x**3, grid_eps=eps)  # skewed: far from uniform
+        assert not any(layer.uniform for layer in model.layers)
+        assert all(layer.resolved_path() == "native" for layer in model.layers)
+        loss, grad = objective(torch.cat([p.detach().reshape(-1) for p in params]))
+        want_loss, want_grad = autograd_reference(model, params, x, y)
+        assert loss == pytest.approx(want_loss, rel=1e-12)
+        torch.testing.assert_close(grad, want_grad, rtol=1e-11, atol=1e-12 * want_grad.abs().max().item())
+
+
 def test_reads_the_flat_vector_not_the_model_and_skips_frozen_parameters() -> None:
     model = KAN([2, 3, 1]).double()
     model.layers[0].coef.requires_grad_(False)

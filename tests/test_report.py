@@ -244,7 +244,7 @@ def test_report_html(report: Path) -> None:
         done = [x for x in losses if math.isfinite(x)]
         std = float(np.std(done, ddof=1)) if len(done) > 1 else None
         assert fmt_pm(float(np.mean(done)), std) in text, label
-    assert DIVERGED in text and "2 run(s) diverged or failed" in text
+    assert DIVERGED in text and "2 run(s) diverged, failed or found no formula" in text
     assert "<lr too high>" not in source  # escaped
     assert "On zigzag, the best model is KAN" in text and "times lower than the best MLP, MLP tanh" in text
     # The verdict table per task: the MLP's loss over KAN's, paired by seed: sqrt(20 x 13.3) = 16.3.
@@ -477,3 +477,47 @@ def sha(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
+def _grid_rows() -> list[dict[str, Any]]:
+    # Three seeds of one label with grid stages, a diverged run and a one-stage run that must not count.
+    rng = np.random.default_rng(7)
+    rows = []
+    for seed in range(3):
+        stages = [{"grid_size": g, "step": 200 * (n + 1),
+                   "train_rmse": float(0.5 * g**-3.1 * rng.uniform(0.5, 2)),
+                   "test_rmse": float(g**-2.7 * rng.uniform(0.5, 2))}
+                  for n, g in enumerate((3, 5, 10, 20, 50))]
+        rows.append({"label": "KAN", "seed": seed, "status": "finished",
+                     "final_json": json.dumps({"stages": stages})})
+    bad = [{"grid_size": g, "step": 1, "train_rmse": 9.0, "test_rmse": 9.0} for g in (3, 5)]
+    rows.append({"label": "KAN", "seed": 9, "status": "diverged", "final_json": json.dumps({"stages": bad})})
+    rows.append({"label": "MLP", "seed": 0, "status": "finished",
+                 "final_json": json.dumps({"stages": bad[:1]})})
+    return rows
+
+
+def test_grid_scaling_plots_the_stored_medians_their_fitted_slope_and_g_minus_4() -> None:
+    import matplotlib.pyplot as plt
+
+    from kanlab.report.grid_scaling import draw, grid_series
+
+    rows = _grid_rows()
+    (series,) = grid_series(rows)  # the diverged run and the one-stage MLP are left out
+    grids = np.array([3, 5, 10, 20, 50], dtype=float)
+    stages = [json.loads(r["final_json"])["stages"] for r in rows[:3]]
+    want = {w: np.median([[st[f"{w}_rmse"] for st in s] for s in stages], axis=0) for w in ("train", "test")}
+    fig, ax = plt.subplots()
+    draw(ax, [series])
+    lines = {line.get_gid(): line for line in ax.get_lines()}
+    for which in ("train", "test"):
+        line = lines[f"KAN|{which}"]
+        np.testing.assert_array_equal(line.get_xdata(), grids)
+        np.testing.assert_allclose(line.get_ydata(), want[which], rtol=1e-15)
+        slope = np.polyfit(np.log(grids), np.log(want[which]), 1)[0]  # independent least squares
+        assert f"slope {slope:.2f}" in line.get_label()
+        assert series.slope(which) == pytest.approx(slope, rel=1e-12)
+    theory = lines["KAN|theory"]
+    np.testing.assert_allclose(theory.get_ydata(), want["test"][0] * (grids / 3) ** -4.0, rtol=1e-12)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    plt.close(fig)

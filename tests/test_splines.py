@@ -173,3 +173,49 @@ def test_fit_coefficients_batched_per_problem_knots() -> None:
 def test_bad_grid_arguments_are_named(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         splines.uniform_grid(**kwargs)
+
+
+@pytest.mark.parametrize("k", ORDERS)
+def test_cell_polynomials_are_scipys_bases_on_each_interval(k: int) -> None:
+    rng = np.random.default_rng(10 + k)
+    t = random_knots(rng, 11 + k)
+    t[5] = t[4]  # a repeated knot: an empty interval
+    polys = splines.cell_polynomials(torch.from_numpy(t), k).numpy()     # (m - 1, k + 1, k + 1)
+    n = len(t) - k - 1
+    for j in range(len(t) - 1):
+        if t[j + 1] == t[j]:
+            assert not polys[j].any()
+            continue
+        s = np.linspace(0.0, 1.0, 7, endpoint=False)
+        x = t[j] + s * (t[j + 1] - t[j])
+        design = scipy_design(x, t, k)                                     # (7, n)
+        values = polys[j] @ np.vander(s, k + 1, increasing=True).T         # (k + 1, 7)
+        for r in range(k + 1):
+            a = j - k + r
+            want = design[:, a] if 0 <= a < n else np.zeros_like(s)       # only real bases are kept
+            np.testing.assert_allclose(values[r], want, rtol=0, atol=1e-12)
+
+
+def test_uniform_fast_path_keeps_float32_inputs_exact_at_fine_grids() -> None:
+    # u = (x - t0) / h in float32 keeps s to ~1e-7 * grid size only (3.5e-5 relative at grid
+    # 500); in the knots' float64 the float32 basis is the float64 basis rounded once.
+    t = splines.uniform_grid(500, 3, (-1.0, 1.0))
+    x = torch.rand(2000, generator=torch.Generator().manual_seed(0)) * 2 - 1           # float32
+    got = splines.uniform_bspline_basis(x, t, 3)
+    want = splines.bspline_basis(x.double(), t, 3)
+    assert float((got.double() - want).abs().max()) < 1e-7
+
+
+@pytest.mark.parametrize("k", [0, 1])
+def test_uniform_fast_path_is_exact_at_the_knots_where_bases_jump(k: int) -> None:
+    # order 0's values and order 1's slopes jump at the knots: the closed form's u = j - 1e-16
+    # would take the cell below (off by 1.0 at the knots for order 0)
+    t = splines.uniform_grid(10, k, (-1.0, 1.0))
+    x = t.clone().requires_grad_(True)
+    got = splines.uniform_bspline_basis(x, t, k)
+    want = splines.bspline_basis(x, t, k)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    if k == 1:
+        (g,) = torch.autograd.grad((got * torch.arange(got.shape[-1])).sum(), x)
+        (w,) = torch.autograd.grad((want * torch.arange(want.shape[-1])).sum(), x)
+        torch.testing.assert_close(g, w, rtol=0, atol=0)

@@ -93,3 +93,26 @@ def test_a_symbolic_study_runs_records_and_reports(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="symbolic run: its result is the formula"):
         load_run(folder)
 
+
+
+@pytest.mark.slow  # a whole study and its report: seconds
+def test_a_symbolic_run_without_a_formula_says_so_in_its_status_and_the_report(tmp_path: Path) -> None:
+    # r2_threshold 2: no fit is good enough, every edge stays a spline (no pruning or refinement:
+    # fewer stages to draw)
+    study = tmp_path / "sym.toml"
+    study.write_text(TINY_TOML.replace("r2_threshold = -1e30", "r2_threshold = 2.0")
+                     .replace("refine_grid = 6", 'refine_grid = "none"')
+                     .replace("prune_threshold = 1e-3", 'prune_threshold = "none"'))
+    assert main(["compare", str(study), "--root", str(tmp_path)]) == 0
+    con = sqlite3.connect(tmp_path / "kanlab.db")
+    (status, message), = con.execute("SELECT status, message FROM runs")
+    con.close()
+    assert status == "no_formula"
+    assert re.fullmatch(r"no formula: 9 edge\(s\) stayed splines \(layer 0 edge 0->0, .*\); their best "
+                        r"symbolic fits were below r2_threshold 2.0", message)
+    html = (tmp_path / "sym" / "report.html").read_text()
+    assert "1 run(s) diverged, failed or found no formula" in html and html_escape(message) in html
+    assert "No formula: some edges stayed splines" in html  # the run's own section is still there
+    assert main(["compare", str(study), "--root", str(tmp_path)]) == 0  # rerun: recorded, not redone
+    folder = next((tmp_path / "sym").glob("sin_plus_sq-*"))
+    assert json.loads((folder / "final.json").read_text())["status"] == "no_formula"

@@ -336,3 +336,51 @@ def test_lists_from_toml_become_tuples() -> None:
     cfg = TaskConfig(**from_toml)
     assert cfg.input_range == (-1, 1) and cfg.targets == ("y",) and cfg.inputs == ("x",)
     assert hash(cfg) == hash(TaskConfig(input_range=(-1, 1), targets=("y",), inputs=("x",)))
+
+
+# ---------------------------------------------------------------- functions given as formulas
+def test_a_formula_task_samples_its_function() -> None:
+    cfg = TaskConfig(kind="function", name="x_sin_y", expression="x1*sin(x2) + exp(-x1^2) - pi/e",
+                     n_train=300, n_test=100, input_range=(-2.0, 2.0))
+    ds = make_dataset(cfg, dtype=torch.float64)
+    for c, y in ((ds.coords_train, ds.y_train), (ds.coords_test, ds.y_test)):
+        want = c[:, 0] * torch.sin(c[:, 1]) + torch.exp(-c[:, 0] ** 2) - math.pi / math.e
+        torch.testing.assert_close(y[:, 0], want, rtol=1e-14, atol=1e-14)
+        assert -2.0 <= c.min() < -1.9 and 1.9 < c.max() <= 2.0
+    assert ds.input_names == ("x1", "x2") and ds.target_names == ("x_sin_y",)
+    assert ds.description == "x_sin_y x1*sin(x2) + exp(-x1^2) - pi/e on [-2, 2]^2"
+    # named variables, in the order given; a variable the formula ignores is still an input
+    cfg = TaskConfig(kind="function", name="f", expression="sqrt(abs(b)) * a", inputs=("a", "b", "c"),
+                     n_train=50, n_test=10)
+    named = make_dataset(cfg, dtype=torch.float64)
+    c = named.coords_train
+    torch.testing.assert_close(named.y_train[:, 0], c[:, 1].abs().sqrt() * c[:, 0], rtol=1e-14, atol=0)
+    assert named.input_names == ("a", "b", "c")
+
+
+@pytest.mark.parametrize(("expression", "match"), [
+    ("__import__('os').system('true')", "not allowed"),
+    ("x1.real", "not allowed"),
+    ("(lambda: 1)()", "not allowed"),
+    ("exp(x1, x2)", "not allowed"),
+    ("[x1][0]", "not allowed"),
+    ("x1 + y", "name the variables x1, x2"),
+    ("x1 +", "cannot parse"),
+])
+def test_a_formula_runs_nothing_but_arithmetic(expression: str, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        TaskConfig(kind="function", name="f", expression=expression)
+
+
+def test_a_formula_tasks_name_is_safe_in_paths_and_its_text_is_in_the_run_id() -> None:
+    with pytest.raises(ValueError, match="letters, digits"):
+        TaskConfig(kind="function", name="../escaped", expression="x1")
+    from kanlab.config import parse_study
+    from kanlab.runs import expand
+
+    def run_id(expression: str) -> str:
+        study = parse_study({"tasks": [{"kind": "function", "name": "mine", "expression": expression}],
+                             "models": [{"spec": "kan:2-3-1"}]})
+        return expand(study)[0].run_id
+
+    assert run_id("x1 + x2").startswith("mine-kan-") and run_id("x1 + x2") != run_id("x1 - x2")

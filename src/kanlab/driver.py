@@ -31,7 +31,8 @@ from kanlab.executors import Executor, Job, Outcome, SerialExecutor, unpack
 from kanlab.runs import inside, run_folder
 from kanlab.store import ResultsStore
 
-DONE = ("finished", "diverged", "pruned")  # a pruned run is a tuning trial its pruner stopped early
+# Rerunning would give the same result (pruned: a tuning trial its pruner stopped early).
+DONE = ("finished", "diverged", "pruned", "no_formula")
 Annotations = Mapping[str, Mapping[str, Any]]  # run_id -> keys added to the run's config.json
 
 

@@ -106,14 +106,16 @@ def mse_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
             return None if offset is None else base + offset * size
 
         hs, auxs = [x], []
-        for layer, row in zip(layers, slots, strict=True):
+        # the cell tables of moved grids (None for uniform ones; cached per grid, as it is now)
+        tables = [_native.cells(layer.grid, layer.order, layer.uniform) for layer in layers]
+        for layer, row, table in zip(layers, slots, tables, strict=True):
             h = hs[-1]
             aux = _native.aux_of(h, layer.base)
             out = h.new_empty(len(h), layer.out_features)
             coef, scale, base_weight, bias = (address(slot, flat.data_ptr()) for slot in row)
-            _native.check(lib.kan_forward(*_native.head(h, aux, layer.out_features, layer.grid, layer.order,
-                                                        coef, scale, base_weight, layer.base), bias,
-                                          out.data_ptr(), _native.work_threads(h, layer.coef)))
+            head = _native.head(h, aux, layer.out_features, layer.grid, table, layer.order, coef, scale,
+                                base_weight, layer.base)
+            _native.check(lib.kan_forward(*head, bias, out.data_ptr(), _native.work_threads(h, layer.coef)))
             hs.append(out)
             auxs.append(aux)
         residual = hs[-1].sub_(y)
@@ -124,8 +126,9 @@ def mse_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
             gx = torch.empty_like(h) if n > 0 else None
             coef, scale, base_weight, _ = (address(slot, flat.data_ptr()) for slot in row)
             grads = (address((None, offset), grad.data_ptr()) for _, offset in row)
-            _native.check(lib.kan_backward(*_native.head(h, auxs[n], layer.out_features, layer.grid,
-                                                         layer.order, coef, scale, base_weight, layer.base),
+            head = _native.head(h, auxs[n], layer.out_features, layer.grid, tables[n], layer.order, coef,
+                                scale, base_weight, layer.base)
+            _native.check(lib.kan_backward(*head,
                                            gy.data_ptr(), _native.ptr(gx), *grads,
                                            _native.work_threads(h, layer.coef)))
             if gx is not None:

@@ -5,7 +5,8 @@ per iteration, one per history pair and parameter; on a model as small as the KA
 those cost more than the model's own forward and backward (benchmarks/README.md). This one runs
 the same method with the parameters as one flat vector: the history pairs sit in one matrix whose
 dot products with each new gradient take one matrix-vector product, the two-loop recursion runs on
-those dot products as Python floats, and the search direction is one more product. Its iterates
+those dot products (two small triangular solves, so a long history costs little), and the search
+direction is one more product. Its iterates
 match torch's to round-off on smooth problems (tests/test_optim.py).
 
 References: Nocedal & Wright, Numerical Optimization (2nd ed.), Algorithm 7.4 (two-loop
@@ -20,12 +21,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
+from scipy.linalg.lapack import dtrtrs
 
 Closure = Callable[[], torch.Tensor]
 Objective = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
 C1, C2 = 1e-4, 0.9  # sufficient decrease and curvature constants of the Wolfe conditions
 MAX_LINE_SEARCH = 25  # evaluations per line search
+# Default relative tolerances (see LBFGS), chosen by measurement (benchmarks/README.md).
+TOLERANCE_GRAD, TOLERANCE_CHANGE = 0.0, 1e-12
 
 
 @dataclass
@@ -71,23 +76,38 @@ class LBFGS(torch.optim.Optimizer):
     parameter group; step(closure) as torch's: closure clears the gradients, computes the loss,
     calls backward and returns the loss; step returns the first loss.
 
+    Its stopping rules are relative, so that they mean the same at every loss scale (torch's are
+    absolute: with tolerance_change 1e-9 an MSE near 1e-7 ends nearly every step after one or two
+    iterations, and its curvature test ys > 1e-10 then rejects every new pair, so LBFGS stalls
+    at small losses). A step() ends early when the largest gradient entry has fallen to
+    tolerance_grad times its value at this optimizer's first evaluation, or when an iteration
+    lowers the loss by at most tolerance_change times the loss or moves no parameter by more than
+    tolerance_change times the largest parameter. A curvature pair is kept when
+    s.y > eps * |s| |y| (eps: the dtype's machine epsilon), and the first trial step has unit
+    length in the 1-norm (torch's is min(1, 1 / |g|_1) times the gradient).
+    tolerance_change = tolerance_grad = 0 runs every iteration (PyKAN's fit passes 1e-32 to its
+    copy of torch's LBFGS for that), except at an exact stationary point.
+
     Args:
         params: the parameters (one group).
         lr: the first trial step of each line search after the first iteration.
         max_iter: iterations per step() call.
         max_eval: closure calls per step() (default max_iter * 5 / 4).
-        tolerance_grad: stop when the largest gradient entry is at most this.
-        tolerance_change: stop when the loss or the step changes by less than this.
+        tolerance_grad: relative gradient tolerance (see above), >= 0.
+        tolerance_change: relative tolerance on the loss's and the parameters' change, >= 0.
         history_size: curvature pairs kept.
     """
 
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 1.0, max_iter: int = 20,
-                 max_eval: int | None = None, tolerance_grad: float = 1e-7,
-                 tolerance_change: float = 1e-9, history_size: int = 100) -> None:
+                 max_eval: int | None = None, tolerance_grad: float = TOLERANCE_GRAD,
+                 tolerance_change: float = TOLERANCE_CHANGE, history_size: int = 100) -> None:
         if not lr > 0:
             raise ValueError(f"LBFGS lr must be > 0, got {lr!r}")
         if max_iter < 1 or history_size < 1:
             raise ValueError(f"LBFGS max_iter and history_size must be >= 1, got {max_iter}, {history_size}")
+        if not (tolerance_grad >= 0 and tolerance_change >= 0):
+            raise ValueError(f"LBFGS tolerances must be >= 0, got tolerance_grad={tolerance_grad!r}, "
+                             f"tolerance_change={tolerance_change!r}")
         defaults = {"lr": lr, "max_iter": max_iter, "max_eval": max_eval or max_iter * 5 // 4,
                     "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change,
                     "history_size": history_size}
@@ -135,41 +155,41 @@ class LBFGS(torch.optim.Optimizer):
             return g.neg()
         pairs: torch.Tensor = state["pairs"]  # (2 * h, n): s in rows 0..h-1, y in rows h..2h-1
         h = pairs.shape[0] // 2
-        sy, yy, rho = state["sy"], state["yy"], state["rho"]
-        dots = torch.mv(pairs, g).tolist()  # s_i . g, then y_i . g
-        alpha: dict[int, float] = {}
-        for pos in range(len(order) - 1, -1, -1):  # q = g - sum_{later j} alpha_j y_j
-            i = order[pos]
-            alpha[i] = rho[i] * (dots[i] - sum(alpha[j] * sy[i][j] for j in order[pos + 1 :]))
-        gamma = state["gamma"]
-        coef = [0.0] * (2 * h)  # r = gamma * g + sum coef * pairs, the direction is -r
-        for j in order:
-            coef[h + j] = -gamma * alpha[j]
-        for pos, i in enumerate(order):  # beta_i = rho_i y_i . r with r so far
-            y_dot_r = gamma * dots[h + i] + sum(coef[h + j] * yy[i][j] for j in order)
-            y_dot_r += sum(coef[j] * sy[j][i] for j in order[:pos])
-            coef[i] = alpha[i] - rho[i] * y_dot_r
-        r = torch.addmv(g, pairs.T, torch.tensor(coef, dtype=g.dtype, device=g.device), beta=gamma)
+        idx = np.array(order)                                              # (k,) oldest first
+        dots = torch.mv(pairs, g).cpu().numpy()                            # s_i . g, then y_i . g
+        sy = state["sy"][idx][:, idx]                                      # (k, k) s_p . y_q
+        yy = state["yy"][idx][:, idx]
+        rho, gamma = state["rho"][idx], state["gamma"]
+        # The first loop, q = g - sum alpha_q y_q from the newest pair down:
+        # alpha_p = rho_p (s_p . g - sum_{q later} alpha_q s_p . y_q), a triangular system (LAPACK's
+        # trtrs reads only the triangle asked for, and with unitdiag not the diagonal either).
+        alpha, _ = dtrtrs(rho[:, None] * sy, rho * dots[idx], lower=0, unitdiag=1)
+        # The second, r = gamma q + sum c_p s_p from the oldest up: c_p = alpha_p - rho_p y_p . r_p,
+        # y_p . r_p = gamma (y_p . g - sum_q alpha_q y_p . y_q) + sum_{p' earlier} c_p' s_p' . y_p.
+        rhs = alpha - rho * gamma * (dots[h + idx] - yy @ alpha)
+        c, _ = dtrtrs(rho[:, None] * sy.T, rhs, lower=1, unitdiag=1)
+        coef = np.zeros(2 * h)  # r = gamma * g + sum coef * pairs, the direction is -r
+        coef[idx], coef[h + idx] = c, -gamma * alpha
+        r = torch.addmv(g, pairs.T, torch.from_numpy(coef).to(g), beta=gamma)
         return r.neg_()
 
     def _remember(self, state: dict[str, Any], s: torch.Tensor, y: torch.Tensor, ys: float) -> None:
         h = self.param_groups[0]["history_size"]
         if "pairs" not in state:
-            state.update(pairs=s.new_zeros(2 * h, s.numel()), order=[], rho=[0.0] * h,
-                         sy=[[0.0] * h for _ in range(h)], yy=[[0.0] * h for _ in range(h)])
+            state.update(pairs=s.new_zeros(2 * h, s.numel()), order=[], rho=np.zeros(h),
+                         sy=np.zeros((h, h)), yy=np.zeros((h, h)))
         pairs, order = state["pairs"], state["order"]
         slot = order.pop(0) if len(order) == h else len(order)
         order.append(slot)
         pairs[slot].copy_(s)
         pairs[h + slot].copy_(y)
-        dots = (pairs @ torch.stack([s, y], 1)).tolist()  # (2h, 2): rows . s, rows . y
-        sy, yy = state["sy"], state["yy"]
-        for j in order:
-            sy[j][slot] = dots[j][1]      # s_j . y_new
-            sy[slot][j] = dots[h + j][0]  # s_new . y_j
-            yy[j][slot] = yy[slot][j] = dots[h + j][1]
+        dots = (pairs @ torch.stack([s, y], 1)).cpu().numpy()  # (2h, 2): rows . s, rows . y
+        sy, yy, idx = state["sy"], state["yy"], np.array(order)
+        sy[idx, slot] = dots[idx, 1]      # s_j . y_new
+        sy[slot, idx] = dots[h + idx, 0]  # s_new . y_j
+        yy[idx, slot] = yy[slot, idx] = dots[h + idx, 1]
         state["rho"][slot] = 1.0 / ys
-        state["gamma"] = ys / yy[slot][slot]
+        state["gamma"] = ys / yy[slot, slot]
 
     # ---- the line search -------------------------------------------------------------------
     def _line_search(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
@@ -179,7 +199,9 @@ class LBFGS(torch.optim.Optimizer):
         # a bracket's ends are ordered by loss, and a trial point within 10 % of an end is moved
         # inward when the previous trial was also that close. "not <=": a NaN or inf loss fails
         # the decrease test, and the search backs off.
-        tol = self.param_groups[0]["tolerance_change"]  # d_norm = max |d|
+        # d_norm = max |d|: the bracket is closed when its ends' parameters differ by less than
+        # the relative tolerance (at least the dtype's rounding) of the largest parameter.
+        tol = max(self.param_groups[0]["tolerance_change"], torch.finfo(x.dtype).eps) * float(x.abs().max())
 
         def decreases(p: _Point) -> bool:
             return p.f <= start.f + C1 * p.t * start.slope
@@ -242,11 +264,14 @@ class LBFGS(torch.optim.Optimizer):
         state = self.state[self._params[0]]
         state.setdefault("n_iter", 0)
         x = self._flat_params()
+        eps = torch.finfo(x.dtype).eps
         f, g, loss = self._loss_and_grad(closure, objective, x)
         first = loss if loss is not None else torch.tensor(f, dtype=x.dtype)
         here = _Point(0.0, f, g, 0.0)
         evals = 1
-        if float(g.abs().max()) <= tol_grad:
+        g_max = float(g.abs().max())
+        g_ref = state.setdefault("g_ref", g_max)  # the gradient scale tolerance_grad is relative to
+        if g_max <= tol_grad * g_ref:
             return first
         for it in range(1, group["max_iter"] + 1):
             state["n_iter"] += 1
@@ -254,25 +279,44 @@ class LBFGS(torch.optim.Optimizer):
                 s, g_old = state.pop("last")
                 y = g - g_old
                 ys = float(y.dot(s))
-                if ys > 1e-10:
+                # positive curvature, relative to the vectors' sizes (an absolute threshold such as
+                # torch's 1e-10 rejects every pair once the loss is small)
+                y_norm = float(y.norm())
+                if y_norm > 0 and ys > eps * float(s.norm()) * y_norm:
                     self._remember(state, s, y, ys)
             d = self._direction(state, g)
             slope = float(g.dot(d))
-            if slope > -tol_change:
+            if not slope < 0:  # not a descent direction (round-off; also NaN)
                 break
-            t = min(1.0, 1.0 / float(g.abs().sum())) * group["lr"] if state["n_iter"] == 1 else group["lr"]
+            # The first step (and the first after a restart): unit length in the 1-norm (torch's
+            # min(1, 1 / |g|_1): the same where |g|_1 >= 1, but a tiny loss's tiny gradient would
+            # start the search at a tiny step).
+            fresh = state["n_iter"] == 1 or state.pop("restart", False)
+            t = group["lr"] / float(g.abs().sum()) if fresh else group["lr"]
             here.slope = slope
             d_norm = float(d.abs().max())
             found, used = self._line_search(closure, objective, x, d, d_norm, here, t)
             evals += used
+            if not found.f < here.f and state.get("order"):
+                # No decrease along the quasi-Newton direction: the curvature pairs no longer
+                # describe the objective here (a kink of a regulariser, a grid update's refit).
+                # Kept, they give the same direction at every later step() and the fit stalls
+                # for good; dropped, the next iteration searches along -g.
+                state["order"], state["restart"] = [], True
+                state.pop("last", None)
+                if evals < group["max_eval"]:
+                    continue
+                break
             step_vec = d.mul(found.t)
             x = x + step_vec
             state["last"] = (step_vec, g)
             f_change = abs(found.f - here.f)
+            f_scale = max(abs(found.f), abs(here.f))
             here, g = _Point(0.0, found.f, found.g, 0.0), found.g
             step_max = abs(found.t) * d_norm  # = max |step_vec|: rounding is monotonic
-            if (it == group["max_iter"] or evals >= group["max_eval"] or float(g.abs().max()) <= tol_grad
-                    or step_max <= tol_change or f_change < tol_change):
+            if (it == group["max_iter"] or evals >= group["max_eval"]
+                    or float(g.abs().max()) <= tol_grad * g_ref
+                    or step_max <= tol_change * float(x.abs().max()) or f_change <= tol_change * f_scale):
                 break
         self._set_params(x)
         return first

@@ -84,7 +84,8 @@ def bspline_basis(x: torch.Tensor, knots: torch.Tensor, order: int) -> torch.Ten
         raise ValueError(f"order {order} needs at least {order + 2} knots, got {knots.shape[-1]}")
     t = knots.to(x.dtype)
     xe = x.unsqueeze(-1)                                                   # (..., 1)
-    basis = ((xe >= t[..., :-1]) & (xe < t[..., 1:])).to(x.dtype)          # (..., m - 1)
+    # + xe * 0: a NaN input gives NaN bases at every order, as the recursion does from order 1 on
+    basis = ((xe >= t[..., :-1]) & (xe < t[..., 1:])).to(x.dtype) + xe * 0  # (..., m - 1)
     for k in range(1, order + 1):
         left = _safe_ratio(xe - t[..., : -(k + 1)], t[..., k:-1] - t[..., : -(k + 1)])
         right = _safe_ratio(t[..., k + 1 :] - xe, t[..., k + 1 :] - t[..., 1:-k])
@@ -121,7 +122,9 @@ def uniform_local_basis(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torc
 def uniform_bspline_basis(x: torch.Tensor, knots: torch.Tensor, order: int) -> torch.Tensor:
     """bspline_basis for uniformly spaced knots, from the closed-form local values.
 
-    Equal to bspline_basis(x, knots, order) up to round-off (off the knots for order 0).
+    Equal to bspline_basis(x, knots, order) up to round-off; orders 0 and 1, whose values or
+    slopes jump at the knots, are bspline_basis itself (exact comparisons: a knot rounded to
+    u = j - 1e-16 would take the wrong cell).
 
     Args:
         x: (...) points.
@@ -130,17 +133,74 @@ def uniform_bspline_basis(x: torch.Tensor, knots: torch.Tensor, order: int) -> t
     Returns:
         (..., m - order - 1) basis values.
     """
+    if order <= 1:
+        return bspline_basis(x, knots, order)
     n_basis = knots.shape[-1] - order - 1
-    # Spacing and origin at the knots' own precision (float64 in KANLinear), then cast.
-    h = ((knots[..., -1] - knots[..., 0]) / (knots.shape[-1] - 1)).to(x.dtype)
-    start, values = uniform_local_basis((x - knots[..., 0].to(x.dtype)) / h, order)  # (...), (..., k+1)
+    # u in the knots' own precision (float64 in KANLinear), then the values cast: in float32, u of
+    # a few hundred cells would keep s to ~1e-5 only.
+    t = knots.to(torch.promote_types(knots.dtype, x.dtype))
+    h = (t[..., -1] - t[..., 0]) / (knots.shape[-1] - 1)
+    start, values = uniform_local_basis((x.to(t.dtype) - t[..., 0]) / h, order)  # (...), (..., k+1)
+    values = values.to(x.dtype)
     index = start.unsqueeze(-1) + torch.arange(order + 1, device=x.device)  # (..., k + 1)
     inside = (index >= 0) & (index < n_basis)
     values = values * inside
     # Bases that fall off either end are dropped; scatter into a spare slot, then cut it.
     slot = torch.where(inside, index, torch.full_like(index, n_basis))
     dense = torch.zeros(*values.shape[:-1], n_basis + 1, dtype=x.dtype, device=x.device)
-    return dense.scatter_add(-1, slot, values)[..., :n_basis]
+    # + x * 0: a NaN input gives NaN bases, as bspline_basis's (its values went to the spare slot)
+    return dense.scatter_add(-1, slot, values)[..., :n_basis] + (x * 0).unsqueeze(-1)
+
+
+def cell_polynomials(knots: torch.Tensor, order: int) -> torch.Tensor:
+    """The bases that can be nonzero on each knot interval, as polynomials in the interval's s.
+
+    On interval j, [t_j, t_{j+1}), the bases B_{j-k}..B_j (k = order) are polynomials of degree k
+    in s = (x - t_j) / (t_{j+1} - t_j): what a uniform grid's cardinal_coefficients are for every
+    interval at once. The Cox-de Boor recursion, run on coefficient vectors instead of values.
+
+    Args:
+        knots: (..., m) sorted knots (repeated knots allowed).
+        order: spline order k, 0..5.
+    Returns:
+        (..., m - 1, k + 1, k + 1): [j, r, p] is the coefficient of s^p of B_{j-k+r} on interval j,
+        in the knots' dtype; zero for an empty interval and for bases outside 0..m-k-2.
+    """
+    _check_order(order)
+    k, m = order, knots.shape[-1]
+    if m < k + 2:
+        raise ValueError(f"order {k} needs at least {k + 2} knots, got {m}")
+    t = knots
+    # k more knots each side at the end spacing: the bases that do not exist (masked below) then
+    # stay finite on the outer intervals.
+    ext = torch.arange(1, k + 1, dtype=t.dtype, device=t.device)
+    padded = torch.cat([t[..., :1] - (t[..., 1:2] - t[..., :1]) * ext.flip(0), t,
+                        t[..., -1:] + (t[..., -1:] - t[..., -2:-1]) * ext], -1)    # (..., m + 2k)
+    j = torch.arange(m - 1, device=t.device)
+
+    def knot(offset: int) -> torch.Tensor:  # t_{j + offset} for every interval j: (..., m - 1)
+        return padded[..., j + offset + k]
+
+    h = knot(1) - knot(0)                                                  # (..., m - 1)
+    polys = [torch.ones(*h.shape, 1, dtype=t.dtype, device=t.device)]     # degree 0: B_j = 1
+    for d in range(1, k + 1):
+        new = []
+        for r in range(d + 1):                                             # B^d_a, a = j - d + r
+            acc = torch.zeros(*h.shape, d + 1, dtype=t.dtype, device=t.device)
+            if r >= 1:  # (x - t_a) / (t_{a+d} - t_a) * B^{d-1}_a, x - t_a = (t_j - t_a) + h s
+                den = knot(r) - knot(r - d)
+                acc[..., :d] += _safe_ratio(knot(0) - knot(r - d), den).unsqueeze(-1) * polys[r - 1]
+                acc[..., 1:] += _safe_ratio(h, den).unsqueeze(-1) * polys[r - 1]
+            if r < d:  # (t_{a+d+1} - x) / (t_{a+d+1} - t_{a+1}) * B^{d-1}_{a+1}
+                den = knot(r + 1) - knot(r + 1 - d)
+                acc[..., :d] += _safe_ratio(knot(r + 1) - knot(0), den).unsqueeze(-1) * polys[r]
+                acc[..., 1:] -= _safe_ratio(h, den).unsqueeze(-1) * polys[r]
+            new.append(acc)
+        polys = new
+    out = torch.stack(polys, -2)                                           # (..., m - 1, k + 1, k + 1)
+    basis = j.unsqueeze(-1) - k + torch.arange(k + 1, device=t.device)    # (m - 1, k + 1) basis index
+    real = (basis >= 0) & (basis < m - k - 1)
+    return out * (real & (h > 0).unsqueeze(-1)).unsqueeze(-1).to(t.dtype)
 
 
 def fit_coefficients(

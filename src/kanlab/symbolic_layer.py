@@ -146,13 +146,13 @@ class SymbolicKANLinear(nn.Module):
         return r
 
     # ---- the spline part's grid (the training loop's side effects) ---------------------------
-    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> None:
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.0) -> None:
         """KANLinear.update_grid on the wrapped layer (fixed edges are unaffected)."""
-        self.kan.update_grid(x, grid_eps)
+        self.kan.update_grid(x, grid_eps, margin)
 
-    def refine(self, grid_size: int) -> None:
+    def refine(self, grid_size: int, x: torch.Tensor | None = None) -> None:
         """KANLinear.refine on the wrapped layer."""
-        self.kan.refine(grid_size)
+        self.kan.refine(grid_size, x)
 
 
 KanLayer = KANLinear | SymbolicKANLinear  # the layers pruning, snapping and formulas work on

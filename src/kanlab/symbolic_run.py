@@ -5,7 +5,9 @@ stage's index as its step; final.json with the formula; predictions.npz and edge
 final model), a symbolic run writes symbolic/: symbolic.json (stages, what pruning removed, each
 edge's choice, the formula as text and LaTeX) and `<k>-<stage>/edges.npz` per stage, which the
 report draws as one edge grid per stage. It keeps no model.pt: the result is the formula, and a
-model with symbolic edges is not a spec that `kanlab eval` could rebuild.
+model with symbolic edges is not a spec that `kanlab eval` could rebuild. A run whose workflow
+left some edge a spline has no formula and is recorded with status "no_formula", the edges named
+in its message.
 """
 
 from __future__ import annotations
@@ -19,11 +21,14 @@ import torch
 from torch import nn
 
 from kanlab.config import ExperimentConfig, _build
+from kanlab.snap import spline_edges
 from kanlab.symbolic_workflow import SymbolicConfig, symbolic_workflow
 from kanlab.train import History
 
 if TYPE_CHECKING:
     from kanlab.runs import RunState
+
+NO_FORMULA = "no_formula"  # a symbolic run's status when some edge stayed a spline
 
 
 def run_symbolic(exp: ExperimentConfig, model: nn.Module, folder: Path, out: RunState) -> None:
@@ -55,6 +60,13 @@ def run_symbolic(exp: ExperimentConfig, model: nn.Module, folder: Path, out: Run
     steps = result.stages[-1].step
     out.history = History(records=records, wall_time=wall, steps_done=steps,
                           time_per_step=wall / steps if steps else 0.0)
+    if result.formula is None:  # asked for a formula, got none: not "finished"
+        edges = spline_edges(result.model)
+        where = ", ".join(f"layer {j} edge {i}->{o}" for j, o, i in edges[:6])
+        where += ", ..." if len(edges) > 6 else ""
+        out.history.status = NO_FORMULA
+        out.history.message = (f"no formula: {len(edges)} edge(s) stayed splines ({where}); their best "
+                               f"symbolic fits were below r2_threshold {cfg.r2_threshold}")
     summary = result.summary()
     out.extra = {"formula": summary["formula"], "formula_latex": summary["formula_latex"],
                  "formula_error": result.formula_error}

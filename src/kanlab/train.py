@@ -25,8 +25,8 @@ from kanlab.optim import LBFGS
 from kanlab.regularization import forward_with_sparsity, kan_like_layers, stack_layers
 from kanlab.trainconfig import DTYPES, OPTIMIZERS, SCHEDULES, TrainConfig
 
-__all__ = ["DTYPES", "OPTIMIZERS", "SCHEDULES", "Data", "History", "TrainConfig", "evaluate", "train",
-           "update_grids"]
+__all__ = ["DTYPES", "OPTIMIZERS", "SCHEDULES", "Data", "History", "TrainConfig", "evaluate", "refine_grids",
+           "train", "update_grids"]
 
 Record = dict[str, Any]
 Callback = Callable[[Record], None]  # gets each evaluation record
@@ -70,7 +70,8 @@ def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.op
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return LBFGS(params, lr=cfg.lr, max_iter=cfg.lbfgs_max_iter, history_size=cfg.lbfgs_history)
+    return LBFGS(params, lr=cfg.lr, max_iter=cfg.lbfgs_max_iter, history_size=cfg.lbfgs_history,
+                 tolerance_grad=cfg.lbfgs_tolerance_grad, tolerance_change=cfg.lbfgs_tolerance_change)
 
 
 def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> lr_scheduler.LRScheduler | None:
@@ -88,13 +89,14 @@ def kan_layers(model: nn.Module) -> list[KANLinear]:
 
 
 @torch.no_grad()
-def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02) -> None:
+def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.0) -> None:
     """Move each KAN layer's knots to the quantiles of its own input on batch x, first layer first.
 
     Args:
         model: a stack (see regularization.stack_layers) or a single KANLinear.
         x: (b, d) model input batch.
         grid_eps: 0 = pure quantiles, 1 = uniform over each input's range.
+        margin: each grid covers its input's range widened by this fraction on each side.
     """
     kan = kan_layers(model)
     if not kan:
@@ -104,8 +106,36 @@ def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02) -> N
     for j, layer in enumerate(layers):
         update = getattr(layer, "update_grid", None)  # KANLinear, or a wrapper such as SymbolicKANLinear
         if callable(update):
-            update(x, grid_eps)
+            update(x, grid_eps, margin)
         if j < len(layers) - 1:
+            x = layer(x)  # the next layer's input, after this layer's refit
+
+
+REFINE_ROWS = 4096  # refine_grids keeps each layer's function on at most this many training inputs
+
+
+@torch.no_grad()
+def refine_grids(model: nn.Module, grid_size: int, x: torch.Tensor | None = None) -> None:
+    """Grid extension of every KAN layer to grid_size intervals, first layer first.
+
+    Args:
+        model: a stack (see regularization.stack_layers) or a single KANLinear.
+        grid_size: the new number of intervals.
+        x: (n, d) model inputs (e.g. the training set): each layer's refit also keeps its function
+            on its own inputs there (KANLinear.refine's x), at most REFINE_ROWS of them, evenly
+            spaced; None refits on the grid's range only.
+    """
+    if not kan_layers(model):
+        return
+    kan_like_layers(model)  # raises if a KAN layer is nested where the walk cannot reach it
+    if x is not None and len(x) > REFINE_ROWS:
+        x = x[:: -(-len(x) // REFINE_ROWS)]
+    layers = stack_layers(model)
+    for j, layer in enumerate(layers):
+        refine = getattr(layer, "refine", None)  # KANLinear, or a wrapper such as SymbolicKANLinear
+        if callable(refine) and getattr(layer, "grid_size", None) != grid_size:
+            refine(grid_size, x)
+        if x is not None and j < len(layers) - 1:
             x = layer(x)  # the next layer's input, after this layer's refit
 
 
@@ -240,9 +270,8 @@ class _Run:
 
     def stage(self, grid_size: int | None) -> bool:
         cfg = self.cfg
-        for layer in kan_layers(self.model):
-            if grid_size is not None and layer.grid_size != grid_size:
-                layer.refine(grid_size)
+        if grid_size is not None:
+            refine_grids(self.model, grid_size, self.x_train)
         # refine replaced the coefficient Parameters, and each stage is a fresh fit: new optimizer.
         self.opt = make_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg)
         sched = make_scheduler(self.opt, cfg)
@@ -257,7 +286,7 @@ class _Run:
                 x, y = self.x_train[idx], self.y_train[idx]                      # (b, d), (b, t)
             try:
                 if cfg.grid_update_every and t % cfg.grid_update_every == 0 and t < cfg.grid_update_until:
-                    update_grids(self.model, x, cfg.grid_eps)
+                    update_grids(self.model, x, cfg.grid_eps, cfg.grid_margin)
                 out = self._step(x, y)
                 loss = float(torch.as_tensor(out).detach())  # the objective before this step
             except ValueError:  # a layer's input check: divergence if NaN/inf got inside, else a real error

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from kanlab.optim import TOLERANCE_CHANGE, TOLERANCE_GRAD
+
 OPTIMIZERS = ("adam", "adamw", "sgd", "lbfgs")
 SCHEDULES = ("constant", "cosine", "step")
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -22,7 +24,16 @@ def _is_num(v: object) -> bool:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train: optimizer, schedule, batches, precision, grid stages/updates, regulariser."""
+    """How to train: optimizer, schedule, batches, precision, grid stages/updates, regulariser.
+
+    LBFGS (optimizer "lbfgs", kanlab.optim.LBFGS): each step runs up to lbfgs_max_iter iterations,
+    keeping lbfgs_history curvature pairs. Its stopping rules are relative, so they mean the same
+    at every loss scale: a step ends early when the largest gradient entry has fallen to
+    lbfgs_tolerance_grad times its value at the start of the grid stage, or when an iteration
+    lowers the loss by at most lbfgs_tolerance_change times the loss (or moves no parameter by
+    more than that fraction of the largest one). 0 and 0 run every iteration, as PyKAN's fit
+    does. The defaults (0 and 1e-12) were chosen by measurement (benchmarks/README.md).
+    """
 
     optimizer: str = "adam"
     lr: float = 1e-2
@@ -38,12 +49,15 @@ class TrainConfig:
     grid_update_every: int = 0  # 0 = off
     grid_update_until: int = 0
     grid_eps: float = 0.02
+    grid_margin: float = 0.0  # grid updates: each grid covers its inputs' range widened by this fraction
     grid_stages: tuple[int, ...] = ()
     sparsity: float = 0.0  # 0 = off
     sparsity_l1: float = 1.0
     sparsity_entropy: float = 2.0
     lbfgs_max_iter: int = 20
     lbfgs_history: int = 10
+    lbfgs_tolerance_grad: float = TOLERANCE_GRAD  # relative to the stage's first gradient
+    lbfgs_tolerance_change: float = TOLERANCE_CHANGE  # relative to the loss and the parameters
     grad_clip: float | None = None
     seed: int = 0
 
@@ -53,8 +67,9 @@ class TrainConfig:
                 object.__setattr__(self, name, None)
         if isinstance(self.grid_stages, (list, tuple)):
             object.__setattr__(self, "grid_stages", tuple(self.grid_stages))
-        for name in ("lr", "weight_decay", "momentum", "gamma", "grid_eps", "sparsity", "sparsity_l1",
-                     "sparsity_entropy", "grad_clip"):
+        for name in ("lr", "weight_decay", "momentum", "gamma", "grid_eps", "grid_margin", "sparsity",
+                     "sparsity_l1", "sparsity_entropy", "grad_clip", "lbfgs_tolerance_grad",
+                     "lbfgs_tolerance_change"):
             if _is_int(getattr(self, name)):  # TOML's `lr = 1` is an int
                 object.__setattr__(self, name, float(getattr(self, name)))
         pos, nonneg = "an integer >= 1", "an integer >= 0"
@@ -74,6 +89,7 @@ class TrainConfig:
             ("grid_update_every", _is_int(self.grid_update_every) and self.grid_update_every >= 0, nonneg),
             ("grid_update_until", _is_int(self.grid_update_until) and self.grid_update_until >= 0, nonneg),
             ("grid_eps", _is_num(self.grid_eps) and 0 <= self.grid_eps <= 1, "a number in [0, 1]"),
+            ("grid_margin", _is_num(self.grid_margin) and self.grid_margin >= 0, "a number >= 0"),
             ("grid_stages", isinstance(self.grid_stages, tuple) and all(_is_int(g) and g >= 1 for g in
              self.grid_stages), "a tuple of integers >= 1, e.g. (3, 5, 10)"),
             ("sparsity", _is_num(self.sparsity) and self.sparsity >= 0, "a number >= 0 (0 = off)"),
@@ -81,6 +97,11 @@ class TrainConfig:
             ("sparsity_entropy", _is_num(self.sparsity_entropy) and self.sparsity_entropy >= 0, ">= 0"),
             ("lbfgs_max_iter", _is_int(self.lbfgs_max_iter) and self.lbfgs_max_iter >= 1, pos),
             ("lbfgs_history", _is_int(self.lbfgs_history) and self.lbfgs_history >= 1, pos),
+            ("lbfgs_tolerance_grad", _is_num(self.lbfgs_tolerance_grad) and self.lbfgs_tolerance_grad >= 0,
+             "a number >= 0 (relative; 0 = never stop on the gradient)"),
+            ("lbfgs_tolerance_change",
+             _is_num(self.lbfgs_tolerance_change) and self.lbfgs_tolerance_change >= 0,
+             "a number >= 0 (relative; 0 = never stop on the change)"),
             ("grad_clip", self.grad_clip is None or (_is_num(self.grad_clip) and self.grad_clip > 0),
              "None or a number > 0"),
             ("seed", _is_int(self.seed), "an integer"),

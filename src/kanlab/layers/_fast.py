@@ -124,7 +124,7 @@ def local_basis(
         # Values (and derivatives) are polynomials in s: one small GEMM with the powers of s,
         # (k + 1 or 2k + 2, k + 1) @ (k + 1, b * i), beats k Horner steps on (k + 1, b, i) by 5x.
         powers = s.new_empty(k + 1, *s.shape)
-        powers[0] = 1.0
+        powers[0] = s * 0 + 1 if k == 0 else 1.0  # order 0: NaN in, NaN out (higher orders: from s)
         for p in range(1, k + 1):
             torch.mul(powers[p - 1], s, out=powers[p])
         coef = _power_matrix(k, derivative, x.dtype, x.device)              # (k + 1 or 2k + 2, k + 1)
@@ -132,7 +132,8 @@ def local_basis(
         values, dvalues = both[: k + 1], None
         if derivative:
             inv_h = ((m - 1) / (grid[:, -1] - grid[:, 0])).to(x.dtype)      # (i,) = du/dx
-            dvalues = both[k + 1 :].mul_(inv_h)
+            # order 0: flat pieces, zero slope even at a NaN (as the reference's and _de_boor's)
+            dvalues = both[k + 1 :].mul_(inv_h) if k else torch.zeros_like(values)
         return cell - k, values, dvalues
     values, dvalues = _de_boor(x, grid, cell, order, derivative)
     return cell - k, values, dvalues
@@ -157,7 +158,7 @@ def _de_boor(
     xg = x.to(grid.dtype).clamp(knot(0), knot(1))                         # in the cell (for x outside)
     left = [xg] + [xg - knot(1 - d) for d in range(1, k + 1)]              # x - t_{j+1-d}; [0] unused
     right = [xg] + [knot(d) - xg for d in range(1, k + 1)]                 # t_{j+d} - x; [0] unused
-    vals: list[torch.Tensor] = [torch.ones_like(xg)]
+    vals: list[torch.Tensor] = [xg * 0 + 1]  # NaN in, NaN out, also at order 0
     lower: list[torch.Tensor] = vals
     for d in range(1, k + 1):
         lower = vals
@@ -184,6 +185,26 @@ def _de_boor(
 
 
 # ---- shared by both paths ------------------------------------------------------------------------
+def poison_inputs(grad: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+    """grad (o, i, ...) with NaN in every entry of the inputs that have a NaN sample in x (b, i)
+    (reachable with check_finite=False). The reference's gradients are products with the dense
+    basis, whose row for a NaN input is NaN: so is the gradient of every coefficient of its edges
+    (the fast paths' local values reach only k + 1 of them)."""
+    bad = torch.isnan(x).any(0)                                            # (i,)
+    if grad is not None and bool(bad.any()):
+        grad.masked_fill_(bad.view(1, -1, *[1] * (grad.dim() - 2)), float("nan"))
+    return grad
+
+
+def poison_outputs(grad: torch.Tensor | None, gy: torch.Tensor) -> torch.Tensor | None:
+    """grad (o, i, ...) with NaN in every entry of the outputs whose column of gy (b, o) has a NaN
+    or an inf (a NaN loss): the reference's zero basis entries times it are NaN."""
+    column = gy.sum(0)  # not finite where the column has a NaN or an inf
+    if grad is not None and not bool(torch.isfinite(column).all()):
+        grad.masked_fill_(~torch.isfinite(column).view(-1, *[1] * (grad.dim() - 1)), float("nan"))
+    return grad
+
+
 def _silu_grad(x: torch.Tensor) -> torch.Tensor:
     sig = torch.sigmoid(x)
     return sig * (1 + x * (1 - sig))

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from kanlab.layers._fast import BASES, graph_grads, local_basis, reference_layer
+from kanlab.layers._fast import BASES, graph_grads, local_basis, poison_inputs, reference_layer
 
 CHUNK_BYTES = 4 << 20  # feature buffer per chunk (measured: 2-8 MB are equally fast, 43 MB 1.5x slower)
 
@@ -98,6 +98,9 @@ class DenseKAN(torch.autograd.Function):
                 torch.mm(feats, weight.T, out=y[lo:hi])                    # (chunk, o)
             else:
                 torch.addmm(bias, feats, weight.T, out=y[lo:hi])
+        # A NaN input (check_finite=False) took the cell below the grid, whose slots are dropped:
+        # its sample's outputs are NaN here, its edges' gradients in backward, as the reference's.
+        y.masked_fill_(torch.isnan(x).any(1, keepdim=True), float("nan"))
         ctx.save_for_backward(start, values, dvalues, weight, x, coef, scale, base_weight, bias, grid)
         # One chunk (at most CHUNK_BYTES): backward reuses its buffer instead of rebuilding it. Held
         # on ctx, not saved: backward overwrites it, which a saved tensor may not be (a graph
@@ -140,6 +143,8 @@ class DenseKAN(torch.autograd.Function):
                 torch.sum(local.mul_(dvalues[:, lo:hi]), 0, out=gx[lo:hi])  # (chunk, i)
                 if gbx is not None:
                     gx[lo:hi] += gbx
+        if gx is not None:  # a NaN in gy's row: every entry of gx's (a NaN input's read a spare slot)
+            gx.masked_fill_(~torch.isfinite(gy.sum(1, keepdim=True)), float("nan"))
         gcoef = gscale = gbase = None
         if gw is not None:
             gw3 = gw.view(o, c + 1, i)
@@ -147,5 +152,7 @@ class DenseKAN(torch.autograd.Function):
             gcoef = (gspline if scale is None else gspline * scale.unsqueeze(-1)).contiguous()
             gscale = (gspline * coef).sum(-1) if needs[2] else None
             gbase = gw3[:, c].contiguous() if needs[3] else None
+            # NaN in gy reaches every weight through the GEMM; a NaN input's dropped slots do not
+            gcoef, gscale, gbase = poison_inputs(gcoef, x), poison_inputs(gscale, x), poison_inputs(gbase, x)
         gbias = gy.sum(0) if needs[4] else None
         return gx, gcoef if needs[1] else None, gscale, gbase, gbias, None, None, None, None

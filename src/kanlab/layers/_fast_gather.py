@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from kanlab import splines
 from kanlab.layers import _native_gather
-from kanlab.layers._fast import graph_grads, local_basis
+from kanlab.layers._fast import graph_grads, local_basis, poison_inputs, poison_outputs
 
 
 # The table has k + 1 zero rows before and after each input's c rows, so that bases off the grid
@@ -84,7 +84,8 @@ class GatherSpline(torch.autograd.Function):
             dx_values = dvalues if needs[0] else None
             gx, gcoef, gscale = _native_gather.backward(ctx.lib, first, values, dx_values, table, gy, coef,
                                                         scale, needs[1], needs[2])
-            return gx, gcoef, gscale, None, None, None
+            # the kernels poison NaN inputs' edges themselves
+            return gx, poison_outputs(gcoef, gy), poison_outputs(gscale, gy), None, None, None
         if needs[1] or needs[2]:
             o, i, c = coef.shape
             gt = _table_grad(first, values, gy, table.shape[0])             # (i * (c + 2k + 2), o)
@@ -95,6 +96,9 @@ class GatherSpline(torch.autograd.Function):
                 gscale = torch.linalg.vecdot(gspline, coef)                 # (o, i)
             if needs[1]:
                 gcoef = gspline if scale is None else gspline.mul_(scale.unsqueeze(-1))
+            # a NaN input or output gradient: NaN where the reference's are (poison_*)
+            gcoef, gscale = poison_inputs(gcoef, x), poison_inputs(gscale, x)
+            gcoef, gscale = poison_outputs(gcoef, gy), poison_outputs(gscale, gy)
         if needs[0]:
             gx = _sampled_dots(first, dvalues, table, gy)
         return gx, gcoef, gscale, None, None, None

@@ -5,7 +5,8 @@
  * operations rather than computing. Built once per element type: REAL is float or double, and
  * every sum is accumulated in double whatever REAL is.
  *
- * Shapes (all row-major, contiguous): x (b, ni), grid (ni, m) float64, uniform per row,
+ * Shapes (all row-major, contiguous): x (b, ni), grid (ni, m) float64, uniform per row unless
+ * cells is not NULL (then any knots: cells holds one block per input, see local_basis_cells),
  * coef (no, ni, c), scale / base_weight (no, ni), bias (no), y and gy (b, no); c = m - k - 1.
  * poly is (2k + 2, k + 1): row r < k + 1 holds the coefficients (by power of s) of the r-th
  * nonzero cardinal basis on a cell, row k + 1 + r those of its d/ds. Optional arrays are NULL.
@@ -43,11 +44,21 @@ typedef struct {
     int64_t b, ni, no, m;
     int k, base;
     const REAL *x, *aux, *coef, *scale, *base_weight, *bias, *gy;
-    const double *grid, *poly, *table;
+    const double *grid, *poly, *table, *cells;
     REAL *y, *gx;
     double *acc;   /* backward: one accumulator block of acc_size per part */
     int64_t acc_size;
 } call_t;
+
+/* The local bases of nn samples of input i from x (see local_basis): from the uniform grid's t0
+ * and 1 / h, or from input i's block of cells; returns whether a sample was NaN. */
+static INLINE int input_basis(const call_t *a, const int k, int64_t i, const REAL *xi, int64_t nn,
+                              const double *t0, const double *inv_h, int64_t *at, double *val, double *dval) {
+    if (a->cells)
+        return local_basis_cells(xi, a->ni, nn, a->cells + i * (search_size(a->m) + (a->m + 1) * CELL_WIDTH(k)),
+                                 a->m, k, at, val, dval);
+    return local_basis(xi, a->ni, nn, t0[i], inv_h[i], a->m, k, a->poly, at, val, dval);
+}
 
 /* y for the samples of chunks [c0, c1). */
 static INLINE int forward(const call_t *a, const int k, int64_t c0, int64_t c1) {
@@ -69,7 +80,7 @@ static INLINE int forward(const call_t *a, const int k, int64_t c0, int64_t c1) 
             for (int64_t n = 0; n < nn; n++) acc[o * CHUNK + n] = bias ? (double)bias[o] : 0.0;
         for (int64_t i = 0; i < ni; i++) {
             const REAL *xi = x + n0 * ni + i;
-            local_basis(xi, ni, nn, t0[i], inv_h[i], m, k, a->poly, at, val, NULL);
+            input_basis(a, k, i, xi, nn, t0, inv_h, at, val, NULL);
             for (int64_t n = 0; n < nn; n++)
                 bx[n] = base_value(a->base, (double)xi[n * ni], aux ? (double)aux[(n0 + n) * ni + i] : 0.0);
             for (int64_t o = 0; o < no; o++) {
@@ -122,7 +133,7 @@ static INLINE int backward(const call_t *a, const int k, int part, int64_t c0, i
                 for (int64_t o = 0; o < no; o++) abias[o] += (double)g[n * no + o];
         for (int64_t i = 0; i < ni; i++) {
             const REAL *xi = x + n0 * ni + i;
-            local_basis(xi, ni, nn, t0[i], inv_h[i], m, k, a->poly, at, val, gx ? dval : NULL);
+            int nan = input_basis(a, k, i, xi, nn, t0, inv_h, at, val, gx ? dval : NULL);
             for (int64_t n = 0; n < nn; n++) {
                 double xv = (double)xi[n * ni], av = aux ? (double)aux[(n0 + n) * ni + i] : 0.0;
                 bx[n] = base_value(a->base, xv, av);
@@ -148,6 +159,8 @@ static INLINE int backward(const call_t *a, const int k, int part, int64_t c0, i
                     }
                     for (int64_t n = 0; n < nn; n++) sum_base += (double)g[n * no + o] * bx[n];
                     abase[e] += sum_base;
+                    if (nan)  /* a NaN input: every coefficient of the edge, as with a dense basis */
+                        for (int64_t j = 0; j < w; j++) dst[j] = NAN;
                 }
             }
             if (gx)
@@ -216,13 +229,14 @@ int kan_run(int (*range)(const void *, int, int64_t, int64_t), const void *args,
 }
 
 int kan_forward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL *x, const REAL *aux,
-                const double *grid, const double *poly, const REAL *coef, const REAL *scale,
+                const double *grid, const double *poly, const double *cells, const REAL *coef, const REAL *scale,
                 const REAL *base_weight, int base, const REAL *bias, REAL *y, int threads) {
     if (k < 2 || k > MAX_K) return 2;
     double *table = padded_table(coef, scale, no * ni, m - k - 1, k);
     if (table == NULL) return 1;
     call_t a = {.b = b, .ni = ni, .no = no, .m = m, .k = k, .base = base, .x = x, .aux = aux,
-                .base_weight = base_weight, .bias = bias, .grid = grid, .poly = poly, .table = table, .y = y};
+                .base_weight = base_weight, .bias = bias, .grid = grid, .poly = poly, .table = table, .cells = cells,
+                .y = y};
     int status = kan_run(forward_range, &a, (b + CHUNK - 1) / CHUNK, threads);
     free(table);
     return status;
@@ -230,7 +244,7 @@ int kan_forward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL 
 
 /* Gradients of sum(gy * y) for the inputs whose output pointer is not NULL. */
 int kan_backward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL *x, const REAL *aux,
-                 const double *grid, const double *poly, const REAL *coef, const REAL *scale,
+                 const double *grid, const double *poly, const double *cells, const REAL *coef, const REAL *scale,
                  const REAL *base_weight, int base, const REAL *gy, REAL *gx, REAL *gcoef, REAL *gscale,
                  REAL *gbase_weight, REAL *gbias, int threads) {
     if (k < 2 || k > MAX_K) return 2;
@@ -245,8 +259,8 @@ int kan_backward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL
         return 1;
     }
     call_t a = {.b = b, .ni = ni, .no = no, .m = m, .k = k, .base = base, .x = x, .aux = aux,
-                .base_weight = base_weight, .gy = gy, .grid = grid, .poly = poly, .table = table, .gx = gx,
-                .acc = acc, .acc_size = size};
+                .base_weight = base_weight, .gy = gy, .grid = grid, .poly = poly, .table = table, .cells = cells,
+                .gx = gx, .acc = acc, .acc_size = size};
     int status = kan_run(backward_range, &a, chunks, threads);
     if (status == 0 && spline_grads) {
         for (int q = 1; q < parts; q++)  /* every part's sums into the first's */
@@ -266,6 +280,13 @@ int kan_backward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL
         }
         if (gbias)
             for (int64_t o = 0; o < no; o++) gbias[o] = (REAL)abias[o];
+        /* a NaN or inf in gy's column o (a NaN loss): every coefficient of the output's edges, as
+         * the reference's product with its dense basis (zeros times NaN) */
+        for (int64_t o = 0; o < no; o++)
+            for (int64_t i = 0; !isfinite(abias[o]) && i < ni; i++) {
+                for (int64_t j = 0; gcoef && j < c; j++) gcoef[(o * ni + i) * c + j] = NAN;
+                if (gscale) gscale[o * ni + i] = NAN;
+            }
     }
     free(table);
     free(acc);

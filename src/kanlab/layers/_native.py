@@ -12,7 +12,9 @@ native for the smallest layers), after one RuntimeWarning under path="native".
 The loops split the samples over torch's threads and read the coefficient table once per sample
 and edge: fast while a layer is small (see SMALL_EDGES), slower than the gather path's vectorized
 loops (_native_gather.c, built into the same library) beyond. CPU only; float32 and
-float64 (sums in double either way); uniform grids of order 2..5.
+float64 (sums in double either way); order 2..5. On a uniform grid the kernels find each input's
+cell by one multiplication; on any other (after update_grid) by a binary search over the knots,
+and its bases from per-cell polynomials (cell_table), built once per grid and cached.
 """
 
 from __future__ import annotations
@@ -28,12 +30,14 @@ import subprocess
 import sys
 import threading
 import warnings
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from kanlab import splines
 from kanlab.layers._fast import _power_matrix, graph_grads, reference_layer
 
 try:
@@ -224,10 +228,10 @@ def wide_flags(source: Path) -> list[str]:
 def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     i64, addr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
-    first: list[Any] = [i64, i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, addr, cint]
+    first: list[Any] = [i64, i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, addr, addr, cint]
     lib.kan_forward.argtypes = [*first, addr, addr, cint]
     lib.kan_backward.argtypes = [*first, addr, addr, addr, addr, addr, addr, cint]
-    lib.gather_basis.argtypes = [i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, cint]
+    lib.gather_basis.argtypes = [i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, addr, cint]
     lib.gather_forward.argtypes = [i64, i64, i64, i64, cint, addr, addr, addr, addr, cint]
     lib.gather_backward.argtypes = [i64, i64, i64, i64, cint, *[addr] * 10, cint]
     lib.gather_table.argtypes = [i64, i64, i64, cint, addr, addr, addr, cint]
@@ -260,6 +264,53 @@ def _poly(order: int) -> torch.Tensor:
     return _power_matrix(order, True, torch.float64, torch.device("cpu")).contiguous()
 
 
+def cell_table(grid: torch.Tensor, order: int) -> torch.Tensor:
+    """What the kernels read to find the bases on a grid of any spacing (_native.h's
+    local_basis_cells): per input, the m knots padded with +inf to a power of two >= m + 1 (for a
+    branch-free binary search), then m + 1 cell records, each its first knot, 1 / its width and
+    the (k + 1, k + 1) polynomial coefficients of splines.cell_polynomials; the cells below the
+    first knot and from the last one on are zero. (i, m) float64 knots -> (i, block) float64."""
+    grid = grid.to(torch.float64)
+    i, m = grid.shape
+    k = order
+    size = 1 << m.bit_length()  # the smallest power of two >= m + 1
+    search = torch.cat([grid, grid.new_full((i, size - m), float("inf"))], 1)  # (i, size)
+    width = grid.diff(dim=1)                                               # (i, m - 1)
+    inv = torch.where(width > 0, 1.0 / torch.where(width > 0, width, 1.0), 0.0)
+    inner = torch.cat([grid[:, :-1, None], inv[..., None],
+                       splines.cell_polynomials(grid, k).flatten(2)], 2)  # (i, m - 1, 2 + (k + 1)^2)
+    outer = inner.new_zeros(i, 1, inner.shape[2])
+    below, above = outer.clone(), outer.clone()
+    below[:, 0, 0], above[:, 0, 0] = grid[:, 0], grid[:, -1]
+    records = torch.cat([below, inner, above], 1)                          # (i, m + 1, 2 + (k + 1)^2)
+    return torch.cat([search, records.flatten(1)], 1).contiguous()
+
+
+# id(grid), order -> (grid._version, cell_table): tables are built once per grid (a few hundred
+# tensor operations), dropped when their grid is freed, rebuilt when it is changed in place.
+_CELLS: dict[tuple[int, int], tuple[int, torch.Tensor]] = {}
+
+
+def cells(grid: torch.Tensor, order: int, uniform: bool) -> torch.Tensor | None:
+    """cell_table(grid, order), cached per grid tensor; None for a uniform grid (the kernels need
+    no table there)."""
+    if uniform:
+        return None
+    try:
+        version = grid._version
+    except RuntimeError:  # an inference tensor has no version counter: not cached
+        return cell_table(grid, order)
+    key = (id(grid), order)
+    hit = _CELLS.get(key)
+    if hit is not None and hit[0] == version:
+        return hit[1]
+    if hit is None:
+        weakref.finalize(grid, _CELLS.pop, key, None)
+    table = cell_table(grid, order)
+    _CELLS[key] = (version, table)
+    return table
+
+
 # Below this many multiply-adds a kernel call runs on one thread: waking torch's threads costs
 # microseconds.
 MIN_PARALLEL_WORK = 1 << 16
@@ -281,18 +332,21 @@ def aux_of(x: torch.Tensor, base: str | None) -> torch.Tensor | None:
     return torch.sigmoid(x) if base == "silu" else torch.tanh(x) if base == "tanh" else None
 
 
-def head(x: torch.Tensor, aux: torch.Tensor | None, out_features: int, grid: torch.Tensor, k: int,
-         coef: int | None, scale: int | None, base_weight: int | None, base: str | None) -> list[Any]:
-    """The arguments both kernels start with: x, aux and the float64 grid as contiguous tensors,
-    the parameters as addresses of contiguous data of x's dtype (None for an absent one)."""
+def head(x: torch.Tensor, aux: torch.Tensor | None, out_features: int, grid: torch.Tensor,
+         table: torch.Tensor | None, k: int, coef: int | None, scale: int | None, base_weight: int | None,
+         base: str | None) -> list[Any]:
+    """The arguments both kernels start with: x, aux, the float64 grid and its cell table (None
+    for a uniform grid) as contiguous tensors, the parameters as addresses of contiguous data of
+    x's dtype (None for an absent one)."""
     b, i = x.shape
-    return [b, i, out_features, grid.shape[-1], k, ptr(x), ptr(aux), ptr(grid), ptr(_poly(k)), coef,
-            scale, base_weight, BASE_CODES[base]]
+    return [b, i, out_features, grid.shape[-1], k, ptr(x), ptr(aux), ptr(grid), ptr(_poly(k)), ptr(table),
+            coef, scale, base_weight, BASE_CODES[base]]
 
 
 def _head(x: torch.Tensor, aux: torch.Tensor | None, coef: torch.Tensor, scale: torch.Tensor | None,
-          base_weight: torch.Tensor | None, grid: torch.Tensor, k: int, base: str | None) -> list[Any]:
-    return head(x, aux, coef.shape[0], grid, k, ptr(coef), ptr(scale), ptr(base_weight), base)
+          base_weight: torch.Tensor | None, grid: torch.Tensor, table: torch.Tensor | None, k: int,
+          base: str | None) -> list[Any]:
+    return head(x, aux, coef.shape[0], grid, table, k, ptr(coef), ptr(scale), ptr(base_weight), base)
 
 
 def work_threads(x: torch.Tensor, coef: torch.Tensor) -> int:
@@ -309,11 +363,12 @@ def check(status: int) -> None:
 @torch.compiler.disable
 def native_layer(x: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor | None,
                  base_weight: torch.Tensor | None, bias: torch.Tensor | None, grid: torch.Tensor,
-                 order: int, base: str | None) -> torch.Tensor:
+                 order: int, base: str | None, uniform: bool = True) -> torch.Tensor:
     """The layer on the native kernels (NativeKAN), always run eagerly: torch.compile cannot see
     what a ctypes call reads and would trace it with wrong addresses, so inside a compiled model
-    this is a graph break."""
-    return NativeKAN.apply(x, coef, scale, base_weight, bias, grid, order, base)
+    this is a graph break. uniform: the grid is uniform per input (else its cell table is used)."""
+    return NativeKAN.apply(x, coef, scale, base_weight, bias, grid, order, base,
+                           cells(grid, order, uniform))
 
 
 class NativeKAN(torch.autograd.Function):
@@ -323,7 +378,7 @@ class NativeKAN(torch.autograd.Function):
     def forward(
         ctx: Any, x: torch.Tensor, coef: torch.Tensor, scale: torch.Tensor | None,
         base_weight: torch.Tensor | None, bias: torch.Tensor | None, grid: torch.Tensor,
-        order: int, base: str | None,
+        order: int, base: str | None, table: torch.Tensor | None,
     ) -> torch.Tensor:
         lib = library(x.dtype)
         assert lib is not None, "KANLinear only picks the native path where library() built it"
@@ -335,27 +390,27 @@ class NativeKAN(torch.autograd.Function):
         scale, base_weight, bias = (None if t is None else t.contiguous() for t in (scale, base_weight, bias))
         y = x.new_empty(x.shape[0], coef.shape[0])
         aux = aux_of(x, base)
-        check(lib.kan_forward(*_head(x, aux, coef, scale, base_weight, grid, order, base), ptr(bias),
+        check(lib.kan_forward(*_head(x, aux, coef, scale, base_weight, grid, table, order, base), ptr(bias),
                               ptr(y), work_threads(x, coef)))
-        ctx.save_for_backward(x, aux, coef, scale, base_weight, bias, grid)
+        ctx.save_for_backward(x, aux, coef, scale, base_weight, bias, grid, table)
         ctx.meta = (order, base)
         return y
 
     @staticmethod
     @torch.compiler.disable  # also under compiled autograd: the kernels read raw addresses
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:
-        x, aux, coef, scale, base_weight, bias, grid = ctx.saved_tensors
+        x, aux, coef, scale, base_weight, bias, grid, table = ctx.saved_tensors
         k, base = ctx.meta
         inputs = (x, coef, scale, base_weight, bias)
         needs = ctx.needs_input_grad[:5]
         if torch.is_grad_enabled():  # create_graph=True: higher derivatives through the general path
             return (*graph_grads(needs, gy, inputs, functools.partial(reference_layer, grid, k, base)),
-                    None, None, None)
+                    None, None, None, None)
         grads = [torch.empty_like(t) if need and t is not None else None
                  for t, need in zip(inputs, needs, strict=True)]
         gy = gy.contiguous()  # held by a name: the kernel reads it after ptr returns
         lib = library(x.dtype)
         assert lib is not None
-        check(lib.kan_backward(*_head(x, aux, coef, scale, base_weight, grid, k, base), ptr(gy),
+        check(lib.kan_backward(*_head(x, aux, coef, scale, base_weight, grid, table, k, base), ptr(gy),
                                *map(ptr, grads), work_threads(x, coef)))
-        return (*grads, None, None, None)
+        return (*grads, None, None, None, None)

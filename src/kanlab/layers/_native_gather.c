@@ -8,7 +8,8 @@
  * _native.c). The loops over outputs are contiguous and vectorize; sums are in REAL, as a GEMM's
  * would be.
  *
- * Shapes (row-major, contiguous): x (b, ni); grid (ni, m) float64, uniform per row; coef (no, ni,
+ * Shapes (row-major, contiguous): x (b, ni); grid (ni, m) float64, uniform per row unless cells is
+ * given (one block per input, as in _native.h's local_basis_cells); coef (no, ni,
  * c), scale (no, ni); table (ni * w, no), input i's block of w = c + 2k + 2 rows starting at row
  * i * w: k + 1 zero rows, scale * coef's c, k + 1 zero rows; first (ni, b) int64, the table row of
  * sample n's first nonzero basis of input i; val, dval (ni, b, k + 1) the bases' values and
@@ -45,17 +46,22 @@
 #define L1_INPUTS 4
 #define L2_BYTES (512 << 10)
 
-/* first, val and (when dval is not NULL) dval for inputs [i0, i1) on a uniform grid. */
+/* first, val and (when dval is not NULL) dval for inputs [i0, i1) on a uniform grid, or on any
+ * grid from its cells (not NULL). */
 static INLINE int basis(int64_t b, int64_t ni, int64_t m, const int k, const REAL *x, const double *grid,
-                        const double *poly, int64_t *first, REAL *val, REAL *dval, int64_t i0, int64_t i1) {
-    int64_t w = m + k + 1, at[CHUNK];
+                        const double *poly, const double *cells, int64_t *first, REAL *val, REAL *dval,
+                        int64_t i0, int64_t i1) {
+    int64_t w = m + k + 1, at[CHUNK], block = search_size(m) + (m + 1) * CELL_WIDTH(k);
     double v[(MAX_K + 1) * CHUNK], dv[(MAX_K + 1) * CHUNK];
     for (int64_t i = i0; i < i1; i++) {
         const double *g = grid + i * m;
         double t0 = g[0], inv_h = (double)(m - 1) / (g[m - 1] - t0);
         for (int64_t n0 = 0; n0 < b; n0 += CHUNK) {
             int64_t nn = b - n0 < CHUNK ? b - n0 : CHUNK, row = i * b + n0;
-            local_basis(x + n0 * ni + i, ni, nn, t0, inv_h, m, k, poly, at, v, dval ? dv : NULL);
+            if (cells)
+                local_basis_cells(x + n0 * ni + i, ni, nn, cells + i * block, m, k, at, v, dval ? dv : NULL);
+            else
+                local_basis(x + n0 * ni + i, ni, nn, t0, inv_h, m, k, poly, at, v, dval ? dv : NULL);
             for (int64_t n = 0; n < nn; n++) {
                 first[row + n] = i * w + at[n];
                 for (int r = 0; r <= k; r++) val[(row + n) * (k + 1) + r] = (REAL)v[r * CHUNK + n];
@@ -259,7 +265,17 @@ static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const i
         if (by_sample)
             for (int copy = 1; copy < COPIES; copy++)
                 for (int64_t e = 0; e < w * no; e++) gt[e] += gt[copy * w * no + e];
-        if (want_gt) unpack(ni, no, c, k, i, gt, coef, scale, gcoef, gscale);
+        if (want_gt) {
+            unpack(ni, no, c, k, i, gt, coef, scale, gcoef, gscale);
+            /* a NaN input (its values are NaN): every coefficient of its edges, as with a dense basis */
+            int nan = 0;
+            for (int64_t n = 0; n < b; n++) nan |= val[(i * b + n) * (k + 1)] != val[(i * b + n) * (k + 1)];
+            for (int64_t o = 0; nan && o < no; o++) {
+                int64_t e = o * ni + i;
+                for (int64_t j = 0; gcoef && j < c; j++) gcoef[e * c + j] = NAN;
+                if (gscale) gscale[e] = NAN;
+            }
+        }
     }
     return 0;
 }
@@ -336,7 +352,7 @@ typedef struct {
     int64_t b, ni, no, m, c, w;
     int k;
     const REAL *x, *table, *val, *dval, *gy, *coef, *scale;
-    const double *grid, *poly;
+    const double *grid, *poly, *cells;
     int64_t *first;
     REAL *out_val, *out_dval, *y, *gcoef, *gscale, *gx, *out_table, *partial;
     int *ran;
@@ -346,7 +362,8 @@ static int basis_range(const void *p, int part, int64_t i0, int64_t i1) {
     const args_t *a = p;
     int k = a->k;
     (void)part;
-#define BASIS(K) basis(a->b, a->ni, a->m, K, a->x, a->grid, a->poly, a->first, a->out_val, a->out_dval, i0, i1)
+#define BASIS(K) basis(a->b, a->ni, a->m, K, a->x, a->grid, a->poly, a->cells, a->first, a->out_val, a->out_dval, \
+                       i0, i1)
     BY_ORDER(BASIS)
 }
 
@@ -410,11 +427,11 @@ static int table_range(const void *p, int part, int64_t i0, int64_t i1) {
     return table_rows(a->ni, a->no, a->c, a->k, a->coef, a->scale, a->out_table, i0, i1);
 }
 
-/* first, val and (dval not NULL) dval of x on a uniform grid (ni, m); k 2..MAX_K. */
+/* first, val and (dval not NULL) dval of x on a grid (ni, m), uniform or given by its cells; k 2..MAX_K. */
 int gather_basis(int64_t b, int64_t ni, int64_t m, int k, const REAL *x, const double *grid, const double *poly,
-                 int64_t *first, REAL *val, REAL *dval, int threads) {
-    args_t a = {.b = b, .ni = ni, .m = m, .k = k, .x = x, .grid = grid, .poly = poly, .first = first,
-                .out_val = val, .out_dval = dval};
+                 const double *cells, int64_t *first, REAL *val, REAL *dval, int threads) {
+    args_t a = {.b = b, .ni = ni, .m = m, .k = k, .x = x, .grid = grid, .poly = poly, .cells = cells,
+                .first = first, .out_val = val, .out_dval = dval};
     return kan_run(basis_range, &a, ni, threads);
 }
 

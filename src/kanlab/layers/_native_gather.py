@@ -51,7 +51,7 @@ def basis(lib: ctypes.CDLL, x: torch.Tensor, grid: torch.Tensor, k: int, uniform
           derivative: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """first (i, b), values and, if derivative, dvalues (i, b, k + 1) of x (b, i)."""
     b, i = x.shape
-    if not (uniform and 2 <= k <= _native.MAX_ORDER):  # moved grids, low orders: torch's local basis
+    if not 2 <= k <= _native.MAX_ORDER:  # orders 0 and 1 (jumps at the knots): torch's local basis
         start, values, dvalues = local_basis(x, grid, k, uniform, derivative=derivative)
         width = grid.shape[-1] + k + 1                                     # table rows per input
         first = start.T.add(torch.arange(k + 1, width * i, width, device=x.device).unsqueeze(1))
@@ -62,8 +62,10 @@ def basis(lib: ctypes.CDLL, x: torch.Tensor, grid: torch.Tensor, k: int, uniform
     values = x.new_empty(i, b, k + 1)
     dvalues = x.new_empty(i, b, k + 1) if derivative else None
     poly, threads = _native._poly(k), _native.threads(b * i * 16)
+    table = _native.cells(grid, k, uniform)  # None on a uniform grid
     _native.check(lib.gather_basis(b, i, grid.shape[1], k, x.data_ptr(), grid.data_ptr(), poly.data_ptr(),
-                                   first.data_ptr(), values.data_ptr(), _native.ptr(dvalues), threads))
+                                   _native.ptr(table), first.data_ptr(), values.data_ptr(),
+                                   _native.ptr(dvalues), threads))
     return first, values, dvalues
 
 

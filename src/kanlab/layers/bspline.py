@@ -55,9 +55,9 @@ class KANLinear(nn.Module):
             (layers/_compiled.py; ~5-20 s to compile per shape on first call, then the fastest
             at coarse grids; uniform grids and order >= 2 only, else what "auto" picks), or
             "native": the whole layer as C loops compiled on first use (layers/_native.py; the
-            fastest for small layers such as the KAN paper's; CPU, uniform grids, order 2..5
-            and a C compiler only, else what "auto" picks; inside torch.compile it runs eagerly,
-            a graph break).
+            fastest for small layers such as the KAN paper's; CPU, order 2..5 and a C compiler
+            only, else what "auto" picks; any grid, uniform or moved by update_grid; inside
+            torch.compile it runs eagerly, a graph break).
         device, dtype: where and in what precision to create the parameters.
     """
 
@@ -197,7 +197,7 @@ class KANLinear(nn.Module):
             return self.path
         small = self.in_features * self.out_features <= _native.SMALL_EDGES
         cpu = self.coef.device.type == "cpu"
-        if ((self.path == "native" or small) and closed_form and self.order <= _native.MAX_ORDER and cpu
+        if ((self.path == "native" or small) and 2 <= self.order <= _native.MAX_ORDER and cpu
                 and _native.available(self.coef.dtype, asked=self.path == "native")):
             return "native"
         kernels = cpu and _native.available(self.coef.dtype)
@@ -214,7 +214,7 @@ class KANLinear(nn.Module):
                                    self.grid, self.order, self.base)
         if path == "native":
             return _native.native_layer(x, self.coef, self.spline_weight, self.base_weight, self.bias,
-                                        self.grid, self.order, self.base)
+                                        self.grid, self.order, self.base, self.uniform)
         if path == "dense":  # base branch and bias fused into the one GEMM
             return _fast_dense.DenseKAN.apply(
                 x, self.coef, self.spline_weight, self.base_weight, self.bias, self.grid, self.order,
@@ -270,16 +270,21 @@ class KANLinear(nn.Module):
         self.uniform = uniform
 
     @torch.no_grad()
-    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> None:
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.0) -> None:
         """Move the knots to the quantiles of x (mixed with a uniform grid by grid_eps) and refit.
 
         Args:
             x: (b, i) samples, e.g. the current batch; the new grid spans their range per input.
             grid_eps: 0 = pure quantiles, 1 = uniform over the data range.
+            margin: widen the grid's range by this fraction of the data's range on each side (the
+                knots stretched about its middle), so that inputs a little outside the samples'
+                range (unseen data, or the samples after more training) stay inside the grid.
         """
         check_input(x, self.in_features, check_finite=True, name="KANLinear.update_grid")
         if not 0.0 <= grid_eps <= 1.0:
             raise ValueError(f"grid_eps must be in [0, 1], got {grid_eps!r}")
+        if not 0.0 <= margin < float("inf"):
+            raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
         g, k = self.grid_size, self.order
         xs = torch.sort(x.to(self.grid.dtype), dim=0).values                # (b, i)
         where = torch.linspace(0, x.shape[0] - 1, g + 1, device=x.device).round().long()
@@ -290,6 +295,10 @@ class KANLinear(nn.Module):
         steps = torch.arange(g + 1, dtype=xs.dtype, device=x.device) / g
         uniform = lo.unsqueeze(1) + (hi - lo).unsqueeze(1) * steps         # (i, g + 1)
         inner = grid_eps * uniform + (1 - grid_eps) * adaptive
+        if margin > 0:  # stretched about the middle, so [lo, hi] becomes [lo - d, hi + d]
+            mid = ((lo + hi) / 2).unsqueeze(1)
+            inner = mid + (inner - mid) * (1 + 2 * margin)
+            lo, hi = lo - margin * (hi - lo), hi + margin * (hi - lo)
         h = ((hi - lo) / g).unsqueeze(1)                                   # (i, 1)
         ext = torch.arange(1, k + 1, dtype=xs.dtype, device=x.device)
         left, right = inner[:, :1] - h * ext.flip(0), inner[:, -1:] + h * ext
@@ -297,26 +306,42 @@ class KANLinear(nn.Module):
         self._set_grid(grid, x, uniform=grid_eps == 1.0)
 
     @torch.no_grad()
-    def refine(self, grid_size: int) -> None:
-        """Grid extension: move to grid_size intervals over the same range and refit.
+    def refine(self, grid_size: int, x: torch.Tensor | None = None) -> None:
+        """Grid extension: move to grid_size intervals and refit, keeping phi.
 
-        Each new base knot is placed by linear interpolation between the old base knots, so an
-        integer-factor refinement keeps every old knot and preserves phi exactly on the range.
+        The new base knots follow the old knots' spacing: they are equally spaced in the old
+        knots' index (piecewise-linear between the old knots), so an integer-factor refinement
+        keeps every old knot. phi is refitted by least squares on 2(k + 1) points per new interval,
+        which keeps it exactly where the new knots include the old ones, and on x where given.
+
+        Args:
+            grid_size: the new number of intervals.
+            x: (b, i) inputs where phi must be kept, such as the layer's training inputs. Where
+                some lie past the grid's range (after training, a deeper layer's inputs drift out
+                of the range its last grid update gave it), the new range is widened to cover
+                them, continuing the old knots' spacing, so that they get all k + 1 bases.
         """
         check_positive_int(grid_size, "grid_size")
-        k = self.order
-        inner = self.grid[:, k : self.grid.shape[1] - k]                   # (i, g + 1)
-        pos = torch.linspace(0, self.grid_size, grid_size + 1, dtype=inner.dtype, device=inner.device)
-        cell = pos.floor().long().clamp(max=self.grid_size - 1)
-        frac = pos - cell
-        new_inner = inner[:, cell] * (1 - frac) + inner[:, cell + 1] * frac  # (i, G + 1)
+        k, g = self.order, self.grid_size
+        span = torch.tensor([float(k), float(k + g)], dtype=self.grid.dtype, device=self.grid.device)
+        span = span.expand(self.in_features, 2)                            # (i, 2) in knot index
+        if x is not None:
+            check_input(x, self.in_features, check_finite=True, name="KANLinear.refine")
+            x = x.to(self.grid.dtype)
+            lo, hi = _knot_index(self.grid, x.min(0).values), _knot_index(self.grid, x.max(0).values)
+            span = torch.stack([torch.minimum(span[:, 0], lo), torch.maximum(span[:, 1], hi)], 1)
+        steps = torch.linspace(0, 1, grid_size + 1, dtype=span.dtype, device=span.device)
+        new_inner = _knot_at(self.grid, span[:, :1] + (span[:, 1:] - span[:, :1]) * steps)  # (i, G + 1)
         h = ((new_inner[:, -1] - new_inner[:, 0]) / grid_size).unsqueeze(1)
-        ext = torch.arange(1, k + 1, dtype=inner.dtype, device=inner.device)
+        ext = torch.arange(1, k + 1, dtype=new_inner.dtype, device=new_inner.device)
         grid = torch.cat([new_inner[:, :1] - h * ext.flip(0), new_inner, new_inner[:, -1:] + h * ext], 1)
-        # (k + 1) samples per new interval determine every coefficient on the range.
-        n = grid_size * (k + 1) * 2 + 1
-        t = torch.linspace(0, 1, n, dtype=inner.dtype, device=inner.device).unsqueeze(1)
-        samples = new_inner[:, 0] + (new_inner[:, -1] - new_inner[:, 0]) * t  # (n, i)
+        # 2(k + 1) samples inside each new interval (k + 1 determine every coefficient on it)
+        t = (torch.arange(2 * k + 2, dtype=grid.dtype, device=grid.device) + 0.5) / (2 * k + 2)
+        left, width = new_inner[:, :-1], new_inner.diff(dim=1)            # (i, G)
+        samples = (left.unsqueeze(-1) + width.unsqueeze(-1) * t).flatten(1).T  # (G * (2k + 2), i)
+        if x is not None:
+            samples = torch.cat([samples, x])
+        # a uniform grid's knots, extension included, are equally spaced: the new ones are too
         self._set_grid(grid, samples, uniform=self.uniform)
 
     def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> KANLinear:
@@ -338,3 +363,23 @@ class KANLinear(nn.Module):
             diffs = grid.diff(dim=-1)
             self.uniform = bool(torch.allclose(diffs, diffs[:, :1].expand_as(diffs), rtol=1e-9))
         super()._load_from_state_dict(state_dict, prefix, *args)
+
+
+def _knot_at(knots: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Positions at fractional knot indices u (i, n) of knots (i, m): piecewise linear between
+    the knots, continued past the ends with the end spacing."""
+    m = knots.shape[1]
+    cell = u.floor().clamp(0, m - 2)
+    j = cell.long()
+    frac = u - cell                                                        # outside: < 0 or > 1
+    left, right = knots.gather(1, j), knots.gather(1, j + 1)
+    return left + (right - left) * frac
+
+
+def _knot_index(knots: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The fractional knot index of x (i,) in knots (i, m): the inverse of _knot_at."""
+    m = knots.shape[1]
+    j = (torch.searchsorted(knots, x.unsqueeze(1), right=True) - 1).clamp(0, m - 2)  # (i, 1)
+    left, right = knots.gather(1, j), knots.gather(1, j + 1)
+    width = torch.where(right > left, right - left, 1.0)  # a repeated knot: its own index
+    return (j + (x.unsqueeze(1) - left) / width).squeeze(1)

@@ -15,6 +15,7 @@ from typing import Any
 
 from kanlab.config import ExperimentConfig
 from kanlab.report.classes import class_balance, plot_confusion
+from kanlab.report.grid_scaling import grid_series, grid_table, plot_grid_scaling
 from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
 from kanlab.report.parts import (
     CSS,
@@ -44,6 +45,7 @@ from kanlab.report.tables import (
     targets_of,
     task_file,
     task_labels,
+    task_name,
     winner,
     with_flops,
 )
@@ -126,7 +128,7 @@ def _task_section(n: int, task: str, task_rows: list[dict[str, Any]], lines: lis
              "<h3>Every model in detail</h3>",
              _table(lines, win["best"]["label"] if win else None, targets),
              f'<p class="note">{escape(NOTE)}</p>',
-             class_balance(task_rows), _stages(task_rows), symbolic_section(task_rows, db_path, stem)]
+             class_balance(task_rows), _stages(task_rows, stem), symbolic_section(task_rows, db_path, stem)]
     run_curves = [(r["label"], curves[r["run_id"]]) for r in task_rows]
     curve_png = plot_curves(run_curves, f"{stem}-curves", title=f"{task}: {loss} during training",
                             ylabel=loss)
@@ -165,9 +167,19 @@ def _task_section(n: int, task: str, task_rows: list[dict[str, Any]], lines: lis
     return "\n".join(parts)
 
 
-def _stages(task_rows: Sequence[dict[str, Any]]) -> str:
-    """Train/test RMSE at each grid size of runs that refined their grid (the KAN paper's Fig. 2.3)."""
+def _stages(task_rows: Sequence[dict[str, Any]], stem: Path) -> str:
+    """Train/test RMSE at each grid size of runs that refined their grid (the KAN paper's Fig. 2.3):
+    the log-log figure and table of the medians over seeds, then each run's stages."""
     out = []
+    series = grid_series(task_rows)
+    if series:
+        title = f"{task_name(task_rows[0])}: RMSE vs grid size"
+        png = plot_grid_scaling(series, Path(f"{stem}-grid.png"), title)
+        caption = ("Median over finished seeds of the RMSE at the end of each grid stage (solid: test, "
+                   "dashed: train), the slope of a least-squares line through log RMSE against log G, "
+                   "and dotted, G^-4 from the first grid's test RMSE (cubic splines' rate).")
+        out.append(f'<h3>Grid extension: RMSE against grid size</h3><div class="plots">{figure(png, caption)}'
+                   f"</div>{grid_table(series)}")
     for r in task_rows:
         stages = json.loads(r["final_json"] or "{}").get("stages") or []
         if len(stages) < 2:
@@ -194,7 +206,8 @@ def _failures(rows: Sequence[dict[str, Any]]) -> str:
         f'<td class="msg">{escape(r["message"] or "(no message)")}'
         f'<br><span class="note">{escape(r["run_id"])}</span></td></tr>' for r in bad)
     head = row(("Task", "Label", "Seed", "Status", "Steps", "Message"), 6, "th")
-    return (f'<div class="alert" id="failures"><h2>{len(bad)} run(s) diverged or failed</h2>'
+    return (f'<div class="alert" id="failures"><h2>{len(bad)} run(s) diverged, failed or found no '
+            f'formula</h2>'
             f"<table><thead>{head}</thead><tbody>{body}</tbody></table></div>")
 
 

@@ -59,7 +59,7 @@ def _run_part(r: dict[str, Any], folder: Path, stem: Path) -> str:
 
 
 def symbolic_section(task_rows: Sequence[dict[str, Any]], db_path: Path, stem: Path) -> str:
-    """HTML for every finished symbolic run of one task ("" when there is none).
+    """HTML for every symbolic run of one task that ran to its end ("" when there is none).
 
     Args:
         task_rows: the store's rows of the task.
@@ -68,7 +68,7 @@ def symbolic_section(task_rows: Sequence[dict[str, Any]], db_path: Path, stem: P
     """
     out = []
     for n, r in enumerate(task_rows):
-        folder = run_folder(r, db_path) if r["status"] == "finished" else None
+        folder = run_folder(r, db_path) if r["status"] in ("finished", "no_formula") else None
         if folder is not None and (folder / "symbolic" / "symbolic.json").is_file():
             out.append(_run_part(r, folder, Path(f"{stem}-sym{n}")))
     return "\n".join(out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -19,7 +20,14 @@ from kanlab.encodings import EncodingConfig, encode
 from kanlab.tasks.base import Dataset
 from kanlab.tasks.data import DATA_SUFFIXES, data_dataset
 from kanlab.tasks.datasets import DATASETS, sklearn_dataset
-from kanlab.tasks.functions import FUNCTIONS, SAMPLINGS, function_dataset, get_function
+from kanlab.tasks.functions import (
+    FUNCTIONS,
+    SAMPLINGS,
+    TargetFunction,
+    expression_function,
+    function_dataset,
+    get_function,
+)
 from kanlab.tasks.image import IMAGE_SUFFIXES, IMAGES, image_dataset, psnr
 from kanlab.tasks.tabular import STANDARDIZE, TARGET_KINDS
 
@@ -31,8 +39,11 @@ __all__ = [
     "TABULAR_ONLY",
     "TASK_KINDS",
     "Dataset",
+    "TargetFunction",
     "TaskConfig",
     "data_hash",
+    "expression_function",
+    "function_dataset",
     "input_files",
     "make_dataset",
     "psnr",
@@ -63,7 +74,9 @@ class TaskConfig:
         function: name (a FUNCTIONS entry, default "zigzag"), n_train, n_test, input_range (None:
             the function's natural range, else one (lo, hi) for every variable), sampling of the train set
             ("random", or "grid" for 1D/2D with a square n_train in 2D; the test set is always
-            random).
+            random). Or any function as a formula: expression (e.g. "x1*sin(x2) + exp(-x1^2)",
+            see tasks.expression_function), name its label, inputs its variable names in
+            order (() = x1..xd), input_range (None: (-1, 1)).
         image: name (an IMAGES entry or an image file path), image_size (longest side after an
             aspect-preserving resize, None = full size); train and test are every pixel.
         data: path (.csv or .npz), inputs (() = every non-target column), targets, test_fraction,
@@ -101,6 +114,7 @@ class TaskConfig:
     target_kind: str | None = None  # None: the kind's own (value; a dataset's own kind)
     standardize: str = "inputs"
     val_fraction: float = 0.0
+    expression: str = ""
 
     def __post_init__(self) -> None:
         # TOML and JSON give lists; the config stays hashable with tuples
@@ -200,10 +214,23 @@ class TaskConfig:
                 raise ValueError(f"noise = {self.noise} is for value targets; class targets are one-hot: "
                                  "set noise = 0")
 
+    def target(self) -> TargetFunction:
+        """The function of a kind="function" task: the expression's, else the registered one."""
+        if self.expression:
+            return expression_function(self.name, self.expression, self.inputs,
+                                       None if self.input_range is None else (self.input_range,))
+        return get_function(self.name)
+
     def _check_function(self) -> None:
-        if self.name not in FUNCTIONS:
-            raise ValueError(f"unknown function {self.name!r}; one of: {', '.join(FUNCTIONS)}")
-        dim = get_function(self.name).dim
+        if not isinstance(self.expression, str):
+            raise ValueError(f"expression must be a formula string, got {self.expression!r}")
+        if self.expression and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name):
+            raise ValueError(f"the name of a function given by its expression labels its runs and folders: "
+                             f"letters, digits, '_', '.', '-' (not first), got {self.name!r}")
+        if not self.expression and self.name not in FUNCTIONS:
+            raise ValueError(f"unknown function {self.name!r}; one of: {', '.join(FUNCTIONS)}, or give "
+                             "expression = \"...\" (a formula in x1, x2, ...)")
+        dim = self.target().dim
         if self.sampling == "grid" and dim > 2:
             raise ValueError(f"grid sampling is for 1D/2D functions; {self.name} has {dim} inputs")
         side = math.isqrt(self.n_train)
@@ -247,7 +274,7 @@ def _describe_encoding(enc: EncodingConfig) -> str:
 def _build(cfg: TaskConfig) -> Dataset:
     if cfg.kind == "function":
         return function_dataset(
-            cfg.name, cfg.n_train, cfg.n_test,
+            cfg.target(), cfg.n_train, cfg.n_test,
             input_range=cfg.input_range, sampling=cfg.sampling, seed=cfg.seed, val_fraction=cfg.val_fraction,
         )
     if cfg.kind == "image":

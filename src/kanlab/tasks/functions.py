@@ -18,6 +18,7 @@ import numpy as np
 from scipy import special
 
 from kanlab.tasks.base import STREAM_VAL, Dataset, raw_dataset
+from kanlab.tasks.expression import compile_expression, default_variables, parse
 
 SAMPLINGS = ("random", "grid")
 STREAM_TRAIN, STREAM_TEST = 0, 1  # rng = default_rng([seed, stream]): independent per purpose
@@ -148,6 +149,27 @@ FUNCTION_REGISTRY: dict[str, TargetFunction] = dict(
 FUNCTIONS = tuple(FUNCTION_REGISTRY)
 
 
+def expression_function(
+    name: str,
+    expression: str,
+    variables: tuple[str, ...] = (),
+    ranges: tuple[tuple[float, float], ...] | None = None,
+) -> TargetFunction:
+    """A TargetFunction from a formula such as "x1*sin(x2) + exp(-x1^2)" (kanlab.tasks.expression).
+
+    Args:
+        name: its name in run ids and reports.
+        expression: the formula, in the variables, with + - * / ^ (or **), numbers, pi, e and
+            the functions of kanlab.tasks.expression.FUNCTIONS.
+        variables: the variable names in input order; () = x1..xd as the formula uses them.
+        ranges: one (lo, hi) per variable, or one for all; None = (-1, 1) for each.
+    """
+    names = tuple(variables) or default_variables(parse(expression))
+    fn = compile_expression(expression, names)
+    per_var = ((-1.0, 1.0),) if ranges is None else tuple(ranges)
+    return _entry(name, expression, fn, names, *per_var)[1]
+
+
 def get_function(name: str) -> TargetFunction:
     """The registered function called name, or a ValueError listing the registered names."""
     if name not in FUNCTION_REGISTRY:
@@ -192,7 +214,7 @@ def grid_points(n: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
 
 
 def function_dataset(
-    name: str,
+    name: str | TargetFunction,
     n_train: int,
     n_test: int,
     *,
@@ -201,10 +223,10 @@ def function_dataset(
     seed: int = 0,
     val_fraction: float = 0.0,
 ) -> Dataset:
-    """Sample a registered function: train by `sampling`, test (and validation) uniformly at random.
+    """Sample a function: train by `sampling`, test (and validation) uniformly at random.
 
     Args:
-        name: a key of FUNCTION_REGISTRY.
+        name: a key of FUNCTION_REGISTRY, or a TargetFunction (e.g. from expression_function).
         n_train, n_test: number of points.
         input_range: (lo, hi) for every variable; None uses each variable's natural range.
         sampling: "random" (uniform) or "grid" (1D/2D only; see grid_points).
@@ -215,7 +237,7 @@ def function_dataset(
     Returns:
         float64 Dataset with x = coords (make_dataset encodes and adds noise).
     """
-    f = get_function(name)
+    f = name if isinstance(name, TargetFunction) else get_function(name)
     ranges = f.ranges
     if input_range is not None:
         ranges = ((float(input_range[0]), float(input_range[1])),) * f.dim
@@ -238,6 +260,6 @@ def function_dataset(
         raise ValueError(f"{desc}: the function is not finite everywhere on this input range")
     return raw_dataset(
         x_train, y_train, x_test, y_test,
-        input_names=f.variables, target_names=(name,), description=desc,
+        input_names=f.variables, target_names=(f.name,), description=desc,
         val=(x_val, y_val) if n_val else None,
     )

@@ -1,0 +1,129 @@
+"""The kan-paper-toy preset's protocol on its seeds, in float64 and float32: RMSE at each grid size.
+
+Runs every (model, seed) of the preset in this process (no run folders) and prints, per model,
+dtype and grid size, the median over seeds of the train and test RMSE at the end of the grid
+stage, each seed's test RMSE, the least-squares log-log slope, and PyKAN 0.2.8's published-tutorial
+figures (its own run of the same protocol, one seed, float32; issue 20) beside them.
+
+    .venv/bin/python benchmarks/grid_extension.py                 # the preset: ~4 min per dtype on 2 cores
+    .venv/bin/python benchmarks/grid_extension.py --dtype float64 --set train.steps=50
+    .venv/bin/python benchmarks/grid_extension.py --speed    # loss+gradient, uniform vs updated grid only
+
+--speed times what each LBFGS evaluation of the toy costs (kanlab.native_objective: the [2, 5, 1]
+KAN's MSE and gradient on 1000 points from the native kernels) on the uniform grid and after
+update_grids (quantile knots), round-robin in one process; medians and their ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import statistics
+import time
+
+import numpy as np
+import torch
+
+from kanlab.config import load_study
+from kanlab.models import KAN
+from kanlab.native_objective import mse_objective
+from kanlab.runs import build_model, expand
+from kanlab.tasks import make_dataset
+from kanlab.train import DTYPES, kan_layers, train, update_grids
+
+# PyKAN 0.2.8 on its tutorial's toy: [2, 5, 1], grids 3 -> 50, 200 LBFGS steps each, float32.
+PYKAN_TEST_RMSE = {"KAN [2, 5, 1]": {3: 1.4e-3, 5: 5.7e-4, 10: 1.6e-4, 20: 5.4e-5, 50: 7.1e-5},
+                   "KAN [2, 1, 1]": {50: 2.5e-6}}
+
+
+def run(dtype: str, overrides: list[str]) -> dict[str, dict[int, list[tuple[float, float]]]]:
+    """{label: {grid: [(train_rmse, test_rmse) per seed]}} of the preset trained in dtype."""
+    study = load_study("kan-paper-toy", [f"train.dtype={dtype}", *overrides])
+    out: dict[str, dict[int, list[tuple[float, float]]]] = {}
+    for exp in expand(study):
+        exp = dataclasses.replace(exp, train=dataclasses.replace(exp.train, dtype=dtype))
+        t0 = time.perf_counter()
+        history = train(build_model(exp), make_dataset(exp.task, DTYPES[dtype]), exp.train)
+        print(f"  {exp.label} seed {exp.seed} {dtype}: {history.status} in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+        for st in history.stages:  # a diverged run keeps the stages it completed
+            out.setdefault(exp.label, {}).setdefault(st["grid_size"], []).append(
+                (st["train_rmse"], st["test_rmse"]))
+    return out
+
+
+def table(results: dict[str, dict[int, list[tuple[float, float]]]], dtype: str) -> None:
+    """Print one markdown table per model: grid, median train/test RMSE, seeds' test RMSE, PyKAN."""
+    for label, per_grid in results.items():
+        grids = sorted(per_grid)
+        print(f"\n{label}, {dtype}")
+        print("| grid | train RMSE (median) | test RMSE (median) | test RMSE per seed | PyKAN test RMSE |")
+        print("|---|---|---|---|---|")
+        medians = []
+        for g in grids:
+            train_rmse = statistics.median(r[0] for r in per_grid[g])
+            test_rmse = statistics.median(r[1] for r in per_grid[g])
+            medians.append(test_rmse)
+            seeds = ", ".join(f"{r[1]:.2g}" for r in per_grid[g])
+            pykan = PYKAN_TEST_RMSE.get(label, {}).get(g)
+            theirs = "-" if pykan is None else f"{pykan:.2g}"
+            print(f"| {g} | {train_rmse:.2g} | {test_rmse:.2g} | {seeds} | {theirs} |")
+        if len(grids) > 1:
+            slope = np.polyfit(np.log(grids), np.log(medians), 1)[0]
+            print(f"test RMSE ~ G^{slope:.2f} (least squares over the medians)")
+
+
+def speed(rounds: int = 400) -> None:
+    """Median time of one loss+gradient of the [2, 5, 1] toy, uniform grid vs after update_grids."""
+    for dtype in (torch.float64, torch.float32):
+        x = torch.rand(1000, 2, generator=torch.Generator().manual_seed(0), dtype=dtype) * 2 - 1
+        y = torch.exp(torch.sin(torch.pi * x[:, :1]) + x[:, 1:] ** 2)
+        models = {}
+        for name in ("uniform", "updated"):
+            torch.manual_seed(0)
+            models[name] = KAN([2, 5, 1], grid_size=10).to(dtype)
+            if name == "updated":
+                update_grids(models[name], x)
+        objectives, flats = {}, {}
+        for name, model in models.items():
+            params = list(model.parameters())
+            objective = mse_objective(model, params, x, y)
+            if objective is None:
+                paths = [m.resolved_path() for m in kan_layers(model)]
+                print(f"{name} {dtype}: not on the native path ({paths})")
+                return
+            objectives[name], flats[name] = objective, torch.cat([p.detach().reshape(-1) for p in params])
+        times: dict[str, list[float]] = {name: [] for name in models}
+        for r in range(rounds + 20):
+            for name in models:  # round-robin: both see the same load
+                t0 = time.perf_counter()
+                objectives[name](flats[name])
+                if r >= 20:
+                    times[name].append(time.perf_counter() - t0)
+        med = {name: statistics.median(v) for name, v in times.items()}
+        print(f"loss+gradient [2, 5, 1], grid 10, 1000 points, {dtype}: "
+              f"uniform {med['uniform'] * 1e3:.3f} ms, after update_grids {med['updated'] * 1e3:.3f} ms, "
+              f"ratio {med['updated'] / med['uniform']:.2f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dtype", choices=("float64", "float32", "both"), default="both")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="a study override, as kanlab's --set")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--speed", action="store_true", help="only time a loss+gradient, uniform vs updated grid")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.speed:
+        speed()
+        return
+    print(f"kan-paper-toy grid extension, {datetime.date.today()}, torch {torch.__version__}, "
+          f"{args.threads} threads")
+    for dtype in ("float64", "float32") if args.dtype == "both" else (args.dtype,):
+        table(run(dtype, args.overrides), dtype)
+
+
+if __name__ == "__main__":
+    main()
