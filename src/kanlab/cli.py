@@ -239,6 +239,9 @@ def _quit(signum: int, frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input, with a message naming it)."""
     args = _parser().parse_args(argv)
+    # The command writes image files and never opens a window: Agg whatever MPLBACKEND says (kanlab.report
+    # alone keeps a backend already chosen, for notebooks). Local worker processes inherit it.
+    os.environ["MPLBACKEND"] = "Agg"
     # A KeyboardInterrupt inside an import can leave a module half-built (numpy then fails with an
     # AttributeError traceback): a Ctrl-C while the command loads ends it at once, nothing written yet.
     with ctrl_c_handled(_quit):
