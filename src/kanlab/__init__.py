@@ -12,6 +12,7 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (tens of 
 if TYPE_CHECKING:
     from typing import Any
 
+    from kanlab import plot
     from kanlab.budget import match_params
     from kanlab.layers import RBFKAN, ChebyshevKAN, Dense, FourierKAN, KANLinear, TanhQuadratic
     from kanlab.models import (
@@ -26,15 +27,17 @@ if TYPE_CHECKING:
         param_count,
         parse_spec,
     )
+    from kanlab.quickfit import fit
+    from kanlab.runs import load_run
 
 __all__ = [
     "KAN", "MLP", "RBFKAN", "BlockConfig", "ChebyshevKAN", "Dense", "FourierKAN", "KANLinear",
-    "ModelConfig", "Stack", "TanhQuadratic", "build", "count_params", "format_spec", "match_params",
-    "param_count", "parse_spec",
+    "ModelConfig", "Stack", "TanhQuadratic", "build", "count_params", "fit", "format_spec", "load_run",
+    "match_params", "param_count", "parse_spec", "plot",
 ]
 __version__ = "0.1.0"
 
-_HOMES = {"match_params": "kanlab.budget",
+_HOMES = {"match_params": "kanlab.budget", "fit": "kanlab.quickfit", "load_run": "kanlab.runs",
           **dict.fromkeys(("RBFKAN", "ChebyshevKAN", "Dense", "FourierKAN", "KANLinear", "TanhQuadratic"),
                           "kanlab.layers")}
 
@@ -42,7 +45,10 @@ _HOMES = {"match_params": "kanlab.budget",
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module 'kanlab' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_HOMES.get(name, "kanlab.models")), name)
+    if name == "plot":  # a module: kanlab.plot.edges(...)
+        value: Any = importlib.import_module("kanlab.plot")
+    else:
+        value = getattr(importlib.import_module(_HOMES.get(name, "kanlab.models")), name)
     globals()[name] = value  # the next lookup is a plain attribute
     return value
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -268,6 +269,9 @@ HEAVY = {"run": ("kanlab.driver", "kanlab.report"), "compare": ("kanlab.driver",
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status (2 for bad input, with a message naming it)."""
+    # The command writes image files and never opens a window: Agg whatever MPLBACKEND says (kanlab.report
+    # alone keeps a backend already chosen, for notebooks). Local worker processes inherit it.
+    os.environ["MPLBACKEND"] = "Agg"
     # A KeyboardInterrupt inside an import can leave a module half-built (numpy then fails with an
     # AttributeError traceback): a Ctrl-C while the command loads ends it at once, nothing written yet.
     with ctrl_c_handled(interrupted):

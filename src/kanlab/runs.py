@@ -374,7 +374,15 @@ def _write_predictions(folder: Path, model: nn.Module, data: Dataset) -> None:
 
 
 def load_run(run_dir: Path) -> tuple[ExperimentConfig, nn.Module]:
-    """Rebuild a run's model from its folder (weights loaded with weights_only=True)."""
+    """A finished run as a live model (kanlab.load_run): its config and its trained weights.
+
+    Args:
+        run_dir: a run folder `<root>/<experiment>/<run_id>` (config.json and model.pt).
+    Returns:
+        (config, model): the ExperimentConfig (spec, task, train, seed) and the model in the run's
+        dtype, weights loaded with weights_only=True (never unpickled). Its task's data, checked
+        to be the bytes the run trained on: kanlab.runs.load_data(config, dtype).
+    """
     run_dir = Path(run_dir)
     cfg_path, ckpt = run_dir / "config.json", run_dir / "model.pt"
     missing = FileNotFoundError(f"{run_dir} is not a finished run folder (needs config.json and model.pt)")

@@ -2,7 +2,19 @@
 
 import matplotlib
 
-matplotlib.use("Agg")  # before any submodule imports pyplot: reports render in workers and CI, no display
+
+def use_agg_unless_set() -> None:
+    """Select matplotlib's Agg backend unless one is already chosen (MPLBACKEND, matplotlib.use, a
+    notebook's inline backend): reports render in workers and CI with no display."""
+    try:
+        chosen = matplotlib.get_backend(auto_select=False)  # type: ignore[call-arg, unused-ignore]
+    except TypeError:  # matplotlib < 3.10 has no auto_select
+        chosen = matplotlib.rcParams._get_backend_or_none()  # type: ignore[attr-defined, unused-ignore]
+    if chosen is None:
+        matplotlib.use("Agg")
+
+
+use_agg_unless_set()  # before any submodule imports pyplot
 
 from kanlab.report.html import write_report  # noqa: E402
 from kanlab.report.plots import (  # noqa: E402

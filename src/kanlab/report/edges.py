@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 
 from kanlab.report.style import COLORS, STYLE, run_title, save
 
@@ -55,34 +57,29 @@ def _edge_layer(ax: Axes, xs: np.ndarray, ys: np.ndarray, knots: np.ndarray | No
             if i == 0:
                 ax.text(x0 - 0.06, (y0 + y1) / 2, f"out {o}", ha="right", va="center", fontsize=8)
     rgba = [(*matplotlib.colors.to_rgb(color), a) for a in alphas]
-    layers: list[tuple[list[Any], Any, float]] = [
-        (zeros, "0.86", 0.8), (boxes, "0.78", 0.8), (marks, "0.4", 0.9), (curves, rgba, 1.6)]
-    for segments, colors, width in layers:
-        ax.add_collection(LineCollection(segments, colors=colors, linewidths=width))
+    layers: list[tuple[str, list[Any], Any, float]] = [("zero lines", zeros, "0.86", 0.8),
+        ("cell boxes", boxes, "0.78", 0.8), ("knots", marks, "0.4", 0.9), ("edge curves", curves, rgba, 1.6)]
+    for name, segments, colors, width in layers:
+        ax.add_collection(LineCollection(segments, colors=colors, linewidths=width, label=name))
     ax.set(xlim=(0, cols), ylim=(0, rows))
     ax.set_axis_off()
 
 
-def plot_edges(run_dir: Path, out: Path | str, *, title: str | None = None) -> Path | None:
-    """Every learned edge function of every layer in edges.npz: a grid per layer, knots as x ticks.
+def edges_figure(arrays: Mapping[str, np.ndarray], title: str) -> Figure | None:
+    """Every edge function of every layer in arrays (edges.npz's contents): a grid per layer.
 
     Rows are a layer's outputs, columns its inputs (at most MAX_EDGES of each; a note says when
     the grid is cut). Each edge is scaled to its cell; the number above it is its peak-to-peak
-    amplitude, and a line fades with that amplitude relative to the layer's largest edge.
+    amplitude, and a line fades with that amplitude relative to the layer's largest edge. Each
+    layer is one axes whose "edge curves" collection holds the finite edges, output-major.
 
     Args:
-        run_dir: run folder with edges.npz (layer{l}_x (P, in), layer{l}_y (P, out, in),
-            optional layer{l}_knots (in, m), layers).
-        out: output path stem.
-        title: figure title (default: the run's label, task and seed).
+        arrays: layers (the layer indices), layer{l}_x (P, in), layer{l}_y (P, out, in) and
+            optional layer{l}_knots (in, m), as kanlab.runs.edge_arrays returns them.
+        title: figure title.
     Returns:
-        The PNG path, or None when the run has no per-edge layers.
+        The figure (not managed by pyplot), or None when there are no per-edge layers.
     """
-    path = Path(run_dir) / "edges.npz"
-    if not path.is_file():
-        return None
-    with np.load(path) as z:
-        arrays = {k: np.asarray(z[k]) for k in z.files}
     layers = [int(v) for v in arrays.get("layers", np.zeros(0))]
     if not layers:
         return None
@@ -91,9 +88,8 @@ def plot_edges(run_dir: Path, out: Path | str, *, title: str | None = None) -> P
     width = max(LEFT + max(c for _, c in grids) * CELL_W + RIGHT, MIN_W)
     height = TOP + sum(HEAD + r * CELL_H for r, _ in grids) + BOTTOM
     with plt.style.context(STYLE):
-        fig = plt.figure(figsize=(width, height))
-        fig.suptitle(title or f"{run_title(run_dir)}: learned edge functions", y=1 - 0.12 / height, va="top",
-                     fontsize=12)
+        fig = Figure(figsize=(width, height))
+        fig.suptitle(title, y=1 - 0.12 / height, va="top", fontsize=12)
         top = TOP
         for n, (l, (n_out, n_in), (rows, cols)) in enumerate(zip(layers, shapes, grids, strict=True)):
             note = "" if (rows, cols) == (n_out, n_in) else f" (first {rows} x {cols} edges shown)"
@@ -112,4 +108,23 @@ def plot_edges(run_dir: Path, out: Path | str, *, title: str | None = None) -> P
         if any(f"layer{l}_knots" in arrays for l in layers):
             caption += "; ticks: spline knots"
         fig.text(0.5, 0.15 / height, caption, ha="center", fontsize=8, color="0.4", wrap=True)
-        return save(fig, out)
+    return fig
+
+
+def plot_edges(run_dir: Path, out: Path | str, *, title: str | None = None) -> Path | None:
+    """edges_figure of a run folder's edges.npz, saved.
+
+    Args:
+        run_dir: run folder with edges.npz (see edges_figure).
+        out: output path stem.
+        title: figure title (default: the run's label, task and seed).
+    Returns:
+        The PNG path, or None when the run has no per-edge layers.
+    """
+    path = Path(run_dir) / "edges.npz"
+    if not path.is_file():
+        return None
+    with np.load(path) as z:
+        arrays = {k: np.asarray(z[k]) for k in z.files}
+    fig = edges_figure(arrays, title or f"{run_title(run_dir)}: learned edge functions")
+    return None if fig is None else save(fig, out)

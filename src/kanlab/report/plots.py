@@ -1,9 +1,10 @@
-"""Figures read from run folders and store rows (never a live model); each is saved as PNG and SVG.
+"""Figures of runs: a `*_figure` function draws from arrays (kanlab.plot hands it a live model's),
+a `plot_*` function reads a run folder or store rows, draws through it and saves PNG and SVG.
 
-Every function takes an output path stem (a trailing .png/.svg is dropped), writes `<stem>.png`
-and `<stem>.svg`, closes its figure and returns the PNG path (None when the plot does not apply
-to the run, e.g. an image plot of a function task). Sizes are fixed in inches at DPI, so a PNG is
-exactly figsize * DPI pixels.
+Every plot_* function takes an output path stem (a trailing .png/.svg is dropped), writes
+`<stem>.png` and `<stem>.svg`, closes its figure and returns the PNG path (None when the plot does
+not apply to the run, e.g. an image plot of a function task). Sizes are fixed in inches at DPI,
+so a PNG is exactly figsize * DPI pixels.
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter
 
 from kanlab.report.classes import plot_confusion
 from kanlab.report.edges import plot_edges
+from kanlab.report.fits import fit_figure, image_figure, prediction_arrays
 from kanlab.report.style import COLORS, MARKERS, STYLE, read_json, run_title, save
-from kanlab.report.tables import fmt_sci, mean_std
+from kanlab.report.tables import mean_std
 
 LOG_KEYS = ("loss", "rmse", "mse")
 PRETTY = {"loss": "MSE", "test_loss": "test MSE", "train_loss": "train MSE", "test_rmse": "test RMSE",
@@ -34,19 +37,11 @@ def _predictions(run_dir: Path) -> dict[str, np.ndarray] | None:
         return None
     with np.load(path) as z:
         out = {k: np.asarray(z[k]) for k in z.files}
-    for key in ("coords_test", "y_test", "y_pred"):
-        # float64 and non-finite for overflow: a diverged model's float32 outputs can be huge.
-        with np.errstate(over="ignore", invalid="ignore"):
-            v = out[key].astype(np.float64)
-            out[key] = np.where(np.abs(v) < 1e150, v, np.nan)
-    n = out["coords_test"].shape[0]
-    out["coords_test"] = out["coords_test"].reshape(n, -1)                       # (n, d)
-    out["y_test"], out["y_pred"] = out["y_test"].reshape(n, -1), out["y_pred"].reshape(n, -1)  # (n, T)
-    return out
+    return {**out, **prediction_arrays(out["coords_test"], out["y_test"], out["y_pred"])}
 
 
 def plot_fit(run_dir: Path, out: Path | str) -> Path | None:
-    """Prediction against target on the test points: a curve (1D), three maps (2D) or a parity plot.
+    """fit_figure of a run's test predictions, saved.
 
     Args:
         run_dir: run folder with predictions.npz (config.json/final.json for the title).
@@ -57,48 +52,11 @@ def plot_fit(run_dir: Path, out: Path | str) -> Path | None:
     pred = _predictions(run_dir)
     if pred is None or pred["image_shape"].size or str(pred.get("target_kind", "value")) == "class":
         return None  # images and classes have their own plots (plot_image, classes.plot_confusion)
-    x, y, yhat = pred["coords_test"], pred["y_test"], pred["y_pred"]
-    title = f"{run_title(run_dir)}: test MSE {fmt_sci(float(np.mean((yhat - y) ** 2)))}"
-    with plt.style.context(STYLE):
-        if x.shape[1] == 1:
-            fig, (ax, ax_err) = plt.subplots(2, 1, figsize=(8, 5.5), height_ratios=[3, 1], sharex=True,
-                                             layout="constrained")
-            order = np.argsort(x[:, 0])
-            xs = x[order, 0]
-            for t in range(min(y.shape[1], 4)):
-                suffix = f" (output {t})" if y.shape[1] > 1 else ""
-                ax.plot(xs, y[order, t], color="0.15", lw=2.4, label=f"target{suffix}")
-                ax.plot(xs, yhat[order, t], color=COLORS[t], lw=1.5, ls="--", label=f"prediction{suffix}")
-                ax_err.plot(xs, yhat[order, t] - y[order, t], color=COLORS[t], lw=1.0)
-            ax_err.axhline(0.0, color="0.3", lw=0.8)
-            ax.set(ylabel="y", title=title)
-            ax_err.set(xlabel="x", ylabel="prediction - target")
-            ax.legend(loc="best")
-        elif x.shape[1] == 2:
-            fig, axes = plt.subplots(1, 3, figsize=(13, 4.4), layout="constrained")
-            size = float(np.clip(20000 / len(x), 2, 40))
-            lo, hi = float(y[:, 0].min()), float(y[:, 0].max())
-            panels = [("target", y[:, 0], "viridis", lo, hi), ("prediction", yhat[:, 0], "viridis", lo, hi),
-                      ("|error|", np.abs(yhat[:, 0] - y[:, 0]), "magma", None, None)]
-            for ax, (name, values, cmap, vmin, vmax) in zip(axes, panels, strict=True):
-                sc = ax.scatter(x[:, 0], x[:, 1], c=values, s=size, cmap=cmap, vmin=vmin, vmax=vmax, lw=0)
-                ax.set(title=name, xlabel="x0", ylabel="x1")
-                ax.grid(False)
-                fig.colorbar(sc, ax=ax, shrink=0.9)
-            fig.suptitle(title)
-        else:
-            fig, ax = plt.subplots(figsize=(6, 6), layout="constrained")
-            for t in range(min(y.shape[1], 4)):
-                ax.scatter(y[:, t], yhat[:, t], s=6, alpha=0.5, color=COLORS[t], lw=0, label=f"output {t}")
-            lo, hi = float(min(y.min(), yhat.min())), float(max(y.max(), yhat.max()))
-            ax.plot([lo, hi], [lo, hi], color="0.3", lw=1, ls="--", label="perfect fit")
-            ax.set(xlabel="target", ylabel="prediction", title=title)
-            ax.legend(loc="upper left")
-        return save(fig, out)
+    return save(fit_figure(pred["coords_test"], pred["y_test"], pred["y_pred"], run_title(run_dir)), out)
 
 
 def plot_image(run_dir: Path, out: Path | str) -> Path | None:
-    """Target image, reconstruction and absolute error map with a colorbar; PSNR in the title.
+    """image_figure of an image run's test predictions (every pixel), saved.
 
     Args:
         run_dir: run folder of an image task (predictions.npz with a (2,) image_shape).
@@ -110,31 +68,9 @@ def plot_image(run_dir: Path, out: Path | str) -> Path | None:
     if pred is None or pred["image_shape"].size != 2:
         return None
     h, w = (int(v) for v in pred["image_shape"])
-    target = pred["y_test"].reshape(h, w, -1)                                          # (h, w, T)
-    recon = pred["y_pred"].reshape(h, w, -1)                                           # (h, w, T)
-    error = np.abs(recon - target).mean(axis=2)                                        # (h, w)
-    lo, hi = float(target.min()), float(target.max())
-    if target.shape[2] == 3:
-        shown = [np.clip(target, 0, 1), np.clip(recon, 0, 1)]
-    else:
-        shown = [target[..., 0], recon[..., 0]]
-    mse = float(np.mean((recon - target) ** 2))
+    target, recon = pred["y_test"].reshape(h, w, -1), pred["y_pred"].reshape(h, w, -1)   # (h, w, T)
     psnr = read_json(run_dir, "final.json").get("psnr")
-    if psnr is None and mse > 0:
-        psnr = 10 * math.log10(1.0 / mse)  # the runs' definition: peak 1.0
-    psnr_text = "n/a" if psnr is None else f"{psnr:.2f} dB"
-    with plt.style.context(STYLE):
-        panel = 4.0  # inches per image panel
-        fig, axes = plt.subplots(1, 3, figsize=(3 * panel + 0.8, panel * h / w + 0.9), layout="constrained")
-        for ax, img in zip(axes, shown, strict=False):
-            ax.imshow(img, cmap="gray", vmin=lo, vmax=hi)
-        im = axes[2].imshow(error, cmap="inferno", vmin=0.0)
-        fig.colorbar(im, ax=axes[2], shrink=0.85, label="|error|")
-        for ax, name in zip(axes, ("target", "reconstruction", "|error|"), strict=True):
-            ax.set_title(name)
-            ax.set_axis_off()
-        fig.suptitle(f"{run_title(run_dir)}: PSNR {psnr_text}, test MSE {fmt_sci(mse)}")
-        return save(fig, out)
+    return save(image_figure(target, recon, run_title(run_dir), psnr), out)
 
 
 def _series(records: Sequence[dict[str, Any]], key: str, log: bool) -> dict[int, float]:
@@ -146,23 +82,27 @@ def _series(records: Sequence[dict[str, Any]], key: str, log: bool) -> dict[int,
     return out
 
 
-def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], out: Path | str, key: str = "test_loss",
-                *, title: str | None = None, ylabel: str | None = None) -> Path:
+def curves_figure(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], key: str = "test_loss",
+                  *, title: str | None = None, ylabel: str | None = None) -> Figure:
     """Curves of several runs against step; seeds of one label share a colour (thin) with a bold median.
 
+    A label's first run marks its grid refinements (a change of its records' grid_size) with a
+    dotted vertical line.
+
     Args:
-        runs: (label, records) pairs; records are curve rows or metrics.jsonl objects with "step".
-        out: output path stem.
-        key: the record field to plot (log axis unless it is "psnr"-like).
+        runs: (label, records) pairs; records are History records, curve rows or metrics.jsonl
+            objects with "step".
+        key: the record field to plot (log axis when it names a loss, RMSE or MSE).
         title: figure title (default: the key's name).
         ylabel: the y axis (default: the key's name).
     Returns:
-        The PNG path.
+        The figure (not managed by pyplot).
     """
     log = any(part in key for part in LOG_KEYS)
     labels = list(dict.fromkeys(label for label, _ in runs))
     with plt.style.context(STYLE):
-        fig, ax = plt.subplots(figsize=(8, 5), layout="constrained")
+        fig = Figure(figsize=(8, 5), layout="constrained")
+        ax = fig.subplots()
         drawn = False
         for n, label in enumerate(labels):
             color = COLORS[n % len(COLORS)]
@@ -193,7 +133,19 @@ def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], out: Path 
             ax.legend(loc="best")
         else:
             ax.text(0.5, 0.5, "no finite values to plot", ha="center", transform=ax.transAxes, color="0.4")
-        return save(fig, out)
+    return fig
+
+
+def plot_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], out: Path | str, key: str = "test_loss",
+                *, title: str | None = None, ylabel: str | None = None) -> Path:
+    """curves_figure, saved to the output path stem out; returns the PNG path."""
+    return save(curves_figure(runs, key, title=title, ylabel=ylabel), out)
+
+
+def train_and_test(records: Sequence[dict[str, Any]]) -> list[tuple[str, list[dict[str, Any]]]]:
+    """A run's records as ("train", ...) and ("test", ...) curves of one key, "loss", for curves_figure."""
+    return [(name, [{"step": r["step"], "loss": r.get(f"{name}_loss"), "grid_size": r.get("grid_size")}
+                    for r in records]) for name in ("train", "test")]
 
 
 def plot_loss_vs_params(rows: Sequence[dict[str, Any]], out: Path | str, key: str = "test_loss",
@@ -264,9 +216,7 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
     metrics = run_dir / "metrics.jsonl"
     if metrics.is_file():
         records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-        both = [(name, [{"step": r["step"], "loss": r.get(f"{name}_loss")} for r in records])
-                for name in ("train", "test")]
         classes = any("test_accuracy" in r for r in records)  # class targets: the loss is cross-entropy
-        written.append(plot_curves(both, out_dir / "curves", key="loss", title=run_title(run_dir),
-                                   ylabel="cross-entropy" if classes else None))
+        written.append(plot_curves(train_and_test(records), out_dir / "curves", key="loss",
+                                   title=run_title(run_dir), ylabel="cross-entropy" if classes else None))
     return written

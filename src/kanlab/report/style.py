@@ -27,9 +27,10 @@ def save(fig: Figure, out: Path | str) -> Path:
     stem.parent.mkdir(parents=True, exist_ok=True)
     png = stem.parent / f"{stem.name}.png"
     try:
-        fig.savefig(png, dpi=DPI)
-        fig.set_layout_engine("none")  # keep the layout just computed: the SVG need not redo it
-        fig.savefig(stem.parent / f"{stem.name}.svg")
+        with plt.style.context(STYLE):  # some settings are read when saving (svg.fonttype: text stays text)
+            fig.savefig(png, dpi=DPI)
+            fig.set_layout_engine("none")  # keep the layout just computed: the SVG need not redo it
+            fig.savefig(stem.parent / f"{stem.name}.svg")
     finally:
         plt.close(fig)
     return png
