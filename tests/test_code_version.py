@@ -106,7 +106,9 @@ def test_a_new_release_of_torch_numpy_or_scipy_is_a_new_code_version(monkeypatch
     for name in cv.LIBRARIES:
         bump = {n: v + ("+1" if n == name else "") for n, v in installed.items()}
         monkeypatch.setattr(cv, "version", bump.__getitem__)
+        cv.library_versions.cache_clear()
         seen.add(cv.code_version())
     assert len(seen) == 1 + len(cv.LIBRARIES)
     monkeypatch.undo()
+    cv.library_versions.cache_clear()
     assert cv.code_version() == real
