@@ -9,6 +9,11 @@ figures (its own run of the same protocol, one seed, float32; issue 20) beside t
     .venv/bin/python benchmarks/grid_extension.py --dtype float64 --set train.steps=50
     .venv/bin/python benchmarks/grid_extension.py --speed    # loss+gradient, uniform vs updated grid only
 
+--pykan runs PyKAN 0.2.8 (benchmarks/setup_peers.sh, then benchmarks/.peers-venv/bin/python) on
+the same protocol, data and seeds instead: MultKAN with the preset's widths and seed, refine() to
+each grid size, fit(opt="LBFGS", steps=...) with PyKAN's defaults (grid updates every 5 steps
+before step 50). About 10-25 minutes per seed on one core.
+
 --speed times what each LBFGS evaluation of the toy costs (kanlab.native_objective: the [2, 5, 1]
 KAN's MSE and gradient on 1000 points from the native kernels) on the uniform grid and after
 update_grids (quantile knots), round-robin in one process; medians and their ratio.
@@ -19,7 +24,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import os
 import statistics
+import tempfile
 import time
 
 import numpy as np
@@ -32,7 +39,8 @@ from kanlab.runs import build_model, expand
 from kanlab.tasks import make_dataset
 from kanlab.train import DTYPES, kan_layers, train, update_grids
 
-# PyKAN 0.2.8 on its tutorial's toy: [2, 5, 1], grids 3 -> 50, 200 LBFGS steps each, float32.
+# PyKAN 0.2.8 on its tutorial's toy: [2, 5, 1], grids 3 -> 50, 200 LBFGS steps each, float32, one
+# seed (the figures issue 20 quotes), and the [2, 1, 1] tutorial's figure at grid 50.
 PYKAN_TEST_RMSE = {"KAN [2, 5, 1]": {3: 1.4e-3, 5: 5.7e-4, 10: 1.6e-4, 20: 5.4e-5, 50: 7.1e-5},
                    "KAN [2, 1, 1]": {50: 2.5e-6}}
 
@@ -50,6 +58,36 @@ def run(dtype: str, overrides: list[str]) -> dict[str, dict[int, list[tuple[floa
         for st in history.stages:  # a diverged run keeps the stages it completed
             out.setdefault(exp.label, {}).setdefault(st["grid_size"], []).append(
                 (st["train_rmse"], st["test_rmse"]))
+    return out
+
+
+def run_pykan(dtype: str, overrides: list[str]) -> dict[str, dict[int, list[tuple[float, float]]]]:
+    """run()'s results for PyKAN 0.2.8 on the preset's protocol, data and seeds."""
+    from kan import MultKAN  # the peers' environment only
+
+    study = load_study("kan-paper-toy", [f"train.dtype={dtype}", *overrides])
+    out: dict[str, dict[int, list[tuple[float, float]]]] = {}
+    torch_dtype = DTYPES[dtype]
+    torch.set_default_dtype(torch_dtype)  # PyKAN builds its parameters in the default dtype
+    os.chdir(tempfile.mkdtemp())  # PyKAN writes checkpoints into the working directory
+    for exp in expand(study):
+        data = make_dataset(exp.task, torch_dtype)
+        ds = {"train_input": data.x_train, "train_label": data.y_train,
+              "test_input": data.x_test, "test_label": data.y_test}
+        width = [int(w) for w in exp.spec.split(":")[1].split("-")]
+        t0 = time.perf_counter()
+        model = None
+        for grid in exp.train.grid_stages:
+            if model is None:
+                model = MultKAN(width=width, grid=grid, k=3, seed=exp.seed)
+            else:
+                model = model.refine(grid)
+            model.fit(ds, opt="LBFGS", steps=exp.train.steps, log=10**9)
+            with torch.no_grad():
+                rmse = [float(torch.sqrt(torch.mean((model(x) - y) ** 2)))
+                        for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test))]
+            out.setdefault(exp.label, {}).setdefault(grid, []).append((rmse[0], rmse[1]))
+        print(f"  PyKAN {exp.label} seed {exp.seed} {dtype}: {time.perf_counter() - t0:.0f} s", flush=True)
     return out
 
 
@@ -114,15 +152,17 @@ def main() -> None:
                     help="a study override, as kanlab's --set")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--speed", action="store_true", help="only time a loss+gradient, uniform vs updated grid")
+    ap.add_argument("--pykan", action="store_true", help="run PyKAN 0.2.8 on the same protocol instead")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.speed:
         speed()
         return
-    print(f"kan-paper-toy grid extension, {datetime.date.today()}, torch {torch.__version__}, "
+    who = "PyKAN 0.2.8" if args.pykan else "kanlab"
+    print(f"kan-paper-toy grid extension, {who}, {datetime.date.today()}, torch {torch.__version__}, "
           f"{args.threads} threads")
     for dtype in ("float64", "float32") if args.dtype == "both" else (args.dtype,):
-        table(run(dtype, args.overrides), dtype)
+        table((run_pykan if args.pykan else run)(dtype, args.overrides), dtype)
 
 
 if __name__ == "__main__":

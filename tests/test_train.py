@@ -222,6 +222,25 @@ def test_grid_updates_happen_on_schedule_and_stop() -> None:
         assert changed == [1, 6, 11]
 
 
+def test_grid_updates_wait_for_their_start_in_every_stage() -> None:
+    model = kan(1, 3, 1)
+    layers = [m for m in model.modules() if isinstance(m, KANLinear)]
+    grids: list[list[torch.Tensor]] = [[layer.grid.clone() for layer in layers]]
+    cfg = TrainConfig(steps=12, batch_size=32, grid_update_every=2, grid_update_start=4, grid_update_until=8,
+                      grid_stages=(3, 6), eval_every=12)
+    train(model, sine(), cfg, progress=lambda s, t: grids.append([layer.grid.clone() for layer in layers]))
+    # grids[k] is the state after k steps; in each stage of 12 steps the updates run before its
+    # steps 4 and 6 (t % 2 == 0, 4 <= t < 8): none on the untrained model at the start. Each
+    # stage's refinement (5 -> 3, 3 -> 6) happens before its first step (grids[1], grids[13]).
+    for layer in range(2):
+        changed = [k for k in range(1, 25) if not torch.equal(grids[k][layer], grids[k - 1][layer])]
+        assert changed == [1, 5, 7, 13, 17, 19]
+    with pytest.raises(ValueError, match="grid_update_start=8 is invalid.*below grid_update_until"):
+        TrainConfig(grid_update_every=2, grid_update_start=8, grid_update_until=8)
+    with pytest.raises(ValueError, match="grid_update_start=-1 is invalid"):
+        TrainConfig(grid_update_start=-1)
+
+
 def test_grid_updates_need_a_walkable_model() -> None:
     class Hidden(nn.Module):
         def __init__(self) -> None:

@@ -285,7 +285,8 @@ class _Run:
                 idx = idx.to(self.x_train.device)
                 x, y = self.x_train[idx], self.y_train[idx]                      # (b, d), (b, t)
             try:
-                if cfg.grid_update_every and t % cfg.grid_update_every == 0 and t < cfg.grid_update_until:
+                if (cfg.grid_update_every and t % cfg.grid_update_every == 0
+                        and cfg.grid_update_start <= t < cfg.grid_update_until):
                     update_grids(self.model, x, cfg.grid_eps, cfg.grid_margin)
                 out = self._step(x, y)
                 loss = float(torch.as_tensor(out).detach())  # the objective before this step

@@ -33,6 +33,12 @@ class TrainConfig:
     lowers the loss by at most lbfgs_tolerance_change times the loss (or moves no parameter by
     more than that fraction of the largest one). 0 and 0 run every iteration, as PyKAN's fit
     does. The defaults (0 and 1e-12) were chosen by measurement (benchmarks/README.md).
+
+    Grid updates (KAN layers' knots moved to the quantiles of their inputs, KANLinear.update_grid)
+    run before step t of each grid stage when t is a multiple of grid_update_every and
+    grid_update_start <= t < grid_update_until, as PyKAN's fit schedules them. A start above 0
+    keeps the first update off an untrained model, whose hidden layers' inputs still span only
+    their random initial range (the kan-paper-toy preset: benchmarks/README.md).
     """
 
     optimizer: str = "adam"
@@ -48,6 +54,7 @@ class TrainConfig:
     eval_every: int = 100
     grid_update_every: int = 0  # 0 = off
     grid_update_until: int = 0
+    grid_update_start: int = 0  # first step of each grid stage that may update (see below)
     grid_eps: float = 0.02
     grid_margin: float = 0.0  # grid updates: each grid covers its inputs' range widened by this fraction
     grid_stages: tuple[int, ...] = ()
@@ -88,6 +95,7 @@ class TrainConfig:
             ("eval_every", _is_int(self.eval_every) and self.eval_every >= 1, pos),
             ("grid_update_every", _is_int(self.grid_update_every) and self.grid_update_every >= 0, nonneg),
             ("grid_update_until", _is_int(self.grid_update_until) and self.grid_update_until >= 0, nonneg),
+            ("grid_update_start", _is_int(self.grid_update_start) and self.grid_update_start >= 0, nonneg),
             ("grid_eps", _is_num(self.grid_eps) and 0 <= self.grid_eps <= 1, "a number in [0, 1]"),
             ("grid_margin", _is_num(self.grid_margin) and self.grid_margin >= 0, "a number >= 0"),
             ("grid_stages", isinstance(self.grid_stages, tuple) and all(_is_int(g) and g >= 1 for g in
@@ -109,6 +117,9 @@ class TrainConfig:
              "0 with optimizer 'lbfgs' (LBFGS has no weight decay)"),
             ("grid_update_until", self.grid_update_every == 0 or self.grid_update_until > 0,
              "an integer >= 1 when grid_update_every > 0 (updates happen while step < grid_update_until)"),
+            ("grid_update_start",
+             self.grid_update_every == 0 or self.grid_update_start < self.grid_update_until,
+             "an integer below grid_update_until (updates happen from grid_update_start on)"),
         ]
         for name, ok, allowed in checks:
             if not ok:
