@@ -8,8 +8,11 @@ figures (its own run of the same protocol, one seed, float32; issue 20) beside t
     .venv/bin/python benchmarks/grid_extension.py                 # the preset: ~4 min per dtype on 2 cores
     .venv/bin/python benchmarks/grid_extension.py --dtype float64 --set train.steps=50
     .venv/bin/python benchmarks/grid_extension.py --speed    # loss+gradient, uniform vs updated grid only
+    benchmarks/.peers-venv/bin/python benchmarks/grid_extension.py --both --dtype float64 --set 'seeds=[0]'
 
---pykan runs PyKAN 0.2.8 (benchmarks/setup_peers.sh, then benchmarks/.peers-venv/bin/python) on
+--both runs kanlab, then PyKAN, in this process and adds, per grid size, both test RMSE medians
+and LBFGS steps per second with their ratio (speed at the accuracy each reached). --pykan runs
+only PyKAN 0.2.8 (benchmarks/setup_peers.sh, then benchmarks/.peers-venv/bin/python) on
 the same protocol, data and seeds instead: MultKAN with the preset's widths and seed, refine() to
 each grid size, fit(opt="LBFGS", steps=...) with PyKAN's defaults (grid updates every 5 steps
 before step 50). About 10-25 minutes per seed on one core.
@@ -45,59 +48,90 @@ PYKAN_TEST_RMSE = {"KAN [2, 5, 1]": {3: 1.4e-3, 5: 5.7e-4, 10: 1.6e-4, 20: 5.4e-
                    "KAN [2, 1, 1]": {50: 2.5e-6}}
 
 
-def run(dtype: str, overrides: list[str]) -> dict[str, dict[int, list[tuple[float, float]]]]:
-    """{label: {grid: [(train_rmse, test_rmse) per seed]}} of the preset trained in dtype."""
-    study = load_study("kan-paper-toy", [f"train.dtype={dtype}", *overrides])
-    out: dict[str, dict[int, list[tuple[float, float]]]] = {}
-    for exp in expand(study):
+Results = dict[str, dict[int, list[tuple[float, float, float]]]]
+
+
+def experiments(dtype: str, overrides: list[str], model: str | None) -> list:
+    """The preset's experiments in dtype, only the model labelled `model` where given."""
+    exps = expand(load_study("kan-paper-toy", [f"train.dtype={dtype}", *overrides]))
+    return [e for e in exps if model is None or e.label == model]
+
+
+def run(dtype: str, overrides: list[str], model: str | None = None) -> Results:
+    """{label: {grid: [(train_rmse, test_rmse, steps per second) per seed]}} of the preset in dtype."""
+    out: Results = {}
+    for exp in experiments(dtype, overrides, model):
         exp = dataclasses.replace(exp, train=dataclasses.replace(exp.train, dtype=dtype))
         t0 = time.perf_counter()
         history = train(build_model(exp), make_dataset(exp.task, DTYPES[dtype]), exp.train)
         print(f"  {exp.label} seed {exp.seed} {dtype}: {history.status} in {time.perf_counter() - t0:.0f} s",
               flush=True)
+        ends = {r["grid_size"]: r["time"] for r in history.records}  # each stage's last record
+        begin = 0.0
         for st in history.stages:  # a diverged run keeps the stages it completed
+            seconds, begin = ends[st["grid_size"]] - begin, ends[st["grid_size"]]
             out.setdefault(exp.label, {}).setdefault(st["grid_size"], []).append(
-                (st["train_rmse"], st["test_rmse"]))
+                (st["train_rmse"], st["test_rmse"], exp.train.steps / seconds))
     return out
 
 
-def run_pykan(dtype: str, overrides: list[str]) -> dict[str, dict[int, list[tuple[float, float]]]]:
+def run_pykan(dtype: str, overrides: list[str], model: str | None = None) -> Results:
     """run()'s results for PyKAN 0.2.8 on the preset's protocol, data and seeds."""
     from kan import MultKAN  # the peers' environment only
 
-    study = load_study("kan-paper-toy", [f"train.dtype={dtype}", *overrides])
-    out: dict[str, dict[int, list[tuple[float, float]]]] = {}
+    out: Results = {}
     torch_dtype = DTYPES[dtype]
+    before, cwd = torch.get_default_dtype(), os.getcwd()
     torch.set_default_dtype(torch_dtype)  # PyKAN builds its parameters in the default dtype
     os.chdir(tempfile.mkdtemp())  # PyKAN writes checkpoints into the working directory
-    for exp in expand(study):
+    for exp in experiments(dtype, overrides, model):
         data = make_dataset(exp.task, torch_dtype)
         ds = {"train_input": data.x_train, "train_label": data.y_train,
               "test_input": data.x_test, "test_label": data.y_test}
         width = [int(w) for w in exp.spec.split(":")[1].split("-")]
         t0 = time.perf_counter()
-        model = None
+        kan = None
         for grid in exp.train.grid_stages:
-            if model is None:
-                model = MultKAN(width=width, grid=grid, k=3, seed=exp.seed)
-            else:
-                model = model.refine(grid)
-            model.fit(ds, opt="LBFGS", steps=exp.train.steps, log=10**9)
+            kan = MultKAN(width=width, grid=grid, k=3, seed=exp.seed) if kan is None else kan.refine(grid)
+            t1 = time.perf_counter()
+            kan.fit(ds, opt="LBFGS", steps=exp.train.steps, log=10**9)
+            seconds = time.perf_counter() - t1
             with torch.no_grad():
-                rmse = [float(torch.sqrt(torch.mean((model(x) - y) ** 2)))
+                rmse = [float(torch.sqrt(torch.mean((kan(x) - y) ** 2)))
                         for x, y in ((data.x_train, data.y_train), (data.x_test, data.y_test))]
-            out.setdefault(exp.label, {}).setdefault(grid, []).append((rmse[0], rmse[1]))
+            rate = exp.train.steps / seconds
+            out.setdefault(exp.label, {}).setdefault(grid, []).append((rmse[0], rmse[1], rate))
         print(f"  PyKAN {exp.label} seed {exp.seed} {dtype}: {time.perf_counter() - t0:.0f} s", flush=True)
+    torch.set_default_dtype(before)
+    os.chdir(cwd)
     return out
 
 
-def table(results: dict[str, dict[int, list[tuple[float, float]]]], dtype: str) -> None:
-    """Print one markdown table per model: grid, median train/test RMSE, seeds' test RMSE, PyKAN."""
+def versus(ours: Results, theirs: Results, dtype: str) -> None:
+    """Per model and grid: both test RMSE medians and LBFGS steps per second, and their ratio."""
+    for label in ours:
+        print(f"\n{label}, {dtype}: kanlab against PyKAN 0.2.8, same protocol, seeds and process")
+        print("| grid | kanlab test RMSE | PyKAN test RMSE | kanlab steps/s | PyKAN steps/s | speed ratio |")
+        print("|---|---|---|---|---|---|")
+        for g in sorted(ours[label]):
+            a, b = ours[label][g], theirs.get(label, {}).get(g, [])
+            if not b:
+                continue
+            (rmse_a, rate_a), (rmse_b, rate_b) = (
+                (statistics.median(r[1] for r in rs), statistics.median(r[2] for r in rs)) for rs in (a, b))
+            print(f"| {g} | {rmse_a:.2g} | {rmse_b:.2g} | {rate_a:.3g} | {rate_b:.3g} "
+                  f"| {rate_a / rate_b:.1f}x |")
+
+
+def table(results: Results, dtype: str) -> None:
+    """Print one markdown table per model: grid, median train/test RMSE, seeds' test RMSE, LBFGS
+    steps per second, PyKAN's tutorial figure."""
     for label, per_grid in results.items():
         grids = sorted(per_grid)
         print(f"\n{label}, {dtype}")
-        print("| grid | train RMSE (median) | test RMSE (median) | test RMSE per seed | PyKAN test RMSE |")
-        print("|---|---|---|---|---|")
+        print("| grid | train RMSE (median) | test RMSE (median) | test RMSE per seed | steps/s (median) "
+              "| PyKAN's tutorial |")
+        print("|---|---|---|---|---|---|")
         medians = []
         for g in grids:
             train_rmse = statistics.median(r[0] for r in per_grid[g])
@@ -106,7 +140,8 @@ def table(results: dict[str, dict[int, list[tuple[float, float]]]], dtype: str) 
             seeds = ", ".join(f"{r[1]:.2g}" for r in per_grid[g])
             pykan = PYKAN_TEST_RMSE.get(label, {}).get(g)
             theirs = "-" if pykan is None else f"{pykan:.2g}"
-            print(f"| {g} | {train_rmse:.2g} | {test_rmse:.2g} | {seeds} | {theirs} |")
+            rate = statistics.median(r[2] for r in per_grid[g])
+            print(f"| {g} | {train_rmse:.2g} | {test_rmse:.2g} | {seeds} | {rate:.3g} | {theirs} |")
         if len(grids) > 1:
             slope = np.polyfit(np.log(grids), np.log(medians), 1)[0]
             print(f"test RMSE ~ G^{slope:.2f} (least squares over the medians)")
@@ -153,16 +188,25 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--speed", action="store_true", help="only time a loss+gradient, uniform vs updated grid")
     ap.add_argument("--pykan", action="store_true", help="run PyKAN 0.2.8 on the same protocol instead")
+    ap.add_argument("--both", action="store_true",
+                    help="run kanlab, then PyKAN 0.2.8, and print both with their speed ratio per grid")
+    ap.add_argument("--model", help="only the preset's model with this label, e.g. 'KAN [2, 5, 1]'")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.speed:
         speed()
         return
-    who = "PyKAN 0.2.8" if args.pykan else "kanlab"
+    who = "kanlab and PyKAN 0.2.8" if args.both else "PyKAN 0.2.8" if args.pykan else "kanlab"
     print(f"kan-paper-toy grid extension, {who}, {datetime.date.today()}, torch {torch.__version__}, "
           f"{args.threads} threads")
     for dtype in ("float64", "float32") if args.dtype == "both" else (args.dtype,):
-        table((run_pykan if args.pykan else run)(dtype, args.overrides), dtype)
+        ours = None if args.pykan else run(dtype, args.overrides, args.model)
+        theirs = run_pykan(dtype, args.overrides, args.model) if args.pykan or args.both else None
+        for results in (ours, theirs):
+            if results is not None:
+                table(results, dtype)
+        if ours is not None and theirs is not None:
+            versus(ours, theirs, dtype)
 
 
 if __name__ == "__main__":
