@@ -7,6 +7,16 @@ The public names are loaded on first use (PEP 562), so `import kanlab` imports n
 from __future__ import annotations
 
 import importlib
+import os
+
+# torch's OpenMP threads spin after each parallel region by default, waiting for the next one. On
+# a machine whose cores are busy with other work that spinning takes the CPU from the thread the
+# region waits for: a small model's step on 2 threads took 65 ms beside other jobs instead of
+# 1.4 ms (benchmarks/README.md, "Busy machines"). Passive waiting sleeps instead. OpenMP reads
+# the setting once, when torch loads it: this works when kanlab is imported before torch (the
+# `kanlab` command, its workers) and is inherited by every process started from here. A user's
+# own OMP_WAIT_POLICY is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (tens of ms); type checkers know it
 if TYPE_CHECKING:

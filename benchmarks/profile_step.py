@@ -1,0 +1,115 @@
+"""Where a training step's time goes: cProfile over kanlab.train on a preset's models.
+
+For each case (a preset, one of its tasks, its KAN and its MLP) the model trains for --steps
+steps (evaluation only at the start and end) under cProfile, and the script prints the share of
+the train() call spent in each part, as cumulative time of the function that does it (the parts
+nest: "optimizer step" holds the closure, which holds forward, loss and backward):
+
+    batches         drawing the batch's rows (kanlab.train._batches) and indexing them
+    optimizer step  Trainer._step: opt.step(closure), everything of one step but the batch
+      closure       zero_grad + forward + loss + backward
+        forward     the model's forward (Stack.forward: every layer, the encoding if any)
+        loss        torch.nn.functional.mse_loss / cross_entropy
+        backward    torch.autograd.backward (all layers' backward)
+      update        the optimizer's own arithmetic (torch.optim's adam/_multi_tensor_adam, ...)
+    grid updates    kanlab.train.update_grids (off here: the cases train without them)
+
+Evaluation (the train and test loss at the start and end) runs outside the profile: train()'s
+time here is its steps.
+
+    .venv/bin/python benchmarks/profile_step.py                       # blog-image and default, 2 threads
+    .venv/bin/python benchmarks/profile_step.py --case default --steps 300 --threads 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import dataclasses
+import datetime
+import os
+import pstats
+
+import torch
+
+from kanlab.config import load_study
+from kanlab.runs import build_model, expand
+from kanlab.tasks import make_dataset
+from kanlab.train import DTYPES, _Run, train
+
+# (preset, task index, overrides) per case: blog-image is the founding image experiment (256x256,
+# batch 16384), default's image task is the 32x32 camera the README's main command trains.
+CASES = {"blog-image": ("blog-image", 0, []), "default": ("default", 1, ["seeds=[0]"])}
+PARTS = [  # (label, file suffix, function name), in the nesting order of the table
+    ("batches", "kanlab/train.py", "_batches"),
+    ("optimizer step", "kanlab/train.py", "_step"),
+    ("  closure", "kanlab/train.py", "closure"),
+    ("    forward", "kanlab/models.py", "forward"),
+    ("    loss", "torch/nn/functional.py", "mse_loss"),
+    ("    loss (class)", "torch/nn/functional.py", "cross_entropy"),
+    ("    backward", "torch/autograd/__init__.py", "backward"),
+    ("  update (Adam)", "torch/optim/adam.py", "adam"),
+    ("grid updates", "kanlab/train.py", "update_grids"),
+]
+
+
+def cumulative(stats: pstats.Stats, suffix: str, name: str) -> float:
+    """Cumulative seconds of the functions called name in a file ending in suffix."""
+    return sum(v[3] for (path, _, func), v in stats.stats.items()  # type: ignore[attr-defined]
+               if func == name and path.replace(os.sep, "/").endswith(suffix))
+
+
+def profile(case: str, steps: int) -> None:
+    preset, task, overrides = CASES[case]
+    study = load_study(preset, [*overrides, f"train.steps={steps}", f"train.eval_every={steps}"])
+    exps = [e for e in expand(study) if e.task == study.tasks[task]]
+    for exp in exps:
+        exp = dataclasses.replace(exp, train=dataclasses.replace(exp.train, grid_update_every=0))
+        data = make_dataset(exp.task, DTYPES[exp.train.dtype])
+        model = build_model(exp)
+        prof = cProfile.Profile()
+        evaluate = _Run.evaluate
+
+        def unprofiled(run: _Run, evaluate=evaluate, prof=prof) -> bool:  # type: ignore[no-untyped-def]
+            prof.disable()
+            try:
+                return evaluate(run)
+            finally:
+                prof.enable()
+
+        _Run.evaluate = unprofiled  # type: ignore[method-assign]
+        try:
+            prof.enable()
+            history = train(model, data, exp.train)
+            prof.disable()
+        finally:
+            _Run.evaluate = evaluate  # type: ignore[method-assign]
+        stats = pstats.Stats(prof)
+        total = cumulative(stats, "kanlab/train.py", "train")
+        print(f"\n{case}: {exp.label} ({sum(p.numel() for p in model.parameters())} parameters, batch "
+              f"{exp.train.batch_size or len(data.x_train)}), {steps} steps, "
+              f"{history.time_per_step * 1e3:.2f} ms per step")
+        print("| part | ms per step | share of train() |")
+        print("|---|---|---|")
+        for label, suffix, name in PARTS:
+            seconds = cumulative(stats, suffix, name)
+            if seconds > 0:
+                print(f"| {label} | {seconds / steps * 1e3:.2f} | {seconds / total:.0%} |")
+        print(f"| train() | {total / steps * 1e3:.2f} | 100% |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--case", choices=list(CASES), action="append")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"profile_step, {datetime.datetime.now():%Y-%m-%d %H:%M}, {args.threads} threads, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for case in args.case or list(CASES):
+        profile(case, args.steps)
+
+
+if __name__ == "__main__":
+    main()
