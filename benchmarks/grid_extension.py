@@ -9,7 +9,7 @@ figures (its own run of the same protocol, one seed, float32; issue 20) beside t
     .venv/bin/python benchmarks/grid_extension.py --dtype float64 --set train.steps=50
     .venv/bin/python benchmarks/grid_extension.py --speed    # loss+gradient, uniform vs updated grid only
 
---speed times what each LBFGS evaluation of the toy costs (kanlab.native_objective: the [2, 5, 1]
+--speed times what each LBFGS evaluation of the toy costs (kanlab.training.native_objective: the [2, 5, 1]
 KAN's MSE and gradient on 1000 points from the native kernels) on the uniform grid and after
 update_grids (quantile knots), round-robin in one process; medians and their ratio.
 """
@@ -25,12 +25,14 @@ import time
 import numpy as np
 import torch
 
-from kanlab.config import load_study
-from kanlab.models import KAN
-from kanlab.native_objective import mse_objective
-from kanlab.runs import build_model, expand
+from kanlab.models.stack import KAN
+from kanlab.runs.experiment import build_model
+from kanlab.study.config import load_study
+from kanlab.study.experiments import expand
 from kanlab.tasks import make_dataset
-from kanlab.train import DTYPES, kan_layers, train, update_grids
+from kanlab.training.config import DTYPES
+from kanlab.training.loop import kan_layers, train, update_grids
+from kanlab.training.native_objective import mse_objective
 
 # PyKAN 0.2.8 on its tutorial's toy: [2, 5, 1], grids 3 -> 50, 200 LBFGS steps each, float32.
 PYKAN_TEST_RMSE = {"KAN [2, 5, 1]": {3: 1.4e-3, 5: 5.7e-4, 10: 1.6e-4, 20: 5.4e-5, 50: 7.1e-5},

@@ -11,7 +11,7 @@ import copy
 import pytest
 import torch
 
-from kanlab.layers import _compiled, _fast, _native
+from kanlab.layers.kan import _compiled, _fast, _native
 from test_fast_paths import assert_nan_like_reference, assert_same, inputs, make
 
 needs_compiler = pytest.mark.skipif(not _compiled.has_cpu_compiler(),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kanlab import models
-from kanlab.config import (
+from kanlab.models import stack as models
+from kanlab.study.config import (
     ExperimentConfig,
     apply_overrides,
     load_study,
@@ -15,7 +15,7 @@ from kanlab.config import (
     preset_names,
     read_study,
 )
-from kanlab.runs import expand
+from kanlab.study.experiments import expand
 
 MINIMAL = {
     "name": "t",

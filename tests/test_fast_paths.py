@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from kanlab import KANLinear, splines
-from kanlab.layers import _fast, _fast_dense, _fast_gather, _native, _native_gather
+from kanlab.layers.kan import _fast, _fast_dense, _fast_gather, _native, _native_gather
 
 # native only where a C compiler builds it (tests/test_native.py covers the fallback). "gather"
 # runs the compiled loops of _native_gather where they build; "gather-bags" is the same path on its

@@ -12,7 +12,7 @@ import torch
 from scipy.interpolate import BSpline
 
 from kanlab import KANLinear
-from kanlab.layers.bspline import BASES
+from kanlab.layers.kan.layer import BASES
 
 SWITCHES = list(
     itertools.product([True, False], [True, False], ["silu", "identity", "tanh", None], [True, False])

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from kanlab import KANLinear
-from kanlab.layers import _native
-from kanlab.models import KAN
+from kanlab.layers.kan import _native
+from kanlab.models.stack import KAN
 
 NATIVE_OK = _native.available(torch.float64)
 needs_native = pytest.mark.skipif(not NATIVE_OK, reason="no C compiler builds the native kernels here")

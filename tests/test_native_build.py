@@ -1,4 +1,4 @@
-"""The native kernels' build cache (kanlab.layers._native.build): keys, verification, one build at a time.
+"""The native kernels' build cache (kanlab.layers.kan._native.build): keys, verification, one build at a time.
 
 Tiny stand-in sources and a logging wrapper around the real compiler keep these cheap: the real
 kernels take seconds to compile, and the caching is the same.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kanlab.layers import _native
+from kanlab.layers.kan import _native
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32" or shutil.which("cc") is None,
                                 reason="needs a C compiler (the kernels are not built on Windows)")

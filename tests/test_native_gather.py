@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from kanlab import KANLinear
-from kanlab.layers import _native, _native_gather
+from kanlab.layers.kan import _native, _native_gather
 from test_fast_paths import assert_same
 
 pytestmark = pytest.mark.skipif(not _native.available(torch.float64),

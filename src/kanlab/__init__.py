@@ -6,52 +6,25 @@ The public names are loaded on first use (PEP 562), so `import kanlab` imports n
 
 from __future__ import annotations
 
-import importlib
+from kanlab import _moved
+from kanlab._lazy import lazy_names
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (tens of ms); type checkers know it
 if TYPE_CHECKING:
-    from typing import Any
-
     from kanlab import plot
-    from kanlab.budget import match_params
     from kanlab.layers import RBFKAN, ChebyshevKAN, Dense, FourierKAN, KANLinear, TanhQuadratic
-    from kanlab.models import (
-        KAN,
-        MLP,
-        BlockConfig,
-        ModelConfig,
-        Stack,
-        build,
-        count_params,
-        format_spec,
-        param_count,
-        parse_spec,
-    )
-    from kanlab.quickfit import fit
-    from kanlab.runs import load_run
+    from kanlab.models.budget import match_params
+    from kanlab.models.spec import BlockConfig, ModelConfig, format_spec, parse_spec
+    from kanlab.models.stack import KAN, MLP, Stack, build, count_params, param_count
+    from kanlab.runs.experiment import load_run
+    from kanlab.training.quickfit import fit
 
 __all__ = [
     "KAN", "MLP", "RBFKAN", "BlockConfig", "ChebyshevKAN", "Dense", "FourierKAN", "KANLinear",
     "ModelConfig", "Stack", "TanhQuadratic", "build", "count_params", "fit", "format_spec", "load_run",
     "match_params", "param_count", "parse_spec", "plot",
 ]
+_moved.install()  # kanlab 0.1's flat module paths, for one release
 __version__ = "0.1.0"
 
-_HOMES = {"match_params": "kanlab.budget", "fit": "kanlab.quickfit", "load_run": "kanlab.runs",
-          **dict.fromkeys(("RBFKAN", "ChebyshevKAN", "Dense", "FourierKAN", "KANLinear", "TanhQuadratic"),
-                          "kanlab.layers")}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in __all__:
-        raise AttributeError(f"module 'kanlab' has no attribute {name!r}")
-    if name == "plot":  # a module: kanlab.plot.edges(...)
-        value: Any = importlib.import_module("kanlab.plot")
-    else:
-        value = getattr(importlib.import_module(_HOMES.get(name, "kanlab.models")), name)
-    globals()[name] = value  # the next lookup is a plain attribute
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_names(__name__)

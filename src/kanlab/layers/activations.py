@@ -26,7 +26,7 @@ from kanlab.layers._common import (
     check_widths,
     layer_repr,
 )
-from kanlab.layers.bspline import BASES
+from kanlab.layers.kan.layer import BASES
 from kanlab.splines import check_grid_range
 
 

@@ -1,7 +1,7 @@
 """The sweep section of a report: statistics over seeds, paired comparisons with the MLP, scaling fits.
 
 Read from the results store only. A run's coordinates come from the "sweep" key of its config
-(see kanlab.sweep); runs without it (a plain study) are grouped by parameter count instead.
+(see kanlab.study.sweep); runs without it (a plain study) are grouped by parameter count instead.
 Losses are final test losses of finished runs (MSE, or cross-entropy for class targets); diverged and
 failed runs are counted, not averaged.
 """
@@ -16,12 +16,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from kanlab.config import ExperimentConfig
-from kanlab.models import count_params, parse_spec
+from kanlab.models.spec import parse_spec
+from kanlab.models.stack import count_params
 from kanlab.report import scaling
 from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
 from kanlab.report.parts import by_config, figure, left_out_note, read_experiment, table, write_page
 from kanlab.report.scaling import finished
+from kanlab.report.stats import ScalingFit, geometric_summary, paired_ratio, summarize, time_to_target
 from kanlab.report.tables import (
     BASELINE_FAMILY,
     code_versions,
@@ -35,7 +36,7 @@ from kanlab.report.tables import (
     task_labels,
     with_flops,
 )
-from kanlab.stats import ScalingFit, geometric_summary, paired_ratio, summarize, time_to_target
+from kanlab.study.config import ExperimentConfig
 
 Row = dict[str, Any]
 

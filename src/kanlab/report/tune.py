@@ -1,6 +1,6 @@
 """The tune report: the search (trials per model, best value against trial) and the verdict.
 
-Reads the tune's manifest (`<root>/<name>/tune.json`, written by kanlab.tune) and the results
+Reads the tune's manifest (`<root>/<name>/tune.json`, written by kanlab.runs.tune) and the results
 store. The verdict is the sweep report's statistics (kanlab.report.sweep) over the verdict runs
 only: each model's best configuration retrained on seeds the search never used.
 """
@@ -21,7 +21,7 @@ from kanlab.report.style import COLORS, MARKERS, STYLE, save
 from kanlab.report.sweep import _cell_table, _cells, _paired_table, _prepare
 from kanlab.report.tables import BASELINE_FAMILY, fmt_sci, fmt_time, with_flops
 from kanlab.report.verdict import verdict_table
-from kanlab.store import ResultsStore
+from kanlab.runs.store import ResultsStore
 
 Row = dict[str, Any]
 STATUSES = ("finished", "pruned", "diverged", "failed")
