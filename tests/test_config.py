@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kanlab.models import stack as models
+from kanlab import models
 from kanlab.study.config import (
     ExperimentConfig,
     apply_overrides,

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+from kanlab import models
 from kanlab.cli import main
-from kanlab.models import stack as models
 from kanlab.report.sweep import sweep_section, write_sweep_report
 from kanlab.runs.driver import run_experiments
 from kanlab.runs.executors import SerialExecutor

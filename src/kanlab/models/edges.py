@@ -10,7 +10,7 @@ from torch import nn
 
 from kanlab.layers import KANLinear
 from kanlab.layers.dense import Dense
-from kanlab.models import stack as models
+from kanlab.models.stack import edge_samples, layer_inputs
 
 EDGE_POINTS = 200
 
@@ -21,10 +21,10 @@ def edge_arrays(model: nn.Module, x_train: torch.Tensor) -> dict[str, np.ndarray
     arrays: dict[str, np.ndarray] = {}
     layers = list(getattr(model, "layers", [model]))
     present = []
-    for index, (layer, h) in enumerate(zip(layers, models.layer_inputs(model, x_train), strict=True)):
+    for index, (layer, h) in enumerate(zip(layers, layer_inputs(model, x_train), strict=True)):
         if isinstance(layer, Dense) or not hasattr(layer, "edge_responses"):
             continue
-        xs, ys = models.edge_samples(layer, h, EDGE_POINTS)                # (P, in), (P, out, in)
+        xs, ys = edge_samples(layer, h, EDGE_POINTS)                # (P, in), (P, out, in)
         arrays[f"layer{index}_x"] = xs.cpu().numpy()
         arrays[f"layer{index}_y"] = ys.cpu().numpy()
         if isinstance(layer, KANLinear):

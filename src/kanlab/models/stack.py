@@ -10,24 +10,15 @@ from torch import nn
 
 from kanlab.layers.kan.layer import KANLinear
 from kanlab.models.spec import (
-    ALIASES,
     FAMILIES,
-    GRAMMAR,
-    BlockConfig,
-    Family,
     LayerClass,
     ModelConfig,
     _layer_args,
-    allowed_options,
     format_spec,
-    parse_spec,
 )
 
-# The spec names are re-exported: kanlab.models is where users look for them.
-__all__ = [
-    "ALIASES", "FAMILIES", "GRAMMAR", "KAN", "MLP", "BlockConfig", "Family", "ModelConfig", "Stack",
-    "allowed_options", "build", "count_flops", "count_params", "format_spec", "param_count", "parse_spec",
-]
+# The spec names are re-exported by the package (kanlab.models), where users look for them.
+__all__ = ["KAN", "MLP", "Stack", "build", "count_flops", "count_params", "param_count"]
 
 
 class Stack(nn.Module):

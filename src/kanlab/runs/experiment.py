@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kanlab.models import stack as models
+from kanlab import models
 from kanlab.runs.outputs import (
     CLASS_METRICS,
     DTYPES,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from kanlab.models import stack as models
+from kanlab import models
 from kanlab.models.edges import edge_arrays
 from kanlab.study.config import ExperimentConfig
 from kanlab.tasks import Dataset, data_hash, input_files, make_dataset

@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from kanlab.models import stack as models
+from kanlab import models
 from kanlab.models.budget import match_widths
 from kanlab.study.code_version import code_version
 from kanlab.study.config import ExperimentConfig, ModelEntry, StudyConfig, _build

@@ -3,12 +3,16 @@ regularisation, evaluation, the native objective and time-per-step measurement."
 
 from kanlab._lazy import lazy_names
 
-TYPE_CHECKING = False  # the public names, loaded on first use (kanlab._lazy)
+# The public names, loaded on first use (kanlab._lazy); `X as X` marks a re-export for type checkers.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from kanlab.training.config import TrainConfig
-    from kanlab.training.evaluation import Data, evaluate
-    from kanlab.training.lbfgs import LBFGS
-    from kanlab.training.loop import History, train, update_grids
+    from kanlab.training.config import TrainConfig as TrainConfig
+    from kanlab.training.evaluation import Data as Data
+    from kanlab.training.evaluation import evaluate as evaluate
+    from kanlab.training.lbfgs import LBFGS as LBFGS
+    from kanlab.training.loop import History as History
+    from kanlab.training.loop import train as train
+    from kanlab.training.loop import update_grids as update_grids
 
 __all__ = ["Data", "History", "LBFGS", "TrainConfig", "evaluate", "train", "update_grids"]
 __getattr__, __dir__ = lazy_names(__name__)

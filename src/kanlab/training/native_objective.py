@@ -2,7 +2,7 @@
 
 LBFGS evaluates the loss and gradient of one full batch about 23 times per step. When every layer
 of a model runs the native path (the KAN paper's [2, 5, 1] and its kin), `mse_objective` computes
-both with the C kernels of layers/_native.c directly on the optimizer's flat parameter vector:
+both with the C kernels of layers/kan/_native.c directly on the optimizer's flat parameter vector:
 no autograd graph, no copies of the parameters into the model or of their gradients out of it.
 Its loss and gradient equal the model's (tests/test_native_objective.py); `lbfgs_step` takes it
 where it applies, and train() uses that for full-batch LBFGS without sparsity or clipping.

@@ -1,5 +1,5 @@
 /* The "native" KANLinear path: one uniform-grid B-spline KAN layer, forward and backward, as
- * plain C loops (compiled on first use by layers/_native.py, loaded with ctypes).
+ * plain C loops (compiled on first use by layers/kan/_native.py, loaded with ctypes).
  *
  * For small layers, where the other paths spend their time dispatching a few hundred tensor
  * operations rather than computing. Built once per element type: REAL is float or double, and

@@ -1,4 +1,4 @@
-/* The "gather" KANLinear path's CPU kernels (layers/_native_gather.py): y = sum over inputs and
+/* The "gather" KANLinear path's CPU kernels (layers/kan/_native_gather.py): y = sum over inputs and
  * the k + 1 nonzero bases of value * table row, and every gradient of it, for layers of any size.
  *
  * The same sums as the path's embedding bags, without their index sorts and bag layouts. The

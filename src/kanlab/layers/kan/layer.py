@@ -8,6 +8,7 @@ m = grid_size + 2 * order + 1 knots per input.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -46,15 +47,15 @@ class KANLinear(nn.Module):
         check_finite: raise on NaN/inf inputs (one reduction per call; False skips it).
         path: forward implementation: "reference" (Cox-de Boor basis + matmul, the readable one),
             "uniform" (closed-form dense basis + matmul), "dense" and "gather" (local values and a
-            hand-written backward, see layers/_fast*.py; on CPU gather runs C loops compiled on
-            first use, layers/_native_gather.py), "auto": native for small layers (at most 128
+            hand-written backward, see layers/kan/_fast*.py; on CPU gather runs C loops compiled on
+            first use, layers/kan/_native_gather.py), "auto": native for small layers (at most 128
             edges, where it can run), else gather on CPU where a C compiler works (any grid,
             uniform or not, any order), else dense for coarse grids and gather for fine ones,
             or "compiled": the closed-form
             dense basis and its hand-written backward fused by torch.compile
-            (layers/_compiled.py; ~5-20 s to compile per shape on first call, then the fastest
+            (layers/kan/_compiled.py; ~5-20 s to compile per shape on first call, then the fastest
             at coarse grids; uniform grids and order >= 2 only, else what "auto" picks), or
-            "native": the whole layer as C loops compiled on first use (layers/_native.py; the
+            "native": the whole layer as C loops compiled on first use (layers/kan/_native.py; the
             fastest for small layers such as the KAN paper's; CPU, order 2..5 and a C compiler
             only, else what "auto" picks; any grid, uniform or moved by update_grid; inside
             torch.compile it runs eagerly, a graph break).
@@ -110,37 +111,19 @@ class KANLinear(nn.Module):
         self.reset_parameters()
 
     @staticmethod
-    def num_params(
-        in_features: int,
-        out_features: int,
-        grid_size: int = 5,
-        order: int = 3,
-        grid_range: tuple[float, float] = (-1.0, 1.0),
-        *,
-        bias: bool = True,
-        spline_weight: bool = True,
-        base: str | None = "silu",
-        base_weight: bool = True,
-        **_: Any,
-    ) -> int:
-        """Parameter count of a layer built with these options, without building it."""
-        edges = in_features * out_features
-        per_edge = grid_size + order + int(spline_weight) + int(base is not None and base_weight)
-        return edges * per_edge + (out_features if bias else 0)
+    def num_params(in_features: int, out_features: int, *args: Any, **options: Any) -> int:
+        """Parameter count of KANLinear(in_features, out_features, *args, **options), without building it.
+
+        Options the constructor does not take are ignored (a stack passes every family the same).
+        """
+        opt = constructor_options(in_features, out_features, *args, **options)
+        weighted_base = opt["base"] is not None and opt["base_weight"]
+        per_edge = opt["grid_size"] + opt["order"] + int(opt["spline_weight"]) + int(weighted_base)
+        return in_features * out_features * per_edge + (out_features if opt["bias"] else 0)
 
     @staticmethod
-    def num_flops(
-        in_features: int,
-        out_features: int,
-        grid_size: int = 5,
-        order: int = 3,
-        grid_range: tuple[float, float] = (-1.0, 1.0),
-        *,
-        base: str | None = "silu",
-        base_weight: bool = True,
-        local: bool = False,
-        **_: Any,
-    ) -> int:
+    def num_flops(in_features: int, out_features: int, *args: Any, local: bool = False,
+                  **options: Any) -> int:
         """Forward multiply-adds per sample (kanlab.models.count_flops), at the grid as built.
 
         The dense evaluation (local=False; the reference and uniform paths) multiplies all
@@ -150,8 +133,9 @@ class KANLinear(nn.Module):
         (none without base or base_weight: an unweighted sum has no multiplies); the spline
         weights scale the coefficients once per batch, not per sample.
         """
-        per_edge = (order + 1 if local else grid_size + order) + int(base is not None and base_weight)
-        return in_features * out_features * per_edge
+        opt = constructor_options(in_features, out_features, *args, **options)
+        spline = opt["order"] + 1 if local else opt["grid_size"] + opt["order"]
+        return in_features * out_features * (spline + int(opt["base"] is not None and opt["base_weight"]))
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
@@ -383,3 +367,22 @@ def _knot_index(knots: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     left, right = knots.gather(1, j), knots.gather(1, j + 1)
     width = torch.where(right > left, right - left, 1.0)  # a repeated knot: its own index
     return (j + (x.unsqueeze(1) - left) / width).squeeze(1)
+
+
+_PARAMETERS = inspect.signature(KANLinear).parameters
+_POSITIONAL = [n for n, p in _PARAMETERS.items() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+_DEFAULTS = {name: p.default for name, p in _PARAMETERS.items()}
+
+
+def constructor_options(*args: Any, **options: Any) -> dict[str, Any]:
+    """Every argument of KANLinear(*args, **options), defaults filled in: the one option set that
+    the constructor, num_params and num_flops share. Keys the constructor does not take are dropped.
+
+    (Not Signature.bind: budget matching counts many candidate stacks, and bind costs ~20 us.)
+    """
+    if len(args) > len(_POSITIONAL):
+        raise TypeError(f"KANLinear takes at most {len(_POSITIONAL)} positional arguments, got {len(args)}")
+    out = dict(_DEFAULTS)
+    out.update(zip(_POSITIONAL, args, strict=False))  # the first len(args) names
+    out.update((k, v) for k, v in options.items() if k in out)
+    return out
