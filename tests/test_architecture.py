@@ -42,8 +42,9 @@ ALLOWED_CYCLES = {
                                        "CLI (inside main), and the CLI keeps using that handler",
 }
 PACKAGES = ("kanlab.models", "kanlab.training", "kanlab.symbolic", "kanlab.study", "kanlab.runs")
-HEAVY = ("torch", "kanlab.layers.kan._native", "matplotlib", "sympy", "dask", "distributed", "ray")
-KERNELS = ("kanlab.layers.kan._native", "kanlab.training.loop", "kanlab.symbolic.workflow", "matplotlib")
+C_LOADER = ("kanlab.layers.kan._native", "kanlab.layers.kan.native_build")
+HEAVY = ("torch", *C_LOADER, "matplotlib", "sympy", "dask", "distributed", "ray")
+KERNELS = (*C_LOADER, "kanlab.training.loop", "kanlab.symbolic.workflow", "matplotlib")
 
 
 def modules() -> dict[str, Path]:

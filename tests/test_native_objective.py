@@ -8,7 +8,7 @@ import copy
 import pytest
 import torch
 
-from kanlab.layers.kan import _native
+from kanlab.layers.kan import native_build
 from kanlab.models.stack import KAN, MLP, Stack
 from kanlab.training import native_objective
 from kanlab.training.config import TrainConfig
@@ -16,7 +16,7 @@ from kanlab.training.lbfgs import LBFGS
 from kanlab.training.loop import train
 from kanlab.training.native_objective import mse_objective
 
-pytestmark = pytest.mark.skipif(not _native.available(torch.float64),
+pytestmark = pytest.mark.skipif(not native_build.available(torch.float64),
                                 reason="no C compiler builds the native kernels here")
 
 

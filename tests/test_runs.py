@@ -183,7 +183,7 @@ def test_the_thread_count_is_part_of_the_identity_and_is_what_a_run_computes_on(
 def test_a_run_gives_the_same_numbers_whatever_threads_the_process_has(tmp_path: Path) -> None:
     # The same run id gave different numbers under `kanlab run` (2 threads) and `kanlab sweep` (1 per
     # worker). A 64 -> 64 layer on 1024 points: the gather kernels split their sums over threads.
-    from kanlab.layers.kan import _native
+    from kanlab.layers.kan import native_build
 
     raw = study([{"family": "kan", "spec": "kan:1-64-64-1"}], {"steps": 3, "eval_every": 3},
                 tasks=[{"name": "zigzag", "n_train": 1024, "n_test": 64}])
@@ -201,7 +201,7 @@ def test_a_run_gives_the_same_numbers_whatever_threads_the_process_has(tmp_path:
         assert [json.loads((f / "config.json").read_text())["threads"] for f in folders] == [1, 1]
         two = replace(exp, threads=2)
         assert two.run_id != exp.run_id and one(raw).run_id == two.run_id  # planned in a 2-thread process
-        if _native.openmp_runtime()[0] is not None:  # the kernels split work only on torch's OpenMP
+        if native_build.openmp_runtime()[0] is not None:  # the kernels split work only on torch's OpenMP
             folder = execute(two, tmp_path / "two")
             assert json.loads((folder / "final.json").read_text())["test_loss"] != losses[0]
     finally:

@@ -32,7 +32,7 @@ from kanlab.runs.executors import Executor, Job, Outcome, SerialExecutor, pack
 from kanlab.runs.experiment import build_model, execute
 from kanlab.runs.store import ResultsStore
 from kanlab.runs.tune import Search, run_tune, verdict_experiments
-from kanlab.study.config import ExperimentConfig, _build, parse_study, read_study
+from kanlab.study.config import ExperimentConfig, build_checked, parse_study, read_study
 from kanlab.study.search_space import build_space
 from kanlab.study.tune_config import Tune, load_tune, parse_tune
 from kanlab.training.config import TrainConfig
@@ -319,7 +319,7 @@ def expansion(tune: Tune) -> list[str]:
     """What a tune preset runs, as the README's fair-quick paragraph and table state it."""
     study = parse_study(tune.raw)
     labels = list(dict.fromkeys(s.label for s in tune.studies))
-    steps = _build(TrainConfig, study.train, "train").steps
+    steps = build_checked(TrainConfig, study.train, "train").steps
     lines = [f"{len(study.tasks)} tasks x {len(labels)} models ({', '.join(labels)}) = {len(tune.studies)} "
              f"searches of `{tune.budget}` each, ranked on `{tune.metric}` (`validation = "
              f"{tune.validation}`), {steps} steps per run; each best retrained on seeds {list(tune.seeds)}.",

@@ -8,7 +8,7 @@ from itertools import product
 from typing import Any, Literal, overload
 
 from kanlab.layers._common import check_positive_int
-from kanlab.models.spec import FAMILIES, BlockConfig, ModelConfig, _as_int, _layer_args, allowed_options
+from kanlab.models.spec import FAMILIES, BlockConfig, ModelConfig, allowed_options, as_int, layer_args
 from kanlab.models.stack import Stack, build
 
 Hidden = tuple[int, ...]
@@ -129,7 +129,7 @@ def match_widths(
     """
     if by not in MATCH_BY:
         raise ValueError(f"match by must be one of {', '.join(MATCH_BY)}, got {by!r}")
-    target = _as_int(budget)
+    target = as_int(budget)
     if target is None or target < 1:
         raise ValueError(f"budget must be a positive integer (e.g. 10_000 or 1e4), got {budget!r}")
     check_positive_int(depth, "depth")
@@ -144,7 +144,7 @@ def match_widths(
     unit = UNITS[by]
 
     def count(hidden: Hidden) -> int:
-        args = _layer_args(family, (in_features, *hidden, out_features), block.options, True)
+        args = layer_args(family, (in_features, *hidden, out_features), block.options, True)
         if by == "flops":
             return sum(cls.num_flops(a, o, **opts) for a, o, opts in args)
         return sum(cls.num_params(a, o, **opts) for a, o, opts in args)

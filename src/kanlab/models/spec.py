@@ -89,7 +89,7 @@ def allowed_options(family: str) -> tuple[str, ...]:
     return tuple(name for name in named if name not in skip)
 
 
-def _as_int(value: object) -> int | None:
+def as_int(value: object) -> int | None:
     if type(value) is int:  # the common case, without the slow Protocol check below
         return value
     if isinstance(value, bool):
@@ -101,7 +101,7 @@ def _as_int(value: object) -> int | None:
 
 def _check_widths(widths: object) -> tuple[int, ...]:
     items = list(widths) if isinstance(widths, Iterable) and not isinstance(widths, (str, bytes)) else []
-    ints = [w for w in map(_as_int, items) if w is not None and w >= 1]
+    ints = [w for w in map(as_int, items) if w is not None and w >= 1]
     if len(ints) < 2 or len(ints) != len(items):
         raise ValueError(f"widths must be >= 2 positive integers (input, ..., output), got {widths!r}")
     return tuple(ints)
@@ -114,7 +114,7 @@ def _plain(value: Any) -> Any:
     return tuple(_plain(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
-def _layer_args(
+def layer_args(
     family: str, widths: tuple[int, ...], options: Mapping[str, Any], first_block: bool
 ) -> list[tuple[int, int, dict[str, Any]]]:
     fam = FAMILIES[family]
@@ -140,7 +140,7 @@ class BlockConfig:
             if key not in allowed:
                 raise ValueError(f"unknown option {key!r} for family {fam!r}; allowed: {', '.join(allowed)}")
         object.__setattr__(self, "options", {k: _plain(v) for k, v in self.options.items()})
-        _layer_args(fam, self.widths, self.options, True)  # per-layer rules check their options
+        layer_args(fam, self.widths, self.options, True)  # per-layer rules check their options
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ from kanlab.models.spec import (
     FAMILIES,
     LayerClass,
     ModelConfig,
-    _layer_args,
     format_spec,
+    layer_args,
 )
 
 # The spec names are re-exported by the package (kanlab.models), where users look for them.
@@ -55,7 +55,7 @@ def _all_layer_args(cfg: ModelConfig) -> list[tuple[LayerClass, int, int, dict[s
     return [
         (FAMILIES[b.family].layer, a, o, opts)
         for j, b in enumerate(cfg.blocks)
-        for a, o, opts in _layer_args(b.family, b.widths, b.options, j == 0)
+        for a, o, opts in layer_args(b.family, b.widths, b.options, j == 0)
     ]
 
 

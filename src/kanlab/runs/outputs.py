@@ -18,7 +18,7 @@ from kanlab import models
 from kanlab.models.edges import edge_arrays
 from kanlab.study.config import ExperimentConfig
 from kanlab.tasks import Dataset, data_hash, input_files, make_dataset
-from kanlab.training.loop import History, _nonfinite_inside
+from kanlab.training.loop import History, nonfinite_inside
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -117,7 +117,7 @@ def write_outputs(folder: Path, model: nn.Module, data: Dataset) -> dict[str, st
     try:
         arrays = edge_arrays(model, data.x_train)
     except ValueError as err:
-        if not _nonfinite_inside(model, data.x_train):
+        if not nonfinite_inside(model, data.x_train):
             raise
         return {"edges.npz": f"the model is not finite ({err})"}
     np.savez(folder / "edges.npz", allow_pickle=False, **arrays)
@@ -129,7 +129,7 @@ def _write_predictions(folder: Path, model: nn.Module, data: Dataset) -> None:
     try:
         y_pred = model(data.x_test)
     except ValueError:  # a layer's input check: NaN predictions if NaN/inf got inside, else a real error
-        if not _nonfinite_inside(model, data.x_test):
+        if not nonfinite_inside(model, data.x_test):
             raise
         y_pred = torch.full_like(data.y_test, math.nan)
     shape = np.array(data.image_shape or (), dtype=np.int64)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from kanlab.runs.outputs import RunState, load_data, write_outputs
-from kanlab.study.config import ExperimentConfig, _build
+from kanlab.study.config import ExperimentConfig, build_checked
 from kanlab.symbolic.config import SymbolicConfig
 from kanlab.symbolic.snap import spline_edges
 from kanlab.symbolic.workflow import symbolic_workflow
@@ -40,7 +40,7 @@ def run_symbolic(exp: ExperimentConfig, model: nn.Module, folder: Path, out: Run
             formula keys of final.json, as far as the run gets.
     """
     assert exp.symbolic is not None
-    cfg = _build(SymbolicConfig, {**exp.symbolic, "seed": exp.seed}, "symbolic")
+    cfg = build_checked(SymbolicConfig, {**exp.symbolic, "seed": exp.seed}, "symbolic")
     data = out.data = load_data(exp, torch.float64)
     out.model = model.double()
     started = time.perf_counter()

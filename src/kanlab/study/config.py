@@ -143,10 +143,11 @@ class ExperimentConfig:
             raise ValueError(f"not a kanlab run config: missing key(s) {', '.join(missing)} "
                              f"(a run's config.json holds {', '.join(needed)})")
         task = _table(d["task"], "task")
-        task["encoding"] = _build(EncodingConfig, task.get("encoding", {}), "task.encoding")
+        task["encoding"] = build_checked(EncodingConfig, task.get("encoding", {}), "task.encoding")
         return cls(
             experiment=d["experiment"], label=d["label"], family=d["family"], spec=d["spec"],
-            task=_build(TaskConfig, task, "task"), train=_build(TrainConfig, d["train"], "train"),
+            task=build_checked(TaskConfig, task, "task"),
+            train=build_checked(TrainConfig, d["train"], "train"),
             seed=int(d["seed"]), symbolic=d.get("symbolic"), trial=d.get("trial"), match=d.get("match"),
             data_hash=d.get("data_hash"), threads=d.get("threads"), code_version=d.get("code_version"),
         )
@@ -187,7 +188,7 @@ def _tuples(value: Any) -> Any:
     return value
 
 
-def _build(cls: Any, values: Mapping[str, Any], where: str) -> Any:
+def build_checked(cls: Any, values: Mapping[str, Any], where: str) -> Any:
     """cls(**values) with a clear error for unknown keys and bad values."""
     if not isinstance(values, Mapping):
         raise ValueError(f"{where} must be a table of keys, got {values!r}")
@@ -310,15 +311,15 @@ def parse_study(raw: Mapping[str, Any]) -> StudyConfig:
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
         raise ValueError(f"seeds must be a non-empty list of integers, got {seeds!r}")
     train = _table(raw.get("train", {}), "train")
-    _build(TrainConfig, train, "train")  # validate early
+    build_checked(TrainConfig, train, "train")  # validate early
     tasks, task_train, task_symbolic, task_budget = [], [], [], []
     for n, t in enumerate(_tables(raw["tasks"], "tasks")):
         task_train.append(_table(t.pop("train", {}), f"tasks.{n}.train"))
         task_symbolic.append(_table(t.pop("symbolic", {}), f"tasks.{n}.symbolic"))
         task_budget.append(t.pop("budget", None))
         t.setdefault("seed", raw.get("data_seed", 0))
-        t["encoding"] = _build(EncodingConfig, t.get("encoding", {}), f"tasks.{n}.encoding")
-        tasks.append(_build(TaskConfig, t, f"tasks.{n}"))
+        t["encoding"] = build_checked(EncodingConfig, t.get("encoding", {}), f"tasks.{n}.encoding")
+        tasks.append(build_checked(TaskConfig, t, f"tasks.{n}"))
     models = []
     for n, m in enumerate(_tables(raw["models"], "models")):
         bad = sorted(set(m) - set(MODEL_KEYS))
@@ -393,7 +394,7 @@ def _check_symbolic(study: StudyConfig) -> None:
             if "seed" in fields:
                 raise ValueError(f"symbolic of tasks.{n}: the seed comes from the study's seeds, "
                                  "not from [symbolic]")
-            _build(SymbolicConfig, fields, f"symbolic of tasks.{n}")
+            build_checked(SymbolicConfig, fields, f"symbolic of tasks.{n}")
     not_kan = [m.label for m in study.models if m.family != "kan"]
     if not_kan:
         raise ValueError(f"the symbolic workflow needs B-spline KAN models (family 'kan'); "

@@ -14,7 +14,7 @@ import torch
 from kanlab import models
 from kanlab.models.budget import match_widths
 from kanlab.study.code_version import code_version
-from kanlab.study.config import ExperimentConfig, ModelEntry, StudyConfig, _build
+from kanlab.study.config import ExperimentConfig, ModelEntry, StudyConfig, build_checked
 from kanlab.tasks import Dataset, TaskConfig, data_hash, make_dataset
 from kanlab.training.config import TrainConfig
 from kanlab.training.threads import torch_threads
@@ -40,7 +40,7 @@ def expand(study: StudyConfig, *, threads: int | None = None) -> list[Experiment
         files = data_hash(task)  # after make_dataset, whose errors say best what is wrong with a file
         for entry in study.models:
             merged = {**study.train, **task_train, **entry.train}
-            train = _build(TrainConfig, merged, f"train of {entry.label}")
+            train = build_checked(TrainConfig, merged, f"train of {entry.label}")
             spec, match = entry.spec, None
             if spec is None:
                 resolved = dataclasses.replace(entry, budget=study.budget_of(entry, n))

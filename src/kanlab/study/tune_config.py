@@ -50,8 +50,8 @@ from kanlab.study.code_version import code_version
 from kanlab.study.config import (
     ExperimentConfig,
     StudyConfig,
-    _build,
     apply_overrides,
+    build_checked,
     parse_study,
     read_study,
 )
@@ -214,7 +214,7 @@ def _check_corners(study: TuneStudy, parsed: StudyConfig, validation: float, thr
     keys = {k: key_kind(study.family, k)[0] for k in (*study.space.fixed, *(d.key for d in study.space.dims))}
     train = {k for k, where in keys.items() if where == "train"}
     base_train = {**parsed.train, **parsed.task_train[n], **entry.train, "seed": 0}
-    checks = [(point, lambda p: _build(TrainConfig, {**base_train, **p}, "train"))
+    checks = [(point, lambda p: build_checked(TrainConfig, {**base_train, **p}, "train"))
               for point in study.space.corner_points(train)]
     if entry.spec is None:
         timed = entry.match == "time"
@@ -226,7 +226,7 @@ def _check_corners(study: TuneStudy, parsed: StudyConfig, validation: float, thr
             sized = replace(entry, budget=parsed.budget_of(entry, n), depth=p.get("depth", entry.depth),
                             options=options)
             trained = {k: v for k, v in p.items() if keys[k] == "train"}
-            cfg = _build(TrainConfig, {**base_train, **trained}, "train")
+            cfg = build_checked(TrainConfig, {**base_train, **trained}, "train")
             with torch_threads(threads):  # as runs.expand times the trials' own
                 matched_widths(sized, _data(trial_task), cfg, trial_task)
 
@@ -333,7 +333,7 @@ def parse_tune(raw: Mapping[str, Any], *, threads: int | None = None) -> Tune:
             fixed = set(model_raw.get("options", {})) | set(model_raw.get("train", {}))
             space = build_space(entry.family, entry.label, tables, fixed, spec_given=entry.spec is not None)
             train = {**study.train, **study.task_train[n_task], **entry.train}
-            pruner = _pruner_spec(tune, _build(TrainConfig, train, "train").total_steps)
+            pruner = _pruner_spec(tune, build_checked(TrainConfig, train, "train").total_steps)
             # The trials' run ids hold the code version and thread count: either changed, the old
             # trials' runs are not the new ones, so a new study searches afresh.
             shared = {**settings, "pruner": pruner, "code": code_version(), "threads": threads}

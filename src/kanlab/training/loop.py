@@ -139,7 +139,7 @@ def refine_grids(model: nn.Module, grid_size: int, x: torch.Tensor | None = None
             x = layer(x)  # the next layer's input, after this layer's refit
 
 
-def _nonfinite_inside(model: nn.Module, x: torch.Tensor) -> bool:
+def nonfinite_inside(model: nn.Module, x: torch.Tensor) -> bool:
     # Whether a forward on x meets a NaN/inf parameter or layer input: tells a layer's non-finite
     # input ValueError (divergence) apart from a genuine error, which must propagate.
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
@@ -233,7 +233,7 @@ class _Run:
         try:
             ev = evaluate(self.model, self)
         except ValueError:
-            if not any(_nonfinite_inside(self.model, x) for x in (self.x_train, self.x_test)):
+            if not any(nonfinite_inside(self.model, x) for x in (self.x_train, self.x_test)):
                 raise
             ev = {"train_loss": math.nan, "test_loss": math.nan}
         finally:
@@ -290,7 +290,7 @@ class _Run:
                 out = self._step(x, y)
                 loss = float(torch.as_tensor(out).detach())  # the objective before this step
             except ValueError:  # a layer's input check: divergence if NaN/inf got inside, else a real error
-                if not _nonfinite_inside(self.model, x):
+                if not nonfinite_inside(self.model, x):
                     raise
                 return self.diverge("non-finite activations")
             if not math.isfinite(loss):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from kanlab.layers.kan import _native
+from kanlab.layers.kan import _native, native_build
 from kanlab.layers.kan.layer import KANLinear
 from kanlab.models.stack import Stack
 from kanlab.training.lbfgs import LBFGS
@@ -81,7 +81,7 @@ def mse_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
     if owned != at or offsets:
         return None
     x, y = x.contiguous(), y.contiguous()
-    lib = _native.library(dtype)
+    lib = native_build.library(dtype)
     assert lib is not None  # resolved_path() == "native" built it
 
     shapes = [(layer.grid.shape, layer.coef.shape) for layer in layers]

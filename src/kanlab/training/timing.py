@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from kanlab.layers.kan import _native
+from kanlab.layers.kan import native_build
 from kanlab.models.spec import ModelConfig
 from kanlab.models.stack import build
 from kanlab.training.config import TrainConfig
@@ -126,7 +126,7 @@ def match_time(seconds: float, measure: Measure, *, depth: int, in_features: int
 
 
 def _cache_file() -> Path:
-    return _native.cache_dir().parent / "time-match.json"
+    return native_build.cache_dir().parent / "time-match.json"
 
 
 def _machine() -> dict[str, Any]:

@@ -87,7 +87,8 @@ def _cell(
 
 
 @functools.cache
-def _power_matrix(order: int, derivative: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def power_matrix(order: int, derivative: bool, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The cardinal B-spline's per-cell polynomial coefficients of order k, as a constant tensor."""
     # (k + 1, k + 1) cardinal coefficients, with their d/ds rows below when derivative: (2k + 2, k + 1).
     with torch.inference_mode(False), torch.no_grad():  # cached: must be a plain constant
         coef = torch.tensor(cardinal_coefficients(order), dtype=dtype, device=device)
@@ -127,7 +128,7 @@ def local_basis(
         powers[0] = s * 0 + 1 if k == 0 else 1.0  # order 0: NaN in, NaN out (higher orders: from s)
         for p in range(1, k + 1):
             torch.mul(powers[p - 1], s, out=powers[p])
-        coef = _power_matrix(k, derivative, x.dtype, x.device)              # (k + 1 or 2k + 2, k + 1)
+        coef = power_matrix(k, derivative, x.dtype, x.device)              # (k + 1 or 2k + 2, k + 1)
         both = (coef @ powers.view(k + 1, -1)).view(-1, *s.shape)           # (k + 1 or 2k + 2, b, i)
         values, dvalues = both[: k + 1], None
         if derivative:
@@ -240,20 +241,3 @@ def graph_grads(needs: tuple[bool, ...], gy: torch.Tensor, inputs: tuple[torch.T
     wanted = [t for t, need in pairs if need and t is not None]
     grads = iter(torch.autograd.grad(output(*inputs), wanted, gy, create_graph=True, allow_unused=True))
     return tuple(next(grads) if need and t is not None else None for t, need in pairs)
-
-
-def auto_path(grid_size: int, order: int, kernels: bool = False) -> str:
-    """What path="auto" runs past the native path's small layers.
-
-    kernels: the compiled loops of _native_gather can run (CPU, a C compiler): then the gather,
-    which beats the dense GEMM at every grid measured (0.5-0.8x its time from 8->8 to 256->256,
-    grid 3-12). Without them, its embedding bags lose to the GEMM on coarse grids: the dense GEMM's
-    work grows with grid_size + order + 1 columns per input at GEMM speed, the bags' with order + 1
-    rows at a few times lower speed per multiply-add.
-    """
-    if kernels:
-        return "gather"
-    return "dense" if grid_size + order + 1 <= GATHER_FROM * (order + 1) else "gather"
-
-
-GATHER_FROM = 4  # measured crossover of the embedding bags, benchmarks/layers.py (see benchmarks/README.md)

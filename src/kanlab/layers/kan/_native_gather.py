@@ -5,8 +5,8 @@ bags (16 ms of a 64->64 grid-100 layer's 19 here); these kernels compute the sam
 the forward over ranges of samples (or of inputs, each thread with its own partial sums, where it
 builds the table as it goes), the backward (every gradient in one pass) over ranges of inputs,
 so that each thread writes its own rows and nothing is sorted. The ranges run on
-torch.get_num_threads() of torch's own OpenMP threads (_native.openmp_runtime), one thread where
-torch does not run on OpenMP. Built with the native kernels (_native.library); where they cannot
+torch.get_num_threads() of torch's own OpenMP threads (native_build.openmp_runtime), one thread where
+torch does not run on OpenMP. Built with the native kernels (native_build.library); where they cannot
 be (no C compiler, not CPU), the gather path keeps its embedding bags.
 
 Layouts (contiguous): first (i, b) int64, the table row of the first of the k + 1 nonzero bases of
@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from kanlab.layers.kan import _native
+from kanlab.layers.kan import _native, native_build
 from kanlab.layers.kan._fast import local_basis
 
 
@@ -30,7 +30,7 @@ def kernels(x: torch.Tensor, coef: torch.Tensor) -> ctypes.CDLL | None:
     another dtype, mixed dtypes, no C compiler)."""
     if x.device.type != "cpu" or coef.device.type != "cpu" or x.dtype != coef.dtype:
         return None
-    return _native.library(x.dtype) if x.dtype in _native.C_TYPES else None
+    return native_build.library(x.dtype) if x.dtype in native_build.C_TYPES else None
 
 
 @torch.compiler.disable  # torch.compile cannot see what a ctypes call reads
@@ -61,7 +61,7 @@ def basis(lib: ctypes.CDLL, x: torch.Tensor, grid: torch.Tensor, k: int, uniform
     first = torch.empty(i, b, dtype=torch.int64)
     values = x.new_empty(i, b, k + 1)
     dvalues = x.new_empty(i, b, k + 1) if derivative else None
-    poly, threads = _native._poly(k), _native.threads(b * i * 16)
+    poly, threads = _native.power_matrix64(k), _native.threads(b * i * 16)
     table = _native.cells(grid, k, uniform)  # None on a uniform grid
     _native.check(lib.gather_basis(b, i, grid.shape[1], k, x.data_ptr(), grid.data_ptr(), poly.data_ptr(),
                                    _native.ptr(table), first.data_ptr(), values.data_ptr(),

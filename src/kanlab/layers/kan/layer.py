@@ -19,7 +19,7 @@ from torch import nn
 
 from kanlab import splines
 from kanlab.layers._common import check_choice, check_input, check_positive_int
-from kanlab.layers.kan import _compiled, _fast, _fast_dense, _fast_gather, _native
+from kanlab.layers.kan import _compiled, _fast_dense, _fast_gather, _native, paths
 
 BASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "silu": F.silu,
@@ -175,17 +175,10 @@ class KANLinear(nn.Module):
         return splines.bspline_basis(x, self.grid, self.order)
 
     def resolved_path(self) -> str:
-        """The implementation forward uses now: self.path, or what "auto" picks for this grid."""
-        closed_form = self.uniform and self.order >= 2
-        if self.path not in ("auto", "native", "compiled") or (self.path == "compiled" and closed_form):
-            return self.path
-        small = self.in_features * self.out_features <= _native.SMALL_EDGES
-        cpu = self.coef.device.type == "cpu"
-        if ((self.path == "native" or small) and 2 <= self.order <= _native.MAX_ORDER and cpu
-                and _native.available(self.coef.dtype, asked=self.path == "native")):
-            return "native"
-        kernels = cpu and _native.available(self.coef.dtype)
-        return _fast.auto_path(self.grid_size, self.order, kernels)
+        """The implementation forward uses now: self.path, or what it runs instead (paths.RULES)."""
+        return paths.choose_path(paths.Layer(
+            self.path, self.in_features * self.out_features, self.grid_size, self.order, self.uniform,
+            self.coef.device.type == "cpu", self.coef.dtype))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
