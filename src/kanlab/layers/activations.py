@@ -27,7 +27,7 @@ from kanlab.layers._common import (
     check_widths,
     layer_repr,
 )
-from kanlab.layers.kan.layer import BASES
+from kanlab.layers.kan.bases import BASES
 from kanlab.splines import check_grid_range
 
 
@@ -119,7 +119,7 @@ class RBFKAN(nn.Module):
                     dtype=self.coef.dtype)
         y = _combine(self.basis(x), self.coef)                             # (b, o)
         if self.base is not None and self.base_weight is not None:
-            y = y + BASES[self.base](x) @ self.base_weight.T
+            y = y + BASES[self.base].value(x) @ self.base_weight.T
         return y if self.bias is None else y + self.bias
 
     def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,7 +128,7 @@ class RBFKAN(nn.Module):
                     dtype=self.coef.dtype)
         y = torch.einsum("bic,oic->boi", self.basis(x), self.coef)
         if self.base is not None and self.base_weight is not None:
-            y = y + BASES[self.base](x).unsqueeze(1) * self.base_weight  # (b, o, i)
+            y = y + BASES[self.base].value(x).unsqueeze(1) * self.base_weight  # (b, o, i)
         return y
 
 

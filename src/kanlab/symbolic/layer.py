@@ -19,7 +19,8 @@ from torch import nn
 from torch.func import functional_call
 
 from kanlab.layers._common import check_input
-from kanlab.layers.kan.layer import BASES, KANLinear
+from kanlab.layers.kan.bases import BASES
+from kanlab.layers.kan.layer import KANLinear
 from kanlab.symbolic import library as symlib
 
 SPLINE = -1
@@ -117,7 +118,7 @@ class SymbolicKANLinear(nn.Module):
             masked["base_weight"] = kan.base_weight * keep
         y = functional_call(kan, masked, (x,))
         if kan.base is not None and kan.base_weight is None:  # an unweighted base: subtract it
-            y = y - BASES[kan.base](x) @ fixed.to(x.dtype).T
+            y = y - BASES[kan.base].value(x) @ fixed.to(x.dtype).T
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -105,32 +105,10 @@ class PruneReport:
                 f"max output change on the data {self.max_output_change:.3g}")
 
 
-def _take_kan(layer: KANLinear, rows: torch.Tensor, cols: torch.Tensor) -> KANLinear:
-    """A KANLinear with the given output rows and input columns of layer."""
-    with torch.random.fork_rng(devices=[]):  # the constructor's init draws; the values are replaced
-        new = KANLinear(
-            len(cols), len(rows), layer.grid_size, layer.order, layer.grid_range,
-            bias=layer.bias is not None, spline_weight=layer.spline_weight is not None, base=layer.base,
-            base_weight=layer.base_weight is not None, init=layer.init, check_finite=layer.check_finite,
-            path=layer.path, device=layer.coef.device, dtype=layer.coef.dtype,
-        )
-    with torch.no_grad():
-        new.coef.copy_(layer.coef[rows][:, cols])
-        for name in ("spline_weight", "base_weight"):
-            src, dst = getattr(layer, name), getattr(new, name)
-            if src is not None:
-                dst.copy_(src[rows][:, cols])
-        if layer.bias is not None and new.bias is not None:
-            new.bias.copy_(layer.bias[rows])
-    new.grid = layer.grid[cols].clone()
-    new.uniform = layer.uniform
-    return new
-
-
 def _take(layer: KanLayer, rows: torch.Tensor, cols: torch.Tensor) -> KanLayer:
     if isinstance(layer, KANLinear):
-        return _take_kan(layer, rows, cols)
-    new = SymbolicKANLinear(_take_kan(layer.kan, rows, cols))
+        return layer.subset(rows, cols)
+    new = SymbolicKANLinear(layer.kan.subset(rows, cols))
     with torch.no_grad():
         new.fn_index.copy_(layer.fn_index[rows][:, cols])
         new.affine.copy_(layer.affine[rows][:, cols])

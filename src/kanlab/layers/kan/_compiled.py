@@ -29,7 +29,8 @@ from typing import Any
 import torch
 
 from kanlab import splines
-from kanlab.layers.kan._fast import BASES, cardinal_coefficients, graph_grads, reference_layer
+from kanlab.layers.kan._fast import cardinal_coefficients, graph_grads, reference_layer
+from kanlab.layers.kan.bases import BASES
 
 # M[r][p] by order, as plain constants for the traced functions (not the cached function itself),
 # and the coefficients of each piece's d/ds, sum_p p * M[r][p] s^(p - 1).
@@ -44,8 +45,8 @@ def _horner(poly: tuple[float, ...], s: torch.Tensor) -> torch.Tensor:
     return value
 
 
-def _basis(x: torch.Tensor, grid: torch.Tensor, c: int, k: int,
-           slope: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def dense_basis(x: torch.Tensor, grid: torch.Tensor, c: int, k: int,
+                slope: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The dense basis (b, i, c) in closed form, and its x-derivative when slope (else None).
 
     u and s in the grid's precision (float64 in KANLinear), the pieces in x's: u in float32 kept s
@@ -85,7 +86,7 @@ def _weight(coef: torch.Tensor, scale: torch.Tensor | None, base_weight: torch.T
 def _features(x: torch.Tensor, basis: torch.Tensor, base: str | None) -> torch.Tensor:
     # (b, i * (c + 1)): each input's bases, then b(x_i); (b, i * c) without base.
     if base is not None:
-        basis = torch.cat([basis, BASES[base][0](x).unsqueeze(-1)], -1)
+        basis = torch.cat([basis, BASES[base].value(x).unsqueeze(-1)], -1)
     return basis.flatten(1)
 
 
@@ -104,7 +105,7 @@ def dense_layer(
     Returns:
         y (b, o), and the features it multiplied: (b, i * (c + 1)), or (b, i * c) without base.
     """
-    basis, _ = _basis(x, grid, coef.shape[-1], order, slope=False)
+    basis, _ = dense_basis(x, grid, coef.shape[-1], order, slope=False)
     feats, weight = _features(x, basis, base), _weight(coef, scale, base_weight, base).flatten(1)
     return (feats @ weight.T if bias is None else torch.addmm(bias, feats, weight.T)), feats
 
@@ -120,13 +121,13 @@ def dense_layer_backward(
     o, _, c = coef.shape
     gx = gcoef = gscale = gbase = None
     if needs[0]:
-        _, dbasis = _basis(x, grid, c, order, slope=True)
+        _, dbasis = dense_basis(x, grid, c, order, slope=True)
         assert dbasis is not None
         weight = _weight(coef, scale, base_weight, base)                   # (o, i, c + 1)
         gf = (gy @ weight.flatten(1)).view(b, i, -1)                       # (b, i, c + 1)
         gx = (gf[..., :c] * dbasis).sum(-1)
         if base is not None:
-            gx = gx + gf[..., c] * BASES[base][1](x)
+            gx = gx + gf[..., c] * BASES[base].slope(x)
     if feats is not None:
         gw = (gy.T @ feats).view(o, i, -1)                                 # (o, i, c + 1)
         gspline = gw[..., :c]

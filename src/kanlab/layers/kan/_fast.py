@@ -25,9 +25,9 @@ from collections.abc import Callable
 from fractions import Fraction
 
 import torch
-import torch.nn.functional as F
 
 from kanlab import splines
+from kanlab.layers.kan.bases import BASES
 
 
 @functools.cache
@@ -206,19 +206,6 @@ def poison_outputs(grad: torch.Tensor | None, gy: torch.Tensor) -> torch.Tensor 
     return grad
 
 
-def _silu_grad(x: torch.Tensor) -> torch.Tensor:
-    sig = torch.sigmoid(x)
-    return sig * (1 + x * (1 - sig))
-
-
-# name -> (b, b'): the base functions of bspline.BASES and their derivatives.
-BASES: dict[str, tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]] = {
-    "silu": (F.silu, _silu_grad),
-    "identity": (lambda x: x, torch.ones_like),
-    "tanh": (torch.tanh, lambda x: 1 - torch.tanh(x) ** 2),
-}
-
-
 def reference_layer(
     grid: torch.Tensor, k: int, base: str | None, x: torch.Tensor, coef: torch.Tensor,
     scale: torch.Tensor | None, base_weight: torch.Tensor | None, bias: torch.Tensor | None,
@@ -227,7 +214,7 @@ def reference_layer(
     spline = coef if scale is None else coef * scale.unsqueeze(-1)         # (o, i, c)
     y = splines.bspline_basis(x, grid, k).flatten(1) @ spline.flatten(1).T  # (b, o)
     if base is not None:
-        bx = BASES[base][0](x)                                             # (b, i)
+        bx = BASES[base].value(x)                                          # (b, i)
         y = y + (bx.sum(1, keepdim=True) if base_weight is None else bx @ base_weight.T)
     return y if bias is None else y + bias
 

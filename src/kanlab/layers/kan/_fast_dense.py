@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from kanlab.layers.kan._fast import BASES, graph_grads, local_basis, poison_inputs, reference_layer
+from kanlab.layers.kan._fast import graph_grads, local_basis, poison_inputs, reference_layer
+from kanlab.layers.kan.bases import BASES
 
 CHUNK_BYTES = 4 << 20  # feature buffer per chunk (measured: 2-8 MB are equally fast, 43 MB 1.5x slower)
 
@@ -51,7 +52,7 @@ def _features(start: torch.Tensor, values: torch.Tensor, x: torch.Tensor, c: int
     feats.zero_()
     slots = _slots(start, k, c)
     buf.view(-1).scatter_(0, slots.view(-1), values.reshape(-1))
-    buf[:, k + 1 + c] = 0.0 if base is None else BASES[base][0](x)     # after the scatter
+    buf[:, k + 1 + c] = 0.0 if base is None else BASES[base].value(x)  # after the scatter
     return buf, feats, slots
 
 
@@ -136,7 +137,7 @@ class DenseKAN(torch.autograd.Function):
                 gw.addmm_(g.T, feats)
             if gx is not None:
                 torch.mm(g, weight, out=feats)                             # (chunk, (c + 1) * i)
-                gbx = None if base is None else buf[:, k + 1 + c] * BASES[base][1](x[lo:hi])
+                gbx = None if base is None else buf[:, k + 1 + c] * BASES[base].slope(x[lo:hi])
                 buf[:, : k + 1].zero_()                                    # off-grid bases read 0
                 buf[:, k + 1 + c :].zero_()
                 local = buf.view(-1).index_select(0, slots.view(-1)).view(k + 1, hi - lo, i)

@@ -18,7 +18,8 @@
  */
 #include "_native.h"
 
-/* b(x) and b'(x) from x and aux (sigmoid(x) for silu, tanh(x) for tanh, unused otherwise). */
+/* b(x) and b'(x) from x and aux (sigmoid(x) for silu, tanh(x) for tanh, unused otherwise); base is
+ * the number bases.BASES gives each function (1 silu, 2 identity, 3 tanh; 0: no base branch). */
 static inline double base_value(int base, double x, double aux) {
     return base == 1 ? x * aux : base == 2 ? x : base == 3 ? aux : 0.0;
 }

@@ -26,9 +26,9 @@ import torch
 
 from kanlab import splines
 from kanlab.layers.kan._fast import graph_grads, power_matrix, reference_layer
+from kanlab.layers.kan.bases import BASES
 from kanlab.layers.kan.native_build import library
 
-BASE_CODES = {None: 0, "silu": 1, "identity": 2, "tanh": 3}
 MAX_ORDER = 5  # MAX_K in _native.c
 
 
@@ -102,8 +102,10 @@ def ptr(t: torch.Tensor | None) -> int | None:
 
 def aux_of(x: torch.Tensor, base: str | None) -> torch.Tensor | None:
     """What the kernels read to get b(x) and b'(x) without an exp per element: torch's vectorized
-    sigmoid (silu) or tanh of x, once per forward, kept for backward; None for the other bases."""
-    return torch.sigmoid(x) if base == "silu" else torch.tanh(x) if base == "tanh" else None
+    sigmoid (silu) or tanh of x (bases.BASES' aux), once per forward, kept for backward; None for
+    the other bases."""
+    aux = None if base is None else BASES[base].aux
+    return None if aux is None else aux(x)
 
 
 def head(x: torch.Tensor, aux: torch.Tensor | None, out_features: int, grid: torch.Tensor,
@@ -114,7 +116,7 @@ def head(x: torch.Tensor, aux: torch.Tensor | None, out_features: int, grid: tor
     x's dtype (None for an absent one)."""
     b, i = x.shape
     return [b, i, out_features, grid.shape[-1], k, ptr(x), ptr(aux), ptr(grid), ptr(power_matrix64(k)),
-            ptr(table), coef, scale, base_weight, BASE_CODES[base]]
+            ptr(table), coef, scale, base_weight, 0 if base is None else BASES[base].code]
 
 
 def _head(x: torch.Tensor, aux: torch.Tensor | None, coef: torch.Tensor, scale: torch.Tensor | None,

@@ -14,18 +14,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from kanlab import splines
 from kanlab.layers._common import check_choice, check_input, check_positive_int
 from kanlab.layers.kan import _compiled, _fast_dense, _fast_gather, _native, paths
+from kanlab.layers.kan.bases import BASES
 
-BASES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "silu": F.silu,
-    "identity": lambda x: x,
-    "tanh": torch.tanh,
-}
 INITS = ("pykan", "uniform")
 PATHS = ("auto", "reference", "uniform", "dense", "gather", "compiled", "native")
 
@@ -137,6 +132,39 @@ class KANLinear(nn.Module):
         spline = opt["order"] + 1 if local else opt["grid_size"] + opt["order"]
         return in_features * out_features * (spline + int(opt["base"] is not None and opt["base_weight"]))
 
+    def options(self) -> dict[str, Any]:
+        """The constructor's options besides the widths, device and dtype, as this layer is now
+        (grid_size as refine left it): KANLinear(i, o, **layer.options()) has its parameters' shapes."""
+        return {"grid_size": self.grid_size, "order": self.order, "grid_range": self.grid_range,
+                "bias": self.bias is not None, "spline_weight": self.spline_weight is not None,
+                "base": self.base, "base_weight": self.base_weight is not None, "init": self.init,
+                "check_finite": self.check_finite, "path": self.path}
+
+    def subset(self, rows: torch.Tensor, cols: torch.Tensor) -> KANLinear:
+        """A new layer of this one's output rows and input columns: its edges, bias and grid.
+
+        Args:
+            rows: (o',) long indices of the outputs kept.
+            cols: (i',) long indices of the inputs kept.
+        Returns:
+            KANLinear(len(cols), len(rows)) with the same options, parameters and grid (knots as
+            update_grid or refine left them); draws nothing from the global RNG.
+        """
+        with torch.random.fork_rng(devices=[]):  # the constructor's init draws; the values are replaced
+            new = KANLinear(len(cols), len(rows), **self.options(), device=self.coef.device,
+                            dtype=self.coef.dtype)
+        with torch.no_grad():
+            new.coef.copy_(self.coef[rows][:, cols])
+            for name in ("spline_weight", "base_weight"):
+                src, dst = getattr(self, name), getattr(new, name)
+                if src is not None:
+                    dst.copy_(src[rows][:, cols])
+            if self.bias is not None and new.bias is not None:
+                new.bias.copy_(self.bias[rows])
+        new.grid = self.grid[cols].clone()
+        new.uniform = self.uniform
+        return new
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Draw fresh parameters according to self.init (uses the global torch RNG)."""
@@ -185,7 +213,7 @@ class KANLinear(nn.Module):
         check_input(x, self.in_features, check_finite=self.check_finite, name="KANLinear",
                     dtype=self.coef.dtype)
         path = self.resolved_path()
-        base_fn = None if self.base is None else BASES[self.base]
+        base_fn = None if self.base is None else BASES[self.base].value
         if path == "compiled":
             return _compiled.layer(x, self.coef, self.spline_weight, self.base_weight, self.bias,
                                    self.grid, self.order, self.base)
@@ -220,7 +248,7 @@ class KANLinear(nn.Module):
                     dtype=self.coef.dtype)
         y = torch.einsum("bic,oic->boi", self.basis(x), self._scaled_coef())
         if self.base is not None:
-            b = BASES[self.base](x).unsqueeze(1)                           # (b, 1, i)
+            b = BASES[self.base].value(x).unsqueeze(1)                           # (b, 1, i)
             y = y + (b if self.base_weight is None else b * self.base_weight)
         return y
 
