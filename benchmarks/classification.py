@@ -15,9 +15,10 @@ import time
 
 import torch
 
-from kanlab.models import MLP
+from kanlab.models.stack import MLP
 from kanlab.tasks import DATASETS, TaskConfig, make_dataset
-from kanlab.train import TrainConfig, train
+from kanlab.training.config import TrainConfig
+from kanlab.training.loop import train
 
 
 def main() -> None:

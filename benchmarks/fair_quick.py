@@ -24,7 +24,7 @@ from _common import run
 
 from kanlab.report.tables import task_name, with_flops
 from kanlab.report.verdict import verdict_markdown
-from kanlab.store import ResultsStore
+from kanlab.runs.store import ResultsStore
 
 
 def verdict_tables(root: Path, name: str) -> str:

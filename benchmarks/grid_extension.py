@@ -17,7 +17,7 @@ the same protocol, data and seeds instead: MultKAN with the preset's widths and 
 each grid size, fit(opt="LBFGS", steps=...) with PyKAN's defaults (grid updates every 5 steps
 before step 50). About 10-25 minutes per seed on one core.
 
---speed times what each LBFGS evaluation of the toy costs (kanlab.native_objective: the [2, 5, 1]
+--speed times what each LBFGS evaluation of the toy costs (kanlab.training.native_objective: the [2, 5, 1]
 KAN's MSE and gradient on 1000 points from the native kernels) on the uniform grid and after
 update_grids (quantile knots), round-robin in one process; medians and their ratio.
 """
@@ -35,12 +35,14 @@ import time
 import numpy as np
 import torch
 
-from kanlab.config import load_study
-from kanlab.models import KAN
-from kanlab.native_objective import mse_objective
-from kanlab.runs import build_model, expand
+from kanlab.models.stack import KAN
+from kanlab.runs.experiment import build_model
+from kanlab.study.config import load_study
+from kanlab.study.experiments import expand
 from kanlab.tasks import make_dataset
-from kanlab.train import DTYPES, kan_layers, train, update_grids
+from kanlab.training.config import DTYPES
+from kanlab.training.loop import kan_layers, train, update_grids
+from kanlab.training.native_objective import mse_objective
 
 # PyKAN 0.2.8 on its tutorial's toy: [2, 5, 1], grids 3 -> 50, 200 LBFGS steps each, float32, one
 # seed (the figures issue 20 quotes), and the [2, 1, 1] tutorial's figure at grid 50.

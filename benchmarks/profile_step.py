@@ -5,14 +5,14 @@ steps (evaluation only at the start and end) under cProfile, and the script prin
 the train() call spent in each part, as cumulative time of the function that does it (the parts
 nest: "optimizer step" holds the closure, which holds forward, loss and backward):
 
-    batches         drawing the batch's rows (kanlab.train._batches) and indexing them
+    batches         drawing the batch's rows (kanlab.training.loop._batches) and indexing them
     optimizer step  Trainer._step: opt.step(closure), everything of one step but the batch
       closure       zero_grad + forward + loss + backward
         forward     the model's forward (Stack.forward: every layer, the encoding if any)
         loss        torch.nn.functional.mse_loss / cross_entropy
         backward    torch.autograd.backward (all layers' backward)
       update        the optimizer's own arithmetic (torch.optim's adam/_multi_tensor_adam, ...)
-    grid updates    kanlab.train.update_grids (off here: the cases train without them)
+    grid updates    kanlab.training.loop.update_grids (off here: the cases train without them)
 
 Evaluation (the train and test loss at the start and end) runs outside the profile: train()'s
 time here is its steps.
@@ -32,24 +32,26 @@ import pstats
 
 import torch
 
-from kanlab.config import load_study
-from kanlab.runs import build_model, expand
+from kanlab.runs.experiment import build_model
+from kanlab.study.config import load_study
+from kanlab.study.experiments import expand
 from kanlab.tasks import make_dataset
-from kanlab.train import DTYPES, _Run, train
+from kanlab.training.config import DTYPES
+from kanlab.training.loop import _Run, train
 
 # (preset, task index, overrides) per case: blog-image is the founding image experiment (256x256,
 # batch 16384), default's image task is the 32x32 camera the README's main command trains.
 CASES = {"blog-image": ("blog-image", 0, []), "default": ("default", 1, ["seeds=[0]"])}
 PARTS = [  # (label, file suffix, function name), in the nesting order of the table
-    ("batches", "kanlab/train.py", "_batches"),
-    ("optimizer step", "kanlab/train.py", "_step"),
-    ("  closure", "kanlab/train.py", "closure"),
-    ("    forward", "kanlab/models.py", "forward"),
+    ("batches", "kanlab/training/loop.py", "_batches"),
+    ("optimizer step", "kanlab/training/loop.py", "_step"),
+    ("  closure", "kanlab/training/loop.py", "closure"),
+    ("    forward", "kanlab/models/stack.py", "forward"),
     ("    loss", "torch/nn/functional.py", "mse_loss"),
     ("    loss (class)", "torch/nn/functional.py", "cross_entropy"),
     ("    backward", "torch/autograd/__init__.py", "backward"),
     ("  update (Adam)", "torch/optim/adam.py", "adam"),
-    ("grid updates", "kanlab/train.py", "update_grids"),
+    ("grid updates", "kanlab/training/loop.py", "update_grids"),
 ]
 
 
@@ -85,7 +87,7 @@ def profile(case: str, steps: int) -> None:
         finally:
             _Run.evaluate = evaluate  # type: ignore[method-assign]
         stats = pstats.Stats(prof)
-        total = cumulative(stats, "kanlab/train.py", "train")
+        total = cumulative(stats, "kanlab/training/loop.py", "train")
         print(f"\n{case}: {exp.label} ({sum(p.numel() for p in model.parameters())} parameters, batch "
               f"{exp.train.batch_size or len(data.x_train)}), {steps} steps, "
               f"{history.time_per_step * 1e3:.2f} ms per step")

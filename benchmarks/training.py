@@ -9,7 +9,7 @@ and a tanh MLP, on the same data, seed and number of steps, in one process.
     16384 drawn with a seeded generator, Adam at lr 5e-3, float32.
 (b) "toy": the KAN paper's toy exp(sin(pi x) + y^2), KAN [2, 5, 1] at grid 5, 1000 points, LBFGS
     (strong Wolfe, history 10, the full 20 iterations per step), float64. "LBFGS kanlab" is what
-    kanlab.train runs (kanlab.optim.LBFGS, on the native kernels' loss and gradient for a small
+    kanlab.training runs (kanlab.training.LBFGS, on the native kernels' loss and gradient for a small
     KAN); "torch" is torch.optim.LBFGS with a closure, what PyKAN's fit runs (its LBFGS is a
     copy of torch's). The same method either way: equal iterates up to round-off. The tanh MLP
     [2, 5, 1] (three small ops per forward) shows the floor of autograd at this size.
@@ -33,7 +33,7 @@ from torch import nn
 
 
 def image_data(n_batches: int, batch: int) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
-    from kanlab.encodings import EncodingConfig, encode
+    from kanlab.tasks.encodings import EncodingConfig, encode
     from kanlab.tasks.image import image_dataset
 
     ds = image_dataset("camera", 256)
@@ -93,10 +93,10 @@ def _rate(marks: list[float]) -> float:
 def run_lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
               optimizer: str = "torch") -> tuple[float, float, float]:
     """As run_adam, one LBFGS step (up to 20 iterations) at a time. optimizer "torch" is
-    torch.optim.LBFGS with a closure; "kanlab" is what kanlab.train runs: kanlab.optim.LBFGS,
-    with kanlab.native_objective's loss and gradient where the model allows, else a closure."""
-    from kanlab.native_objective import lbfgs_step
-    from kanlab.optim import LBFGS
+    torch.optim.LBFGS with a closure; "kanlab" is what kanlab.training.loop runs: kanlab.training.lbfgs.LBFGS,
+    with kanlab.training.native_objective's loss and gradient where the model allows, else a closure."""
+    from kanlab.training.lbfgs import LBFGS
+    from kanlab.training.native_objective import lbfgs_step
 
     tolerances = {"tolerance_grad": 1e-32, "tolerance_change": 1e-32}  # always the full 20 iterations
     if optimizer == "torch":
@@ -139,8 +139,8 @@ def main() -> None:
     if args.toy_seeds:
         toy_seeds(args.toy_seeds, lbfgs_steps)
         return
-    from kanlab.budget import match_params
-    from kanlab.models import MLP, param_count
+    from kanlab.models.budget import match_params
+    from kanlab.models.stack import MLP, param_count
 
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
           f"{os.getloadavg()[0]:.1f} at start")
@@ -238,7 +238,7 @@ def rank_test(a: list[float], b: list[float]) -> tuple[float, float]:
 
 
 def _kanlab_toy(path: str) -> nn.Module:
-    from kanlab.models import KAN
+    from kanlab.models.stack import KAN
 
     return KAN([2, 5, 1], grid_size=5, path=path).double()
 

@@ -25,7 +25,7 @@ def _seed() -> None:
 @pytest.fixture
 def many_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Two torch threads, and the native kernels split even the smallest call between them."""
-    from kanlab.layers import _native
+    from kanlab.layers.kan import _native
 
     monkeypatch.setattr(_native, "MIN_PARALLEL_WORK", 1)
     before = torch.get_num_threads()

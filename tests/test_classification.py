@@ -13,13 +13,14 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
-from kanlab.config import ExperimentConfig
-from kanlab.evaluation import evaluate, macro_f1
-from kanlab.models import MLP
-from kanlab.runs import evaluate_run, execute
-from kanlab.store import CURVE_COLUMNS, RUN_COLUMNS, ResultsStore
+from kanlab.models.stack import MLP
+from kanlab.runs.experiment import evaluate_run, execute
+from kanlab.runs.store import CURVE_COLUMNS, RUN_COLUMNS, ResultsStore
+from kanlab.study.config import ExperimentConfig
 from kanlab.tasks import TaskConfig, make_dataset
-from kanlab.train import TrainConfig, train
+from kanlab.training.config import TrainConfig
+from kanlab.training.evaluation import evaluate, macro_f1
+from kanlab.training.loop import train
 
 
 @dataclass
@@ -85,7 +86,7 @@ def test_a_classification_run_records_metrics_classes_and_its_split(tmp_path: Pa
     exp = ExperimentConfig(
         experiment="iris", label="MLP", family="mlp", spec="mlp:4-8-3:act=tanh",
         task=TaskConfig(kind="dataset", name="iris"), train=TrainConfig(steps=30, eval_every=10), seed=0)
-    folder = execute(exp, tmp_path, plots=False)
+    folder = execute(exp, tmp_path)
     final = json.loads((folder / "final.json").read_text())
     assert final["status"] == "finished", final["message"]
     assert final["data"]["classes"] == ["setosa", "versicolor", "virginica"]

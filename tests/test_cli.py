@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from kanlab.cli import main
-from kanlab.runs import load_run
+from kanlab.runs.experiment import load_run
 
 SMALL = ["--set", "train.steps=20", "--set", "train.eval_every=10"]
 
@@ -134,7 +134,7 @@ def test_an_experiment_recorded_under_an_unsafe_name_is_not_reported_outside_the
         tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # A database written before names were checked may hold such an experiment: its report would
     # go to ROOT/../outside.
-    from kanlab.store import ResultsStore
+    from kanlab.runs.store import ResultsStore
     from report_helpers import write_run
 
     root = tmp_path / "runs"
@@ -225,9 +225,9 @@ def test_kan_paper_toy_reports_rmse_at_each_grid_size(tmp_path: Path) -> None:
 
 def test_ctrl_c_mid_study_keeps_finished_runs_and_a_rerun_completes(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
-    import kanlab.runs
+    import kanlab.runs.experiment
 
-    real, calls = kanlab.runs.train, []
+    real, calls = kanlab.runs.experiment.train, []
 
     def interrupted_second(*args, **kwargs):  # type: ignore[no-untyped-def]
         calls.append(1)
@@ -235,13 +235,13 @@ def test_ctrl_c_mid_study_keeps_finished_runs_and_a_rerun_completes(
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(kanlab.runs, "train", interrupted_second)
+    monkeypatch.setattr(kanlab.runs.experiment, "train", interrupted_second)
     assert main(["run", "smoke", "--root", str(tmp_path), *SMALL]) == 130
     assert "interrupted; finished runs are saved" in capsys.readouterr().err
     first = rows(tmp_path)
     assert len(first) == 1 and first[0]["status"] == "finished"
     stamp = (Path(first[0]["run_dir"]) / "final.json").stat().st_mtime_ns
-    monkeypatch.setattr(kanlab.runs, "train", real)
+    monkeypatch.setattr(kanlab.runs.experiment, "train", real)
     assert main(["run", "smoke", "--root", str(tmp_path), *SMALL]) == 0
     again = rows(tmp_path)
     assert len(again) == 4 and {r["status"] for r in again} == {"finished"}
@@ -264,7 +264,7 @@ def test_a_rerun_of_an_edited_study_reports_its_new_runs_alone(tmp_path: Path) -
     from html import unescape
 
     from kanlab.report.tables import fmt_pm
-    from kanlab.store import ResultsStore
+    from kanlab.runs.store import ResultsStore
 
     study, root = tmp_path / "s.toml", tmp_path / "runs"
 

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-import kanlab.code_version as cv
-from kanlab.config import ExperimentConfig, parse_study
-from kanlab.driver import run_experiments
-from kanlab.runs import execute, expand
-from kanlab.store import ResultsStore
+import kanlab.study.code_version as cv
+from kanlab.runs.driver import run_experiments
+from kanlab.runs.experiment import execute
+from kanlab.runs.store import ResultsStore
+from kanlab.study.config import ExperimentConfig, parse_study
+from kanlab.study.experiments import expand
 
 RAW = {"name": "cv", "seeds": [0], "train": {"steps": 2, "eval_every": 1},
        "tasks": [{"name": "zigzag", "n_train": 16, "n_test": 8}],
@@ -53,11 +54,11 @@ def test_an_edited_source_file_gives_a_new_run_id_and_report_code_does_not(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A kanlab upgraded or edited reran nothing: `finished` runs of the old code were skipped.
     same, edited, drawn, kernel = (copy_of_package(tmp_path / n / "kanlab") for n in ("a", "b", "c", "d"))
-    train = edited / "train.py"
+    train = edited / "splines.py"
     train.write_bytes(train.read_bytes() + b"\n# one more line\n")
     plots = drawn / "report" / "plots.py"
     plots.write_bytes(plots.read_bytes() + b"\n# a plot restyled\n")
-    source = kernel / "layers" / "_native.c"
+    source = kernel / "layers" / "kan" / "_native.c"
     source.write_bytes(source.read_bytes().replace(b"int", b"int ", 1))
     real = cv.code_version()
     assert real == naive_hash(cv.PACKAGE) and cv.source_files(cv.PACKAGE)  # hashes the files it should
@@ -71,7 +72,7 @@ def test_an_edited_source_file_gives_a_new_run_id_and_report_code_does_not(
 
 
 def test_unchanged_code_gives_the_same_version_in_another_process() -> None:
-    script = "from kanlab.code_version import code_version as v; print(v())"
+    script = "from kanlab.study.code_version import code_version as v; print(v())"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == cv.code_version() == naive_hash(cv.PACKAGE)
 
@@ -79,12 +80,12 @@ def test_unchanged_code_gives_the_same_version_in_another_process() -> None:
 def test_runs_of_old_and_new_code_are_both_kept_each_labelled_and_a_stale_plan_is_not_run(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     old, new = copy_of_package(tmp_path / "old" / "kanlab"), copy_of_package(tmp_path / "new" / "kanlab")
-    (new / "train.py").write_bytes((new / "train.py").read_bytes() + b"\n# upgraded\n")
+    (new / "splines.py").write_bytes((new / "splines.py").read_bytes() + b"\n# upgraded\n")
     db = tmp_path / "runs" / "kanlab.db"
     first = plan(monkeypatch, old)
-    run_experiments([first], tmp_path / "runs", db, plots=False)
+    run_experiments([first], tmp_path / "runs", db)
     second = plan(monkeypatch, new)  # the same study after an upgrade: run again, not skipped
-    (folder,) = run_experiments([second], tmp_path / "runs", db, plots=False)
+    (folder,) = run_experiments([second], tmp_path / "runs", db)
     assert json.loads((folder / "config.json").read_text())["code_version"] == naive_hash(new)
     with ResultsStore(db) as store:
         rows = {r["run_id"]: r for r in store.runs("cv")}
@@ -93,7 +94,7 @@ def test_runs_of_old_and_new_code_are_both_kept_each_labelled_and_a_stale_plan_i
     assert {r["status"] for r in rows.values()} == {"finished"}
     # A worker on other code than the driver planned with refuses the run, rather than recording
     # numbers of one code under the version of another.
-    final = json.loads((execute(first, tmp_path / "stale", plots=False) / "final.json").read_text())
+    final = json.loads((execute(first, tmp_path / "stale") / "final.json").read_text())
     assert final["status"] == "failed"
     assert f"planned by kanlab code {naive_hash(old)[:12]}" in final["message"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from kanlab import models
-from kanlab.config import (
+from kanlab.study.config import (
     ExperimentConfig,
     apply_overrides,
     load_study,
@@ -15,7 +15,7 @@ from kanlab.config import (
     preset_names,
     read_study,
 )
-from kanlab.runs import expand
+from kanlab.study.experiments import expand
 
 MINIMAL = {
     "name": "t",

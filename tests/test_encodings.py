@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import torch
 
-from kanlab.encodings import ENCODINGS, EncodingConfig, encode, encoded_dim, fourier_matrix
+from kanlab.tasks.encodings import ENCODINGS, EncodingConfig, encode, encoded_dim, fourier_matrix
 
 
 def test_none_is_identity() -> None:

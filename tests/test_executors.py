@@ -26,10 +26,10 @@ import pytest
 import tomllib
 
 from kanlab.cli import main
-from kanlab.config import ExperimentConfig
-from kanlab.driver import run_experiments
-from kanlab.executors import Executor, Job, LocalExecutor, SerialExecutor, pack, run_job, unpack
-from kanlab.sweep import parse_sweep
+from kanlab.runs.driver import run_experiments
+from kanlab.runs.executors import Executor, Job, LocalExecutor, SerialExecutor, pack, run_job, unpack
+from kanlab.study.config import ExperimentConfig
+from kanlab.study.sweep import parse_sweep
 
 SWEEP = """
 name = "{name}"
@@ -141,14 +141,14 @@ def test_an_error_outside_training_becomes_a_failed_run(tmp_path: Path) -> None:
 
 def test_resume_records_orphans_and_deletes_leftovers(tmp_path: Path) -> None:
     exps = experiments(sweep_text("orphans", 2))
-    run_experiments(exps[:4], tmp_path, tmp_path / "db", plots=False)
+    run_experiments(exps[:4], tmp_path, tmp_path / "db")
     before = stamps(tmp_path / "orphans")
     # The driver died between renaming folders and recording them, and inside another unpack.
     (tmp_path / "db").unlink()
     leftover = tmp_path / "orphans" / f".tmp-{exps[5].run_id}"
     leftover.mkdir()
     (leftover / "half.json").write_text("{")
-    run_experiments(exps, tmp_path, tmp_path / "db", plots=False)
+    run_experiments(exps, tmp_path, tmp_path / "db")
     recorded = rows(tmp_path / "db")
     assert sorted(r["run_id"] for r in recorded) == sorted(e.run_id for e in exps)
     assert {r["status"] for r in recorded} == {"finished"} and not leftover.exists()
@@ -159,7 +159,7 @@ def test_resume_records_orphans_and_deletes_leftovers(tmp_path: Path) -> None:
 def dead_worker_then_retry(tmp_path: Path, executor: Executor, retry: Executor) -> None:
     exps = experiments(sweep_text("deaths", 3, budgets=(300,)))
     db = tmp_path / "db"
-    run_experiments(exps, tmp_path, db, plots=False, executor=executor)
+    run_experiments(exps, tmp_path, db, executor=executor)
     first = {r["run_id"]: r for r in rows(db)}
     assert len(first) == len(exps) == 6
     for exp in exps:
@@ -168,9 +168,9 @@ def dead_worker_then_retry(tmp_path: Path, executor: Executor, retry: Executor) 
         if exp.seed == 1:
             assert "worker process died" in row["message"]
     done = {k: v for k, v in stamps(tmp_path / "deaths").items() if first[k]["status"] == "finished"}
-    run_experiments(exps, tmp_path, db, plots=False, executor=retry)  # failed runs stay failed
+    run_experiments(exps, tmp_path, db, executor=retry)  # failed runs stay failed
     assert {r["run_id"]: r["status"] for r in rows(db)} == {k: r["status"] for k, r in first.items()}
-    run_experiments(exps, tmp_path, db, plots=False, executor=retry, retry_failed=True)
+    run_experiments(exps, tmp_path, db, executor=retry, retry_failed=True)
     final = rows(db)
     assert len(final) == 6 and {r["status"] for r in final} == {"finished"}
     after = stamps(tmp_path / "deaths")
@@ -240,7 +240,7 @@ def test_local_pool_sees_a_worker_exit_while_its_child_holds_the_pipe(tmp_path: 
 @pytest.mark.slow  # end to end: a second interpreter and its pool
 def test_a_pool_left_open_does_not_hold_the_interpreter_at_exit(tmp_path: Path) -> None:
     script = (
-        "from kanlab.executors import Job, LocalExecutor\n"
+        "from kanlab.runs.executors import Job, LocalExecutor\n"
         "from tests.test_executors import echo_raise_or_die\n"
         "pool = LocalExecutor(2, target=echo_raise_or_die)\n"
         "print([o.packed for o in pool.run([Job('a', {'seed': 2}), Job('b', {'seed': 3})])])\n"
@@ -307,10 +307,10 @@ def test_a_study_another_driver_is_running_is_refused_with_nothing_written(tmp_p
         fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(ValueError, match=r"study 'busy' is being run into .* by another kanlab process; "
                                              r"rerun this command when it has finished"):
-            run_experiments(exps, tmp_path, tmp_path / "db", plots=False)
+            run_experiments(exps, tmp_path, tmp_path / "db")
     assert [p.name for p in (tmp_path / "busy").iterdir()] == [".kanlab.lock"]
     assert not (tmp_path / "db").exists()
-    run_experiments(exps[:1], tmp_path, tmp_path / "db", plots=False)  # free again: runs
+    run_experiments(exps[:1], tmp_path, tmp_path / "db")  # free again: runs
     assert len(rows(tmp_path / "db")) == 1
 
 
@@ -379,7 +379,7 @@ def test_a_ctrl_c_while_a_worker_starts_is_never_lost(monkeypatch: pytest.Monkey
 
 FIRST_WORKER = """
 import os, signal, sys
-from kanlab.executors import Job, LocalExecutor
+from kanlab.runs.executors import Job, LocalExecutor
 from tests.test_executors import sigint_state
 
 pool = LocalExecutor(1, target=sigint_state)
@@ -473,7 +473,7 @@ def dask_address() -> Iterator[str]:
 
 @pytest.mark.slow  # end to end: worker processes, a cluster or two CLI processes
 def test_dask_marks_a_dead_workers_run_failed_and_goes_on(tmp_path: Path, dask_address: str) -> None:
-    from kanlab.clusters import DaskExecutor
+    from kanlab.runs.clusters import DaskExecutor
 
     pool = DaskExecutor.connect(dask_address, target=crash_on_seed_1)
     retry = DaskExecutor.connect(dask_address)
@@ -511,10 +511,10 @@ from pathlib import Path
 
 import tomllib
 
-from kanlab.driver import run_experiments
-from kanlab.clusters import RayExecutor
-from kanlab.executors import run_job
-from kanlab.sweep import parse_sweep
+from kanlab.runs.driver import run_experiments
+from kanlab.runs.clusters import RayExecutor
+from kanlab.runs.executors import run_job
+from kanlab.study.sweep import parse_sweep
 
 
 def crash_on_seed_1(job):  # defined in __main__, so Ray ships it to its workers by value
@@ -529,7 +529,7 @@ executor = RayExecutor.connect(None, workers=2, target=crash_on_seed_1)
 import ray  # only now: RayExecutor.connect configures ray before its first import
 try:
     nodes = sorted({n["NodeManagerAddress"] for n in ray.nodes()})
-    run_experiments(exps, root, root / "db", plots=False, executor=executor)
+    run_experiments(exps, root, root / "db", executor=executor)
 finally:
     executor.close()
 print(json.dumps(nodes))

@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 from kanlab import KANLinear, splines
-from kanlab.layers import _fast, _fast_dense, _fast_gather, _native, _native_gather
+from kanlab.layers.kan import _fast, _fast_dense, _fast_gather, _native_gather, native_build
 
 # native only where a C compiler builds it (tests/test_native.py covers the fallback). "gather"
 # runs the compiled loops of _native_gather where they build; "gather-bags" is the same path on its
 # embedding bags, as on CUDA or without a compiler.
-FAST = ["dense", "gather", "gather-bags"] + (["native"] if _native.available(torch.float64) else [])
+FAST = ["dense", "gather", "gather-bags"] + (["native"] if native_build.available(torch.float64) else [])
 
 
 def force_bags(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -230,10 +230,10 @@ def test_update_grid_and_refine_work_on_every_path(path: str) -> None:
 
 def test_auto_gathers_where_the_kernels_build(monkeypatch: pytest.MonkeyPatch) -> None:
     # 16 -> 16 is past the layers auto runs natively (tests/test_native.py)
-    if _native.available(torch.float32):
+    if native_build.available(torch.float32):
         assert KANLinear(16, 16, grid_size=5).resolved_path() == "gather"
         assert KANLinear(16, 16, grid_size=5).double().resolved_path() == "gather"
-    monkeypatch.setattr(_native, "available", lambda dtype, asked=False: False)
+    monkeypatch.setattr(native_build, "available", lambda dtype, asked=False: False)
     assert KANLinear(16, 16, grid_size=5).resolved_path() == "dense"  # the embedding bags lose there
     assert KANLinear(16, 16, grid_size=100).resolved_path() == "gather"
     assert KANLinear(16, 16, grid_size=100, path="dense").resolved_path() == "dense"

@@ -18,7 +18,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from kanlab import splines
 from kanlab.layers import RBFKAN, ChebyshevKAN, Dense, FourierKAN, KANLinear, TanhQuadratic
-from kanlab.models import ModelConfig, build, count_flops, parse_spec
+from kanlab.models.spec import ModelConfig, parse_spec
+from kanlab.models.stack import build, count_flops
 
 
 def traced_macs(model: nn.Module, in_features: int, batches: tuple[int, int] = (3, 7)) -> float:

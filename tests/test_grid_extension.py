@@ -7,10 +7,11 @@ import statistics
 import pytest
 import torch
 
-from kanlab.config import load_study
-from kanlab.runs import build_model, expand
+from kanlab.runs.experiment import build_model
+from kanlab.study.config import load_study
+from kanlab.study.experiments import expand
 from kanlab.tasks import make_dataset
-from kanlab.train import train
+from kanlab.training.loop import train
 
 
 @pytest.mark.slow

@@ -12,7 +12,8 @@ import torch
 from scipy.interpolate import BSpline
 
 from kanlab import KANLinear
-from kanlab.layers.bspline import BASES
+from kanlab.layers.kan.bases import BASES
+from kanlab.layers.kan.layer import constructor_options
 
 SWITCHES = list(
     itertools.product([True, False], [True, False], ["silu", "identity", "tanh", None], [True, False])
@@ -269,8 +270,8 @@ def test_the_finite_check_records_nothing_for_autograd() -> None:
 
 def test_bases_registry_matches_the_numpy_reference() -> None:
     v = torch.linspace(-3, 3, 13, dtype=torch.float64)
-    for name, fn in BASES.items():
-        np.testing.assert_allclose(fn(v).numpy(), NUMPY_BASES[name](v.numpy()), atol=1e-14)
+    for name, base in BASES.items():
+        np.testing.assert_allclose(base.value(v).numpy(), NUMPY_BASES[name](v.numpy()), atol=1e-14)
 
 
 def test_refine_with_inputs_keeps_the_function_where_they_lie_outside_the_range() -> None:
@@ -307,3 +308,41 @@ def test_update_grid_with_a_margin_covers_the_range_widened_on_both_sides() -> N
     torch.testing.assert_close(inner, mid[:, None] + (quantiles - mid[:, None]) * 1.2, rtol=0, atol=1e-14)
     with pytest.raises(ValueError, match="margin must be a finite number >= 0"):
         layer.update_grid(x, margin=-0.1)
+
+
+@pytest.mark.parametrize("switches", SWITCHES[::3])
+def test_options_rebuild_the_layer_and_count_its_parameters(switches: tuple) -> None:  # type: ignore[type-arg]
+    bias, spline_weight, base, base_weight = switches
+    layer = KANLinear(3, 2, grid_size=7, order=2, bias=bias, spline_weight=spline_weight, base=base,
+                      base_weight=base_weight, init="uniform", path="gather")
+    layer.refine(9)
+    rebuilt = KANLinear(3, 2, **layer.options())
+    assert [(n, p.shape) for n, p in rebuilt.named_parameters()] == [
+        (n, p.shape) for n, p in layer.named_parameters()]
+    assert (rebuilt.grid_size, rebuilt.init, rebuilt.path) == (9, "uniform", "gather")
+    assert KANLinear.num_params(3, 2, **layer.options()) == sum(p.numel() for p in layer.parameters())
+    # options() names every option of the constructor but the widths, device and dtype
+    assert set(layer.options()) == set(constructor_options(3, 2)) - {"in_features", "out_features",
+                                                                      "device", "dtype"}
+
+
+def test_subset_keeps_the_chosen_edges_on_a_moved_grid() -> None:
+    torch.manual_seed(0)
+    layer = KANLinear(4, 3, grid_size=5, order=3).double()
+    x = torch.rand(64, 4, dtype=torch.float64) * 2 - 1
+    layer.update_grid(x, grid_eps=0.0)  # knots at the data's quantiles: not uniform
+    rows, cols = torch.tensor([2, 0]), torch.tensor([3, 1])
+    state = torch.random.get_rng_state()
+    sub = layer.subset(rows, cols)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the constructor's draws are undone
+    assert not sub.uniform and torch.equal(sub.grid, layer.grid[cols])
+    # the independent reference: the naive per-edge sum (scipy) over the kept edges only
+    full = copy.deepcopy(layer)
+    with torch.no_grad():
+        keep = torch.zeros(3, 4, dtype=torch.bool)
+        keep[rows.unsqueeze(1), cols] = True
+        full.coef.mul_(keep.unsqueeze(-1))
+        full.spline_weight.mul_(keep)
+        full.base_weight.mul_(keep)
+    want = naive_forward(full, x.numpy())[:, rows.numpy()]
+    np.testing.assert_allclose(sub(x[:, cols]).detach().numpy(), want, rtol=1e-12, atol=1e-12)

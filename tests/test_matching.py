@@ -11,15 +11,16 @@ import numpy as np
 import pytest
 import torch
 
-from kanlab import timing
-from kanlab.budget import match_widths
-from kanlab.config import ExperimentConfig, parse_study
-from kanlab.models import ModelConfig, build, count_flops, count_params, parse_spec
-from kanlab.runs import expand
-from kanlab.sweep import parse_sweep
-from kanlab.sweep_axes import check_axis
+from kanlab.models.budget import match_widths
+from kanlab.models.spec import ModelConfig, parse_spec
+from kanlab.models.stack import build, count_flops, count_params
+from kanlab.study.axes import check_axis
+from kanlab.study.config import ExperimentConfig, parse_study
+from kanlab.study.experiments import expand
+from kanlab.study.sweep import parse_sweep
 from kanlab.tasks import TaskConfig, make_dataset
-from kanlab.train import TrainConfig
+from kanlab.training import timing
+from kanlab.training.config import TrainConfig
 from test_flops import traced_macs
 
 STUDY: dict[str, Any] = {

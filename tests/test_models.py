@@ -14,22 +14,13 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kanlab.budget import match_params
 from kanlab.layers.activations import RBFKAN, ChebyshevKAN, FourierKAN
-from kanlab.layers.bspline import KANLinear
 from kanlab.layers.dense import ACTIVATIONS, Dense
+from kanlab.layers.kan.layer import KANLinear
 from kanlab.layers.tanh_quadratic import TanhQuadratic
-from kanlab.models import (
-    KAN,
-    MLP,
-    BlockConfig,
-    ModelConfig,
-    build,
-    count_params,
-    format_spec,
-    param_count,
-    parse_spec,
-)
+from kanlab.models.budget import match_params
+from kanlab.models.spec import BlockConfig, ModelConfig, format_spec, parse_spec
+from kanlab.models.stack import KAN, MLP, build, count_params, param_count
 
 # The test's own family table, so the brute force below does not lean on models.FAMILIES.
 CLASSES = {

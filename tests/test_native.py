@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from kanlab import KANLinear
-from kanlab.layers import _native
-from kanlab.models import KAN
+from kanlab.layers.kan import _native, native_build
+from kanlab.models.stack import KAN
 
-NATIVE_OK = _native.available(torch.float64)
+NATIVE_OK = native_build.available(torch.float64)
 needs_native = pytest.mark.skipif(not NATIVE_OK, reason="no C compiler builds the native kernels here")
 
 
@@ -99,8 +99,8 @@ def test_auto_runs_native_for_the_smallest_layers_and_gathers_beyond() -> None:
 def no_compiler(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike[str]) -> None:
     monkeypatch.setenv("CC", os.path.join(str(tmp_path), "no-such-cc"))
     monkeypatch.setenv("KANLAB_CACHE", str(tmp_path))  # nothing built there yet
-    monkeypatch.setattr(_native, "_LIBS", {})
-    monkeypatch.setattr(_native, "_FAILED", {})
+    monkeypatch.setattr(native_build, "_LIBS", {})
+    monkeypatch.setattr(native_build, "_FAILED", {})
 
 
 @pytest.mark.usefixtures("no_compiler")
@@ -132,12 +132,12 @@ def test_vector_flags_follow_torchs_own_cpu_capability(monkeypatch: pytest.Monke
                                                       gather_extra: list[str]) -> None:
     # Never more than torch itself runs here; AVX-512 only for the gather kernels (_native.c's
     # were no faster with it and compiled in twice the time).
-    monkeypatch.setattr(_native.platform, "machine", lambda: machine)
+    monkeypatch.setattr(native_build.platform, "machine", lambda: machine)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
-    assert _native.vector_flags() == common
-    by_name = {p.name: p for p in _native.SOURCES}
-    assert _native.wide_flags(by_name["_native_gather.c"]) == gather_extra
-    assert _native.wide_flags(by_name["_native.c"]) == []
+    assert native_build.vector_flags() == common
+    by_name = {p.name: p for p in native_build.SOURCES}
+    assert native_build.wide_flags(by_name["_native_gather.c"]) == gather_extra
+    assert native_build.wide_flags(by_name["_native.c"]) == []
 
 
 @pytest.mark.slow  # torch.compile

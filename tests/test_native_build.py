@@ -1,4 +1,4 @@
-"""The native kernels' build cache (kanlab.layers._native.build): keys, verification, one build at a time.
+"""The native kernels' build cache (kanlab.layers.kan.native_build): keys, verification, one build at a time.
 
 Tiny stand-in sources and a logging wrapper around the real compiler keep these cheap: the real
 kernels take seconds to compile, and the caching is the same.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from kanlab.layers import _native
+from kanlab.layers.kan import native_build
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32" or shutil.which("cc") is None,
                                 reason="needs a C compiler (the kernels are not built on Windows)")
@@ -53,8 +53,8 @@ def tiny(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     sources[0].write_text('#include "h.h"\nREAL twice(REAL x) { return 2 * x; }\n')
     sources[1].write_text('#include "h.h"\nREAL half(REAL x) { return x / 2; }\n')
     (tmp_path / "h.h").write_text("/* shared */\n")
-    monkeypatch.setattr(_native, "SOURCES", sources)
-    monkeypatch.setattr(_native, "HEADER", tmp_path / "h.h")
+    monkeypatch.setattr(native_build, "SOURCES", sources)
+    monkeypatch.setattr(native_build, "HEADER", tmp_path / "h.h")
     return tmp_path
 
 
@@ -65,17 +65,17 @@ def twice(path: Path) -> float:
 
 
 def test_a_build_is_cached_by_source_flags_and_compiler_version(tiny: Path) -> None:
-    first = _native.build("double")
+    first = native_build.build("double")
     stamp = first.stat().st_mtime_ns
-    assert _native.build("double") == first and first.stat().st_mtime_ns == stamp  # not rebuilt
+    assert native_build.build("double") == first and first.stat().st_mtime_ns == stamp  # not rebuilt
     assert compiles(tiny) == 3                                                       # 2 sources + link
-    assert _native.build("float") != first                                           # flags: a new key
+    assert native_build.build("float") != first                                      # flags: a new key
     os.environ["CC"] = str(fake_cc(tiny, version="2.0"))  # monkeypatch restores it
-    assert _native.build("double") != first                                          # compiler: a new key
+    assert native_build.build("double") != first                                     # compiler: a new key
     os.environ["CC"] = str(fake_cc(tiny))
-    assert _native.build("double") == first
-    _native.SOURCES[1].write_text('#include "h.h"\nREAL half(REAL x) { return x * 0.5; }\n')
-    assert _native.build("double") != first                                          # source: a new key
+    assert native_build.build("double") == first
+    native_build.SOURCES[1].write_text('#include "h.h"\nREAL half(REAL x) { return x * 0.5; }\n')
+    assert native_build.build("double") != first                                     # source: a new key
     names = sorted(p.name.split(".", 1)[1] for p in first.parent.iterdir())
     assert names == ["lock"] * 4 + ["so"] * 4 + ["so.sha256"] * 4                    # no .tmp or .o left
 
@@ -83,7 +83,7 @@ def test_a_build_is_cached_by_source_flags_and_compiler_version(tiny: Path) -> N
 @pytest.mark.parametrize("damage", ["truncated", "flipped", "no-checksum"])
 def test_a_damaged_cached_library_is_removed_and_rebuilt_with_one_warning(tiny: Path, damage: str) -> None:
     # A truncated library crashed every process that loaded it (SIGBUS, exit 135), forever.
-    path = _native.build("double")
+    path = native_build.build("double")
     data = path.read_bytes()
     if damage == "truncated":
         path.write_bytes(data[:1000])
@@ -94,10 +94,10 @@ def test_a_damaged_cached_library_is_removed_and_rebuilt_with_one_warning(tiny: 
     before = compiles(tiny)
     warning = rf"cached kernel library {path} is damaged \(.+\); it was removed and is rebuilt now"
     with pytest.warns(RuntimeWarning, match=warning):
-        assert _native.build("double") == path
+        assert native_build.build("double") == path
     assert compiles(tiny) == before + 3
-    assert _native.verify(path) is None and twice(path) == 2.5
-    assert _native.build("double") == path and compiles(tiny) == before + 3  # healed: no second warning
+    assert native_build.verify(path) is None and twice(path) == 2.5
+    assert native_build.build("double") == path and compiles(tiny) == before + 3  # healed: no second warning
 
 
 def test_first_builds_at_once_compile_once(tiny: Path) -> None:
@@ -109,7 +109,7 @@ def test_first_builds_at_once_compile_once(tiny: Path) -> None:
     def builder() -> None:
         start.wait()
         try:
-            paths.append(_native.build("double"))
+            paths.append(native_build.build("double"))
         except Exception as err:  # noqa: BLE001 - reported by the assert below
             errors.append(err)
 
@@ -119,13 +119,13 @@ def test_first_builds_at_once_compile_once(tiny: Path) -> None:
     for t in threads:
         t.join(timeout=60)
     assert errors == [] and len(paths) == 4 and len(set(paths)) == 1
-    assert compiles(tiny) == 3 and _native.verify(paths[0]) is None
+    assert compiles(tiny) == 3 and native_build.verify(paths[0]) is None
 
 
 def test_a_lock_left_by_a_killed_build_never_blocks(tiny: Path) -> None:
     # Another process holds the lock, as a build would, and is killed: the OS drops its lock.
     probe = tiny / "probe"
-    _native.build("double")
+    native_build.build("double")
     lock = next(tiny.glob("cache/native/*.lock"))
     next(tiny.glob("cache/native/*.so")).unlink()  # so that the next build needs the lock
     hold = (f"import fcntl, time; f = open({str(lock)!r}, 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
@@ -137,10 +137,10 @@ def test_a_lock_left_by_a_killed_build_never_blocks(tiny: Path) -> None:
         os.kill(holder.pid, signal.SIGKILL)
         holder.wait(timeout=10)
         done: list[Path] = []
-        builder = threading.Thread(target=lambda: done.append(_native.build("double")), daemon=True)
+        builder = threading.Thread(target=lambda: done.append(native_build.build("double")), daemon=True)
         builder.start()
         builder.join(timeout=30)
-        assert done and _native.verify(done[0]) is None
+        assert done and native_build.verify(done[0]) is None
     finally:
         holder.kill()
         holder.wait()
@@ -148,11 +148,11 @@ def test_a_lock_left_by_a_killed_build_never_blocks(tiny: Path) -> None:
 
 @pytest.mark.slow  # four interpreters importing torch
 def test_processes_building_at_once_build_once(tiny: Path) -> None:
-    code = ("import sys; from pathlib import Path; from kanlab.layers import _native; "
-            "_native.SOURCES = (Path(sys.argv[1]), Path(sys.argv[2])); _native.HEADER = Path(sys.argv[3]); "
-            "print(_native.build('double'))")
+    code = ("import sys; from pathlib import Path; from kanlab.layers.kan import native_build; "
+            "native_build.SOURCES = (Path(sys.argv[1]), Path(sys.argv[2])); "
+            "native_build.HEADER = Path(sys.argv[3]); print(native_build.build('double'))")
     os.environ["CC"] = str(fake_cc(tiny, pause=0.5))
-    args = [str(p) for p in (*_native.SOURCES, _native.HEADER)]
+    args = [str(p) for p in (*native_build.SOURCES, native_build.HEADER)]
     procs = [subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True)
              for _ in range(4)]
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
@@ -179,4 +179,4 @@ def test_a_truncated_real_library_is_rebuilt_and_the_layer_runs(tmp_path: Path) 
     assert again.stdout == first.stdout
     warnings = [line for line in again.stderr.splitlines() if "RuntimeWarning" in line]
     assert len(warnings) == 1 and f"{library} is damaged (1000 bytes where" in warnings[0]
-    assert _native.verify(library) is None
+    assert native_build.verify(library) is None

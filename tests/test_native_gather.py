@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from kanlab import KANLinear
-from kanlab.layers import _native, _native_gather
+from kanlab.layers.kan import _native_gather, native_build
 from test_fast_paths import assert_same
 
-pytestmark = pytest.mark.skipif(not _native.available(torch.float64),
+pytestmark = pytest.mark.skipif(not native_build.available(torch.float64),
                                 reason="no C compiler builds the native kernels here")
 
 
@@ -92,7 +92,7 @@ def test_moved_grids_and_every_order_on_threads(order: int) -> None:
 
 @pytest.mark.usefixtures("many_threads")
 def test_one_thread_without_an_openmp_runtime() -> None:
-    lib = _native.library(torch.float64)
+    lib = native_build.library(torch.float64)
     assert lib is not None
     layer, ref = twins(12, 10, 8, torch.float64)
     x = inputs(layer, 200, torch.float64)
@@ -100,7 +100,7 @@ def test_one_thread_without_an_openmp_runtime() -> None:
     try:
         assert_same(layer, ref, x, rtol=1e-12)
     finally:
-        lib.kan_runtime(*_native.openmp_runtime())
+        lib.kan_runtime(*native_build.openmp_runtime())
 
 
 def test_torch_runs_on_openmp_here_and_the_kernels_use_it() -> None:
@@ -108,7 +108,7 @@ def test_torch_runs_on_openmp_here_and_the_kernels_use_it() -> None:
     # wheels) the runtime must be found.
     if "parallel backend: OpenMP" not in torch.__config__.parallel_info():
         pytest.skip("this torch does not run on OpenMP")
-    assert all(_native.openmp_runtime())
+    assert all(native_build.openmp_runtime())
 
 
 @pytest.mark.parametrize("needs", [(True, False, False), (False, True, True), (False, False, True)])

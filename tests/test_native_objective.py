@@ -1,4 +1,4 @@
-"""kanlab.native_objective: the MSE and its flat gradient from the native kernels, against autograd
+"""kanlab.training.native_objective: the MSE and its flat gradient from the native kernels, against autograd
 on the same model; where it refuses; LBFGS and train() on it."""
 
 from __future__ import annotations
@@ -8,14 +8,15 @@ import copy
 import pytest
 import torch
 
-from kanlab import native_objective
-from kanlab.layers import _native
-from kanlab.models import KAN, MLP, Stack
-from kanlab.native_objective import mse_objective
-from kanlab.optim import LBFGS
-from kanlab.train import TrainConfig, train
+from kanlab.layers.kan import native_build
+from kanlab.models.stack import KAN, MLP, Stack
+from kanlab.training import native_objective
+from kanlab.training.config import TrainConfig
+from kanlab.training.lbfgs import LBFGS
+from kanlab.training.loop import train
+from kanlab.training.native_objective import mse_objective
 
-pytestmark = pytest.mark.skipif(not _native.available(torch.float64),
+pytestmark = pytest.mark.skipif(not native_build.available(torch.float64),
                                 reason="no C compiler builds the native kernels here")
 
 
@@ -56,7 +57,7 @@ def test_loss_and_gradient_equal_autograds(options: dict[str, object], threads: 
 def test_on_moved_grids_and_after_they_move_again() -> None:
     # Grid updates (quantile knots) between LBFGS steps: the objective reads each layer's grid as
     # it is at the call, through the cell tables the kernels find moved knots with.
-    from kanlab.train import update_grids
+    from kanlab.training.loop import update_grids
 
     model = KAN([2, 4, 1], init="uniform").double()
     params = list(model.parameters())

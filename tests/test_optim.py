@@ -1,4 +1,4 @@
-"""kanlab.optim.LBFGS against torch.optim.LBFGS(line_search_fn="strong_wolfe") and closed forms."""
+"""kanlab.training.lbfgs.LBFGS against torch.optim.LBFGS(line_search_fn="strong_wolfe") and closed forms."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from kanlab.optim import LBFGS
+from kanlab.training.lbfgs import LBFGS
 
 Closure = Callable[[], torch.Tensor]
 

@@ -19,11 +19,12 @@ import kanlab
 import kanlab.report.edges
 from kanlab import plot
 from kanlab.layers import Dense, KANLinear
-from kanlab.models import build, parse_spec
+from kanlab.models.edges import edge_arrays
+from kanlab.models.spec import parse_spec
+from kanlab.models.stack import build
 from kanlab.report import use_agg_unless_set
-from kanlab.runs import edge_arrays
 from kanlab.tasks import TaskConfig, make_dataset
-from kanlab.train import History
+from kanlab.training.loop import History
 
 SPECS = {  # every family with per-edge functions, and a stack that mixes them with an MLP
     "kan": "kan:2-3-2:g=4", "rbf": "rbf:2-3-2", "chebyshev": "chebyshev:2-3-2", "fourier": "fourier:2-3-2",
@@ -209,8 +210,8 @@ def test_kanlab_fit_checks_its_options_and_data() -> None:
 
 
 def test_public_names() -> None:
-    from kanlab.quickfit import fit
-    from kanlab.runs import load_run
+    from kanlab.runs.experiment import load_run
+    from kanlab.training.quickfit import fit
 
     assert kanlab.fit is fit and kanlab.load_run is load_run and kanlab.plot is plot
     assert {"fit", "load_run", "plot"} <= set(dir(kanlab))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from kanlab import snap
-from kanlab.layers.bspline import KANLinear
-from kanlab.models import KAN, Stack, param_count
-from kanlab.prune import edge_scores, node_scores, prune
+from kanlab.layers.kan.layer import KANLinear
+from kanlab.models.stack import KAN, Stack, param_count
+from kanlab.symbolic import snap
+from kanlab.symbolic.pruning import edge_scores, node_scores, prune
 
 F64 = torch.float64
 WEAK = (1, 3, 4)  # hidden nodes of the hand-built model whose incoming edges are ~1e-4 of the rest

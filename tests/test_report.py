@@ -18,7 +18,6 @@ import matplotlib.image as mpimg
 import numpy as np
 import pytest
 
-from kanlab.config import parse_study
 from kanlab.report import (
     fmt_pm,
     plot_curves,
@@ -33,8 +32,9 @@ from kanlab.report import (
 )
 from kanlab.report.style import DPI
 from kanlab.report.tables import fmt_sci, fmt_time
-from kanlab.runs import expand
-from kanlab.store import ResultsStore
+from kanlab.runs.store import ResultsStore
+from kanlab.study.config import parse_study
+from kanlab.study.experiments import expand
 from report_helpers import write_edges, write_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -319,9 +319,9 @@ def test_report_in_headless_chromium(report: Path, tmp_path: Path) -> None:
 
 def three_data_tasks(tmp_path: Path) -> tuple[Path, list[Path]]:
     """A study of three CSV tasks (two files of one name in two folders) run into tmp_path/runs."""
-    from kanlab.config import parse_study
-    from kanlab.driver import run_experiments
-    from kanlab.runs import expand
+    from kanlab.runs.driver import run_experiments
+    from kanlab.study.config import parse_study
+    from kanlab.study.experiments import expand
 
     files = []
     for name, fn in (("a/one.csv", np.sin), ("b/two.csv", np.cos), ("c/two.csv", np.square)):
@@ -334,7 +334,7 @@ def three_data_tasks(tmp_path: Path) -> tuple[Path, list[Path]]:
                          "tasks": [{"kind": "data", "path": str(p), "targets": ["y"]} for p in files],
                          "models": [{"family": "mlp", "spec": "mlp:1-4-1"}]})
     db = tmp_path / "runs" / "kanlab.db"
-    run_experiments(expand(study), tmp_path / "runs", db, plots=False)
+    run_experiments(expand(study), tmp_path / "runs", db)
     return db, files
 
 
@@ -359,14 +359,14 @@ def test_runs_on_another_thread_count_supersede_the_earlier_rows_in_reports(tmp_
     # The thread count is part of a run's identity: a study run by `kanlab run` (its threads) and
     # then by `kanlab sweep` (one), or run again after upgrading, gets a second run of each
     # configuration; a report averaging both would count each seed twice.
-    from kanlab.driver import run_experiments
     from kanlab.report.parts import by_config, left_out_note, read_experiment
+    from kanlab.runs.driver import run_experiments
 
     db = tmp_path / "kanlab.db"
     ids, plans = [], []
     for threads, steps in ((2, 2), (1, 2), (1, 3)):  # the last: another configuration, shown apart
         plans.append(expand(parse_study(tiny_study(steps=steps)), threads=threads))
-        run_experiments(plans[-1], tmp_path, db, plots=False)
+        run_experiments(plans[-1], tmp_path, db)
         ids += sorted(e.run_id for e in plans[-1])
     with ResultsStore(db) as store:
         assert len(store.runs()) == 6  # the earlier rows stay in the database
@@ -424,12 +424,12 @@ def test_without_its_file_a_report_tells_configurations_apart_but_not_a_sweeps_p
 def test_a_report_shows_only_the_runs_of_the_study_as_it_is_now(tmp_path: Path) -> None:
     # Edit a study's lr and rerun it under its name: the report averaged the old runs and the new
     # ones of each label together (they share label and task key).
-    from kanlab.driver import run_experiments
     from kanlab.report.parts import by_config, read_experiment
+    from kanlab.runs.driver import run_experiments
 
     db = tmp_path / "kanlab.db"
     plans = {lr: expand(parse_study(tiny_study(lr=lr)), threads=1) for lr in (0.01, 0.3)}
-    folders = {lr: run_experiments(exps, tmp_path, db, plots=False) for lr, exps in plans.items()}
+    folders = {lr: run_experiments(exps, tmp_path, db) for lr, exps in plans.items()}
     rows, curves, left_out = read_experiment(db, "s", plans[0.3])
     assert sorted(r["run_dir"] for r in rows) == sorted(map(str, folders[0.3])) and left_out == 2
     new = [json.loads((f / "final.json").read_text())["test_loss"] for f in folders[0.3]]
@@ -460,7 +460,7 @@ def test_two_data_tasks_get_two_sections_with_their_own_numbers(tmp_path: Path) 
         rows = store.runs()
     sections = html.split('<h2 id="task-')[1:]
     titles = sorted(s.split("</h2>", 1)[0].split(">", 1)[1] for s in sections)
-    from kanlab.code_version import code_version
+    from kanlab.study.code_version import code_version
 
     note = '<span class="note">(data: {}, sha256 {}; code ' + code_version()[:12] + ")</span>"
     assert titles == [f"Task: one {note.format(files[0], sha(files[0]))}",

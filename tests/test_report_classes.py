@@ -15,7 +15,7 @@ from sklearn.metrics import confusion_matrix
 from kanlab.report import write_report
 from kanlab.report.classes import class_balance, confusion, plot_confusion
 from kanlab.report.pareto import pareto_front
-from kanlab.store import ResultsStore
+from kanlab.runs.store import ResultsStore
 from report_helpers import write_run
 
 

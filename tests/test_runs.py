@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from kanlab.config import ExperimentConfig, parse_study
-from kanlab.models import FAMILIES
-from kanlab.runs import evaluate_run, execute, expand, inside
+from kanlab.models.spec import FAMILIES
+from kanlab.runs.experiment import evaluate_run, execute
+from kanlab.runs.outputs import inside
+from kanlab.study.config import ExperimentConfig, parse_study
+from kanlab.study.experiments import expand
 
 
 def study(models: list[dict[str, Any]], train: dict[str, Any], tasks: list[dict[str, Any]] | None = None,
@@ -34,7 +36,7 @@ def test_a_diverged_run_is_diverged_with_the_outputs_it_can_write(family: str, t
     # predictions then ran the NaN model, whose next layer refused its NaN input: the run was
     # "failed", and --retry-failed reran it forever.
     exp = one(study([{"family": family}], {"optimizer": "sgd", "lr": 1e30, "steps": 6, "eval_every": 3}))
-    folder = execute(exp, tmp_path, plots=False)  # plots of a diverged run: test_report.py
+    folder = execute(exp, tmp_path)  # plots of a diverged run: test_report.py
     final = json.loads((folder / "final.json").read_text())
     assert final["status"] == "diverged", final["message"]
     assert final["message"].startswith("diverged at step 1")
@@ -81,15 +83,15 @@ def data_study(*paths: Path) -> dict[str, Any]:
 
 def edit_between_runs(tmp_path: Path) -> tuple[Path, Path, str, str, list[dict[str, Any]]]:
     """Run a study on data.csv, edit the file, run it again: (file, db, old hash, new hash, rows)."""
-    from kanlab.driver import run_experiments
-    from kanlab.store import ResultsStore
+    from kanlab.runs.driver import run_experiments
+    from kanlab.runs.store import ResultsStore
 
     data = csv(tmp_path / "data.csv", np.sin)
     root, db = tmp_path / "runs", tmp_path / "runs" / "kanlab.db"
-    run_experiments(expand(parse_study(data_study(data))), root, db, plots=False)
+    run_experiments(expand(parse_study(data_study(data))), root, db)
     old = sha256(data)
     csv(data, lambda x: 3 * x * x)
-    run_experiments(expand(parse_study(data_study(data))), root, db, plots=False)
+    run_experiments(expand(parse_study(data_study(data))), root, db)
     with ResultsStore(db) as store:
         return data, db, old, sha256(data), store.runs()
 
@@ -119,7 +121,7 @@ def test_the_report_shows_each_data_version_in_its_own_section(tmp_path: Path) -
     data, db, old, new, _ = edit_between_runs(tmp_path)
     html = write_report(db, "t", tmp_path / "report").read_text()
     assert html.count('<h2 id="task-') == 2
-    from kanlab.code_version import code_version
+    from kanlab.study.code_version import code_version
 
     for h in (old, new):  # each with its data version, and the code version beside it
         assert (f'data (sha256 {h[:12]}) <span class="note">(data: {data}, sha256 {h[:12]}; code '
@@ -131,7 +133,7 @@ def test_data_edited_after_planning_is_not_trained_on(tmp_path: Path) -> None:
     exp = expand(parse_study(data_study(data)))[0]
     assert exp.data_hash == sha256(data) and exp.task.name == "data"  # named after its file
     csv(data, np.cos)
-    final = json.loads((execute(exp, tmp_path, plots=False) / "final.json").read_text())
+    final = json.loads((execute(exp, tmp_path) / "final.json").read_text())
     assert final["status"] == "failed" and "is not the data this run was planned with" in final["message"]
 
 
@@ -153,16 +155,16 @@ def test_an_edited_user_image_gives_new_run_ids(tmp_path: Path) -> None:
 
 def test_the_thread_count_is_part_of_the_identity_and_is_what_a_run_computes_on(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import kanlab.runs
+    import kanlab.runs.experiment
 
     seen: list[int] = []
-    real = kanlab.runs.train
+    real = kanlab.runs.experiment.train
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         seen.append(torch.get_num_threads())
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(kanlab.runs, "train", counting)
+    monkeypatch.setattr(kanlab.runs.experiment, "train", counting)
     raw = study([{"family": "mlp", "budget": 60}], {"steps": 1, "eval_every": 1})
     before = torch.get_num_threads()
     try:
@@ -170,7 +172,7 @@ def test_the_thread_count_is_part_of_the_identity_and_is_what_a_run_computes_on(
         exp = replace(one(raw), threads=1)
         assert one(raw).threads == 2 and one(raw).run_id != exp.run_id  # planned here: this process's
         assert expand(parse_study(raw), threads=1)[0].run_id == exp.run_id
-        folder = execute(exp, tmp_path, plots=False)
+        folder = execute(exp, tmp_path)
         assert seen == [1] and torch.get_num_threads() == 2  # ran on its own count, then restored
         assert json.loads((folder / "config.json").read_text())["threads"] == 1
     finally:
@@ -181,7 +183,7 @@ def test_the_thread_count_is_part_of_the_identity_and_is_what_a_run_computes_on(
 def test_a_run_gives_the_same_numbers_whatever_threads_the_process_has(tmp_path: Path) -> None:
     # The same run id gave different numbers under `kanlab run` (2 threads) and `kanlab sweep` (1 per
     # worker). A 64 -> 64 layer on 1024 points: the gather kernels split their sums over threads.
-    from kanlab.layers import _native
+    from kanlab.layers.kan import native_build
 
     raw = study([{"family": "kan", "spec": "kan:1-64-64-1"}], {"steps": 3, "eval_every": 3},
                 tasks=[{"name": "zigzag", "n_train": 1024, "n_test": 64}])
@@ -192,15 +194,15 @@ def test_a_run_gives_the_same_numbers_whatever_threads_the_process_has(tmp_path:
         folders = []
         for threads in (1, 2):  # the process's own count no longer matters
             torch.set_num_threads(threads)
-            folders.append(execute(exp, tmp_path / str(threads), plots=False))
+            folders.append(execute(exp, tmp_path / str(threads)))
             assert torch.get_num_threads() == threads  # restored afterwards
         losses = [json.loads((f / "final.json").read_text())["test_loss"] for f in folders]
         assert losses[0] == losses[1]
         assert [json.loads((f / "config.json").read_text())["threads"] for f in folders] == [1, 1]
         two = replace(exp, threads=2)
         assert two.run_id != exp.run_id and one(raw).run_id == two.run_id  # planned in a 2-thread process
-        if _native.openmp_runtime()[0] is not None:  # the kernels split work only on torch's OpenMP
-            folder = execute(two, tmp_path / "two", plots=False)
+        if native_build.openmp_runtime()[0] is not None:  # the kernels split work only on torch's OpenMP
+            folder = execute(two, tmp_path / "two")
             assert json.loads((folder / "final.json").read_text())["test_loss"] != losses[0]
     finally:
         torch.set_num_threads(before)

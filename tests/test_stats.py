@@ -1,4 +1,4 @@
-"""kanlab.stats against closed forms and scipy.stats on hand-made numbers."""
+"""kanlab.report.stats against closed forms and scipy.stats on hand-made numbers."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from kanlab.stats import geometric_summary, paired_ratio, scaling_fit, summarize, time_to_target
+from kanlab.report.stats import geometric_summary, paired_ratio, scaling_fit, summarize, time_to_target
 
 
 def test_summary_matches_the_t_interval() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kanlab.store import CURVE_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, ResultsStore, task_key
+from kanlab.runs.store import CURVE_COLUMNS, RUN_COLUMNS, SCHEMA_VERSION, ResultsStore, task_key
 from report_helpers import write_run
 
 

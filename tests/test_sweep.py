@@ -12,11 +12,11 @@ import pytest
 
 from kanlab import models
 from kanlab.cli import main
-from kanlab.config import ExperimentConfig
-from kanlab.driver import run_experiments
-from kanlab.executors import SerialExecutor
 from kanlab.report.sweep import sweep_section, write_sweep_report
-from kanlab.sweep import apply_sweep_overrides, load_sweep, parse_sweep
+from kanlab.runs.driver import run_experiments
+from kanlab.runs.executors import SerialExecutor
+from kanlab.study.config import ExperimentConfig
+from kanlab.study.sweep import apply_sweep_overrides, load_sweep, parse_sweep
 
 TINY = """
 name = "tiny"
@@ -159,7 +159,7 @@ def rows(db: Path) -> list[dict[str, Any]]:
 def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[ExperimentConfig]]:
     root = tmp_path_factory.mktemp("sweep")
     sweep = parse_sweep(raw('"train.lr" = [0.01, 0.03]\n'))
-    run_experiments(sweep.experiments, root, root / "kanlab.db", plots=False, executor=SerialExecutor(),
+    run_experiments(sweep.experiments, root, root / "kanlab.db", executor=SerialExecutor(),
                     annotations=sweep.annotations())
     return root, list(sweep.experiments)
 
@@ -222,7 +222,7 @@ def test_cli_sweep_runs_resumes_and_prints_the_report(tmp_path: Path, capsys: py
 
 
 def test_the_report_counts_failed_runs_and_groups_plain_studies_by_size(tmp_path: Path) -> None:
-    from kanlab.executors import Job, run_job
+    from kanlab.runs.executors import Job, run_job
 
     def mlp_seed_1_fails(job: Job) -> bytes:
         if job.config["family"] == "mlp" and job.config["seed"] == 1:
@@ -231,7 +231,7 @@ def test_the_report_counts_failed_runs_and_groups_plain_studies_by_size(tmp_path
 
     sweep = parse_sweep(raw("", TINY.replace("seeds = [0, 1, 2]", "seeds = [0, 1]")))
     # No annotations: the report finds budgets by clustering parameter counts.
-    run_experiments(sweep.experiments, tmp_path, tmp_path / "db", plots=False,
+    run_experiments(sweep.experiments, tmp_path, tmp_path / "db",
                     executor=SerialExecutor(target=mlp_seed_1_fails))
     html = sweep_section(tmp_path / "db", "tiny", tmp_path / "out")
     assert "8 runs, 6 finished" in html

@@ -13,14 +13,17 @@ import pytest
 import sympy
 import torch
 
-from kanlab import snap, splines, symlib
-from kanlab.formula import SplineEdgesError, evaluate, formula, tidy, variables
-from kanlab.layers.bspline import KANLinear
-from kanlab.models import KAN, Stack
-from kanlab.polish import polish_constants
-from kanlab.symbolic import fit_function, suggest
-from kanlab.symbolic_layer import SymbolicKANLinear
-from kanlab.symbolic_workflow import SymbolicConfig, symbolic_workflow
+from kanlab import splines
+from kanlab.layers.kan.layer import KANLinear
+from kanlab.models.stack import KAN, Stack
+from kanlab.symbolic import library as symlib
+from kanlab.symbolic import snap
+from kanlab.symbolic.config import SymbolicConfig
+from kanlab.symbolic.fit import fit_function, suggest
+from kanlab.symbolic.formulas import SplineEdgesError, evaluate, formula, tidy, variables
+from kanlab.symbolic.layer import SymbolicKANLinear
+from kanlab.symbolic.polish import polish_constants
+from kanlab.symbolic.workflow import symbolic_workflow
 from kanlab.tasks import TaskConfig, make_dataset
 
 if sys.version_info >= (3, 11):
@@ -301,8 +304,8 @@ def test_workflow_recovers_the_formula_to_machine_precision(task, seed, sparsity
 
 def test_grid_updates_and_sparsity_see_a_symbolic_wrapper_as_one_layer():
     """update_grids and the sparsity term walk a symbolized stack: the wrapper, not the KANLinear inside."""
-    from kanlab.regularization import kan_like_layers, sparsity_loss
-    from kanlab.train import update_grids
+    from kanlab.training.loop import update_grids
+    from kanlab.training.regularization import kan_like_layers, sparsity_loss
 
     torch.manual_seed(0)
     model = snap.symbolize(KAN([2, 3, 1], grid_size=5).double())

@@ -19,8 +19,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from kanlab.cli import main
-from kanlab.config import apply_overrides, load_study, parse_study
-from kanlab.runs import expand, load_run
+from kanlab.runs.experiment import load_run
+from kanlab.study.config import apply_overrides, load_study, parse_study
+from kanlab.study.experiments import expand
 
 TINY_TOML = """
 name = "sym"

@@ -18,8 +18,8 @@ from skimage.color import rgb2gray
 from skimage.transform import resize
 from skimage.util import img_as_float
 
-from kanlab.encodings import EncodingConfig, encode
 from kanlab.tasks import FUNCTIONS, IMAGES, Dataset, TaskConfig, make_dataset, psnr
+from kanlab.tasks.encodings import EncodingConfig, encode
 from kanlab.tasks.functions import FUNCTION_REGISTRY
 
 PI, E = math.pi, math.e
@@ -375,8 +375,8 @@ def test_a_formula_runs_nothing_but_arithmetic(expression: str, match: str) -> N
 def test_a_formula_tasks_name_is_safe_in_paths_and_its_text_is_in_the_run_id() -> None:
     with pytest.raises(ValueError, match="letters, digits"):
         TaskConfig(kind="function", name="../escaped", expression="x1")
-    from kanlab.config import parse_study
-    from kanlab.runs import expand
+    from kanlab.study.config import parse_study
+    from kanlab.study.experiments import expand
 
     def run_id(expression: str) -> str:
         study = parse_study({"tasks": [{"kind": "function", "name": "mine", "expression": expression}],

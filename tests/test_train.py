@@ -16,8 +16,10 @@ from scipy.interpolate import BSpline
 from torch import nn
 
 from kanlab import KANLinear
-from kanlab.regularization import layer_sparsity, sparsity_loss
-from kanlab.train import History, TrainConfig, evaluate, train
+from kanlab.training.config import TrainConfig
+from kanlab.training.evaluation import evaluate
+from kanlab.training.loop import History, train
+from kanlab.training.regularization import layer_sparsity, sparsity_loss
 
 RECORD_KEYS = {"step", "time", "train_loss", "test_loss", "test_rmse", "lr", "grid_size"}
 
@@ -389,7 +391,8 @@ def test_config_cross_field_rules_and_toml_friendly_values() -> None:
 
 # ---- with the real model builder --------------------------------------------------------------
 def test_kan_then_mlp_model_from_a_spec() -> None:
-    from kanlab.models import build, parse_spec
+    from kanlab.models.spec import parse_spec
+    from kanlab.models.stack import build
 
     model = build(parse_spec("kan:1-3:g3+mlp:3-8-1"))
     x = sine().x_train

@@ -8,8 +8,9 @@ import numpy as np
 
 from kanlab import MLP
 from kanlab.tasks import TaskConfig, make_dataset
-from kanlab.train import TrainConfig, train
-from kanlab.trial_pruning import PruneHook, curve
+from kanlab.training.config import TrainConfig
+from kanlab.training.loop import train
+from kanlab.training.trial_pruning import PruneHook, curve
 
 
 def reference(curves: list[dict[int, float]]) -> list[dict[str, Any]]:

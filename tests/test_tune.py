@@ -25,18 +25,18 @@ from typing import Any
 import pytest
 import tomllib
 
-from kanlab import runs
-from kanlab.budget import match_widths
+import kanlab.study.experiments
 from kanlab.cli import main
-from kanlab.config import ExperimentConfig, _build, parse_study, read_study
-from kanlab.executors import Executor, Job, Outcome, SerialExecutor, pack
-from kanlab.runs import build_model, execute
-from kanlab.search_space import build_space
-from kanlab.store import ResultsStore
-from kanlab.train import TrainConfig
-from kanlab.trial_pruning import PruneHook
-from kanlab.tune import Search, run_tune, verdict_experiments
-from kanlab.tune_config import Tune, load_tune, parse_tune
+from kanlab.models.budget import match_widths
+from kanlab.runs.executors import Executor, Job, Outcome, SerialExecutor, pack
+from kanlab.runs.experiment import build_model, execute
+from kanlab.runs.store import ResultsStore
+from kanlab.runs.tune import Search, run_tune, verdict_experiments
+from kanlab.study.config import ExperimentConfig, build_checked, parse_study, read_study
+from kanlab.study.search_space import build_space
+from kanlab.study.tune_config import Tune, load_tune, parse_tune
+from kanlab.training.config import TrainConfig
+from kanlab.training.trial_pruning import PruneHook
 from test_executors import dask_address as dask_cluster  # noqa: F401 - a fixture: a local Dask cluster
 from test_trial_pruning import reference
 
@@ -264,8 +264,9 @@ def fake_step_seconds(model: Any, data: Any, cfg: Any) -> float:
 
 def test_trials_are_sized_by_the_models_match_and_each_corner_is_checked_that_way(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from kanlab import timing
-    from kanlab.models import count_flops, count_params, parse_spec
+    from kanlab.models.spec import parse_spec
+    from kanlab.models.stack import count_flops, count_params
+    from kanlab.training import timing
 
     raw = tomllib.loads(TUNE)
     raw.update(match="flops", budget=240)
@@ -318,7 +319,7 @@ def expansion(tune: Tune) -> list[str]:
     """What a tune preset runs, as the README's fair-quick paragraph and table state it."""
     study = parse_study(tune.raw)
     labels = list(dict.fromkeys(s.label for s in tune.studies))
-    steps = _build(TrainConfig, study.train, "train").steps
+    steps = build_checked(TrainConfig, study.train, "train").steps
     lines = [f"{len(study.tasks)} tasks x {len(labels)} models ({', '.join(labels)}) = {len(tune.studies)} "
              f"searches of `{tune.budget}` each, ranked on `{tune.metric}` (`validation = "
              f"{tune.validation}`), {steps} steps per run; each best retrained on seeds {list(tune.seeds)}.",
@@ -355,7 +356,7 @@ def test_the_fair_presets_parse_and_every_corner_is_valid(monkeypatch: pytest.Mo
                               out_features=data.out_dim, **options)
         return widths, seconds
 
-    monkeypatch.setattr(runs, "cached_match_time", timed)
+    monkeypatch.setattr(kanlab.study.experiments, "cached_match_time", timed)
     tune = load_tune("fair-time")
     assert len(tune.studies) == 30 and {m.match for m in parse_study(tune.raw).models} == {"time"}
     kan = [a for a in asked if a[0] == "kan"]
@@ -377,7 +378,7 @@ def test_a_trial_run_is_pruned_in_its_worker_against_its_reference(tmp_path: Pat
              "pruner": dict(study.pruner), "reference": good}
     (exp,) = tune.resolve(study, {"lr": 0.01}, [0], experiment="x", trial=trial)
     assert exp.task.val_fraction == 0.2  # a trial holds the tune's validation share out of training
-    folder = execute(exp, tmp_path, plots=False)
+    folder = execute(exp, tmp_path)
     final = json.loads((folder / "final.json").read_text())
     steps = [json.loads(line)["step"] for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert final["status"] == "pruned" and final["steps"] == 5 and steps == [0, 5]  # warm-up: 5 steps
@@ -603,8 +604,8 @@ def test_a_real_tune_prunes_trials_mid_run_reports_and_proposes_the_same_again(t
 @pytest.mark.slow  # worker processes and a Dask cluster (tens of seconds)
 def test_pruning_in_out_of_process_workers_decides_as_in_this_process(
         tmp_path: Path, dask_cluster: str) -> None:  # noqa: F811 - the fixture imported above
-    from kanlab.clusters import DaskExecutor
-    from kanlab.executors import LocalExecutor
+    from kanlab.runs.clusters import DaskExecutor
+    from kanlab.runs.executors import LocalExecutor
 
     tune = tune_of()
     here = proposals(searched(tune, tmp_path / "serial", Recording()))
@@ -624,8 +625,8 @@ def test_a_tune_plans_its_runs_on_the_threads_its_executor_computes_on(
         executor: str, threads: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # load_tune expanded every trial with this process's thread count, while a pool's workers
     # compute on one each (kanlab sweep passes WORKER_THREADS): the run ids named the wrong count.
-    import kanlab.tune_config
-    from kanlab.executors import WORKER_THREADS
+    import kanlab.study.tune_config
+    from kanlab.runs.executors import WORKER_THREADS
 
     seen: list[int | None] = []
 
@@ -633,7 +634,7 @@ def test_a_tune_plans_its_runs_on_the_threads_its_executor_computes_on(
         seen.append(threads)
         raise ValueError("stop here")
 
-    monkeypatch.setattr(kanlab.tune_config, "load_tune", load)
+    monkeypatch.setattr(kanlab.study.tune_config, "load_tune", load)
     assert main(["tune", "tune-quick", "--executor", executor, "--root", str(tmp_path)]) == 2
     assert seen == [threads] and WORKER_THREADS == 1
     tune = tune_of()
@@ -650,7 +651,7 @@ def test_time_matching_measures_on_the_thread_count_the_run_computes_on(
     # runs a pool then computed on one thread each.
     import torch
 
-    from kanlab import timing
+    from kanlab.training import timing
 
     monkeypatch.setenv("KANLAB_CACHE", str(tmp_path))
     counts: list[int] = []
@@ -675,7 +676,7 @@ def test_time_matching_measures_on_the_thread_count_the_run_computes_on(
         study = parse_study({k: v for k, v in raw.items() if k not in ("tune", "search")})
         for threads in (1, 2):  # `kanlab sweep` on a pool: 1; `kanlab run` in this process: its 2
             counts.clear()
-            runs.expand(study, threads=threads)
+            kanlab.study.experiments.expand(study, threads=threads)
             assert counts and set(counts) == {threads} and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -684,7 +685,7 @@ def test_time_matching_measures_on_the_thread_count_the_run_computes_on(
 def test_a_tune_holds_the_study_locks_and_writes_only_inside_the_root(tmp_path: Path) -> None:
     # A tune took no lock (two tunes, or a tune and a sweep of its study, raced on its folders) and
     # built a trial's folder and its manifest without checking that they lie inside the root.
-    from kanlab.driver import running
+    from kanlab.runs.driver import running
 
     tune, root = tune_of(), tmp_path / "runs"
     for held in (tune.name, tune.search_experiment):

@@ -11,14 +11,14 @@ import torch
 from sklearn import datasets as skd
 from sklearn.metrics import accuracy_score, f1_score, log_loss
 
-from kanlab.config import ExperimentConfig
-from kanlab.evaluation import evaluate
-from kanlab.runs import execute
-from kanlab.store import ResultsStore
+from kanlab.runs.experiment import execute
+from kanlab.runs.store import ResultsStore
+from kanlab.study.config import ExperimentConfig
 from kanlab.tasks import TaskConfig, make_dataset
 from kanlab.tasks.functions import get_function
 from kanlab.tasks.image import load_image, pixel_coords, resize_image
-from kanlab.train import TrainConfig
+from kanlab.training.config import TrainConfig
+from kanlab.training.evaluation import evaluate
 
 
 def rows_of(points: torch.Tensor) -> set[tuple[float, ...]]:
@@ -126,7 +126,7 @@ def test_a_run_records_its_validation_metrics_split_and_curve(tmp_path: Path) ->
     task = TaskConfig(kind="dataset", name="iris", val_fraction=0.2)
     exp = ExperimentConfig(experiment="v", label="MLP", family="mlp", spec="mlp:4-8-3:act=tanh", task=task,
                            train=TrainConfig(steps=20, eval_every=10), seed=0)
-    folder = execute(exp, tmp_path, plots=False)
+    folder = execute(exp, tmp_path)
     final = json.loads((folder / "final.json").read_text())
     last = json.loads((folder / "metrics.jsonl").read_text().splitlines()[-1])
     assert final["status"] == "finished", final["message"]

@@ -11,12 +11,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from kanlab._command import interrupted
-from kanlab.interrupts import ctrl_c_handled
+from kanlab.runs.interrupts import ctrl_c_handled
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing before main() (kanlab/__init__)
 if TYPE_CHECKING:
-    from kanlab.config import ExperimentConfig
-    from kanlab.executors import Executor
+    from kanlab.runs.executors import Executor
+    from kanlab.runs.experiment import Draw
+    from kanlab.study.config import ExperimentConfig
 
 DEFAULT_ROOT = Path("runs")
 
@@ -84,7 +85,7 @@ def _sweep_args(p: argparse.ArgumentParser, metavar: str = "SWEEP",
 
 
 def _executor(args: argparse.Namespace) -> Executor:
-    from kanlab import clusters, executors
+    from kanlab.runs import clusters, executors
 
     if args.address and args.executor not in ("dask", "ray"):
         raise ValueError("--address needs --executor dask or --executor ray")
@@ -103,14 +104,14 @@ def _threads(args: argparse.Namespace | None) -> int | None:
     """The torch threads each run of a sweep or tune computes on (part of its identity): one per pool or
     cluster worker; None (this process's count, as `kanlab run`) for the serial executor. args None:
     the default executor's (a local pool), for `kanlab report` of a sweep file."""
-    from kanlab.executors import WORKER_THREADS
+    from kanlab.runs.executors import WORKER_THREADS
 
     return WORKER_THREADS if args is None or args.executor != "serial" else None
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from kanlab.driver import run_experiments
-    from kanlab.sweep import load_sweep
+    from kanlab.runs.driver import run_experiments
+    from kanlab.study.sweep import load_sweep
 
     sweep = load_sweep(args.study, args.overrides, threads=_threads(args))  # all checked, nothing written
     axes = " x ".join(f"{len(values)} {key}" for key, values in sweep.axes) or "no axes"
@@ -119,13 +120,13 @@ def _sweep(args: argparse.Namespace) -> int:
     def work(executor: Executor) -> list[Path]:
         print(f"executing on {executor.description}")
         return run_experiments(sweep.experiments, args.root, _db(args), retry_failed=args.retry_failed,
-                               plots=args.plots, executor=executor, annotations=sweep.annotations())
+                               draw=_draw(args.plots), executor=executor, annotations=sweep.annotations())
 
     if _on_executor(args, work) is None:
         return 2
     if not args.no_report:
         from kanlab.report.sweep import write_sweep_report
-        from kanlab.runs import inside
+        from kanlab.runs.outputs import inside
 
         out = inside(args.root, sweep.name)
         print(f"report: {write_sweep_report(_db(args), sweep.name, out, runs=sweep.experiments)}")
@@ -140,7 +141,7 @@ def _on_executor(args: argparse.Namespace, work: Callable[[Executor], list[Path]
     """
     from collections import Counter
 
-    from kanlab.executors import ExecutorUnavailable
+    from kanlab.runs.executors import ExecutorUnavailable
 
     try:
         executor = _executor(args)
@@ -157,22 +158,22 @@ def _on_executor(args: argparse.Namespace, work: Callable[[Executor], list[Path]
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from kanlab.tune import journal_path, run_tune
-    from kanlab.tune_config import load_tune
+    from kanlab.runs.tune import journal_path, run_tune
+    from kanlab.study.tune_config import load_tune
 
     tune = load_tune(args.study, args.overrides, threads=_threads(args))  # all checked, nothing written
     models = len({s.label for s in tune.studies})
     tasks = len(tune.studies) // models
     print(f"{tune.name}: {len(tune.studies)} searches ({models} models x {tasks} tasks), {tune.budget} each; "
           f"verdict on seeds {list(tune.seeds)}")
-    from kanlab.runs import inside
+    from kanlab.runs.outputs import inside
 
     manifest = inside(args.root, tune.name) / "tune.json"
 
     def work(executor: Executor) -> list[Path]:
         print(f"executing on {executor.description}; Optuna studies in {journal_path(_db(args))}")
         folders, _ = run_tune(tune, args.root, _db(args), executor=executor, retry_failed=args.retry_failed,
-                              plots=args.plots)
+                              draw=_draw(args.plots))
         print("verdict runs:", end=" ")
         return folders
 
@@ -190,24 +191,34 @@ def _db(args: argparse.Namespace) -> Path:
     return args.db if args.db is not None else args.root / "kanlab.db"
 
 
+def _draw(plots: bool) -> Draw | None:
+    """The function that draws a run's plots into its folder, or None when plots are off."""
+    if not plots:
+        return None
+    from kanlab.report.plots import draw_run
+
+    return draw_run
+
+
 def _run_study(args: argparse.Namespace, plots: bool = True
                ) -> tuple[str, list[ExperimentConfig], list[Path]]:
-    from kanlab.config import load_study
-    from kanlab.driver import run_experiments
-    from kanlab.runs import expand
+    from kanlab.runs.driver import run_experiments
+    from kanlab.study.config import load_study
+    from kanlab.study.experiments import expand
 
     study = load_study(args.study, args.overrides)
     experiments = expand(study)
     print(f"{study.name}: {len(experiments)} runs "
           f"({len(study.tasks)} tasks x {len(study.models)} models x {len(study.seeds)} seeds)")
-    folders = run_experiments(experiments, args.root, _db(args), retry_failed=args.retry_failed, plots=plots)
+    folders = run_experiments(experiments, args.root, _db(args), retry_failed=args.retry_failed,
+                              draw=_draw(plots))
     return study.name, experiments, folders
 
 
 def _expansion(source: str, overrides: Sequence[str]) -> tuple[str, list[ExperimentConfig] | None]:
     """`kanlab report`'s study: (name, its runs as its file expands now), or (source, None) for a bare
     study name (or a tune file, whose report shows the runs its manifest names)."""
-    from kanlab.config import load_study, preset_names, read_study
+    from kanlab.study.config import load_study, preset_names, read_study
 
     if not (source.endswith(".toml") or Path(source).is_file() or source in preset_names()):
         return source, None
@@ -215,11 +226,11 @@ def _expansion(source: str, overrides: Sequence[str]) -> tuple[str, list[Experim
     if "tune" in raw or "search" in raw:
         return str(raw.get("name", "study")), None
     if "axes" in raw:
-        from kanlab.sweep import load_sweep
+        from kanlab.study.sweep import load_sweep
 
         sweep = load_sweep(source, overrides, threads=_threads(args=None))
         return sweep.name, list(sweep.experiments)
-    from kanlab.runs import expand
+    from kanlab.study.experiments import expand
 
     study = load_study(source, overrides)
     return study.name, expand(study)
@@ -229,8 +240,8 @@ def _write_report(name: str, args: argparse.Namespace, runs: Sequence[Experiment
     """The study's report (of exactly `runs` when known), or the sweep or tune report of a sweep or tune."""
     from kanlab.report.html import write_report
     from kanlab.report.sweep import write_sweep_report
-    from kanlab.runs import inside
-    from kanlab.store import ResultsStore
+    from kanlab.runs.outputs import inside
+    from kanlab.runs.store import ResultsStore
 
     db, out_dir = _db(args), inside(args.root, name)
     manifest = out_dir / "tune.json"
@@ -247,8 +258,8 @@ def _write_report(name: str, args: argparse.Namespace, runs: Sequence[Experiment
 
 
 def _list() -> None:
-    from kanlab.config import preset_names
-    from kanlab.models import FAMILIES
+    from kanlab.models.spec import FAMILIES
+    from kanlab.study.config import preset_names
     from kanlab.tasks import DATASETS, FUNCTIONS, IMAGES
 
     print("presets: " + ", ".join(preset_names()))
@@ -260,11 +271,16 @@ def _list() -> None:
 
 
 # What each command imports (seconds: torch, matplotlib), loaded before it starts.
-HEAVY = {"run": ("kanlab.driver", "kanlab.report"), "compare": ("kanlab.driver", "kanlab.report"),
-         "sweep": ("kanlab.driver", "kanlab.report", "kanlab.sweep"),
-         "report": ("kanlab.report", "kanlab.runs", "kanlab.sweep"),
-         "tune": ("kanlab.tune", "kanlab.report"), "eval": ("kanlab.runs",), "plot": ("kanlab.report",),
-         "list": ("kanlab.config",)}
+HEAVY = {
+    "run": ("kanlab.runs.driver", "kanlab.report"),
+    "compare": ("kanlab.runs.driver", "kanlab.report"),
+    "sweep": ("kanlab.runs.driver", "kanlab.report", "kanlab.study.sweep"),
+    "report": ("kanlab.report", "kanlab.runs.experiment", "kanlab.study.sweep"),
+    "tune": ("kanlab.runs.tune", "kanlab.report"),
+    "eval": ("kanlab.runs.experiment",),
+    "plot": ("kanlab.report",),
+    "list": ("kanlab.study.config",),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -295,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             name, runs = _expansion(args.experiment, args.overrides)
             print(f"report: {_write_report(name, args, runs)}")
         elif args.command == "eval":
-            from kanlab.runs import evaluate_run
+            from kanlab.runs.experiment import evaluate_run
 
             print(json.dumps(evaluate_run(args.run_dir), indent=2))
         elif args.command == "plot":

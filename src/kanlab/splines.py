@@ -9,6 +9,21 @@ Conventions (the same as scipy.interpolate.BSpline):
 - Outside the base interval the bases are not renormalised: in the `order` extension intervals
   each side their sum falls off smoothly to 0, and outside [t_0, t_{m-1}) every basis is 0.
 
+The closed form on a uniform grid (uniform_bspline_basis here; the dense, gather, compiled and
+native paths' local bases in layers/kan/), one contract for every evaluator:
+- origin t_0 = knots[0] and spacing h = (knots[-1] - t_0) / (m - 1), both from the knots as they
+  are (float64 in KANLinear), never from grid_range; u = (x - t_0) / h is computed in the knots'
+  precision (as x * (1 / h) by the kernels: the same up to round-off);
+- cell j = floor(u), s = u - j in [0, 1): on cell j the bases B_{j-k}..B_j are nonzero, with the
+  values of the cardinal B-spline's pieces at s (cardinal_coefficients in layers/kan/_fast.py);
+- outside [t_0, t_{m-1}) every basis is 0: the local evaluators clamp u to [-1, m - 1] (so the
+  cell index stays in range; the bases they then name are dropped as outside 0..n-1), the dense
+  ones drop the bases whose index falls outside 0..n-1;
+- orders 0 and 1 jump (in value or slope) at the knots, where round-off in u could pick the wrong
+  cell: they use exact comparisons of x with the knots (bspline_basis, searchsorted) instead.
+tests/test_basis_parity.py checks every evaluator against scipy's BSpline on knots, the ends and
+outside the grid, orders 0..5, uniform and moved grids.
+
 Legend: `...` any leading (batch) dims, m knots, n = m - order - 1 bases, k = order.
 """
 

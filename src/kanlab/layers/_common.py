@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 
 def check_input(x: torch.Tensor, in_features: int, *, check_finite: bool, name: str,
@@ -68,6 +69,23 @@ def check_flags(**flags: object) -> None:
 def check_widths(in_features: int, out_features: int) -> tuple[int, int]:
     """(in_features, out_features), each checked to be a positive int."""
     return check_positive_int(in_features, "in_features"), check_positive_int(out_features, "out_features")
+
+
+class SizedLayer(nn.Module):
+    """What the Chebyshev and Fourier layers set up alike: checked widths, size option and flags.
+
+    Errors come in this order: the widths, each size (name=(value, minimum), set as an attribute
+    of that name), the flags. Creates no parameters: a subclass creates them after this.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool, check_finite: bool,
+                 **sizes: tuple[object, int]) -> None:
+        super().__init__()
+        self.in_features, self.out_features = check_widths(in_features, out_features)
+        for name, (value, minimum) in sizes.items():
+            setattr(self, name, check_positive_int(value, name, minimum))
+        check_flags(bias=bias, check_finite=check_finite)
+        self.check_finite = check_finite
 
 
 def layer_repr(layer: Any, **options: object) -> str:

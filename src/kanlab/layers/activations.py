@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from kanlab.layers._common import (
+    SizedLayer,
     check_choice,
     check_flags,
     check_input,
@@ -26,7 +27,7 @@ from kanlab.layers._common import (
     check_widths,
     layer_repr,
 )
-from kanlab.layers.bspline import BASES
+from kanlab.layers.kan.bases import BASES
 from kanlab.splines import check_grid_range
 
 
@@ -118,7 +119,7 @@ class RBFKAN(nn.Module):
                     dtype=self.coef.dtype)
         y = _combine(self.basis(x), self.coef)                             # (b, o)
         if self.base is not None and self.base_weight is not None:
-            y = y + BASES[self.base](x) @ self.base_weight.T
+            y = y + BASES[self.base].value(x) @ self.base_weight.T
         return y if self.bias is None else y + self.bias
 
     def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
@@ -127,11 +128,11 @@ class RBFKAN(nn.Module):
                     dtype=self.coef.dtype)
         y = torch.einsum("bic,oic->boi", self.basis(x), self.coef)
         if self.base is not None and self.base_weight is not None:
-            y = y + BASES[self.base](x).unsqueeze(1) * self.base_weight  # (b, o, i)
+            y = y + BASES[self.base].value(x).unsqueeze(1) * self.base_weight  # (b, o, i)
         return y
 
 
-class ChebyshevKAN(nn.Module):
+class ChebyshevKAN(SizedLayer):
     """Chebyshev edges on a tanh-squashed input: phi_oi(x) = sum_k c_oik T_k(tanh(x)), k = 0..degree.
 
     T_k comes from the recurrence T_{k+1} = 2 t T_k - T_{k-1}, which (unlike cos(k arccos t)) has
@@ -146,19 +147,15 @@ class ChebyshevKAN(nn.Module):
     Init: c_oik ~ N(0, 1 / (in * (degree + 1))).
     """
 
-    def __init__(
-        self, in_features: int, out_features: int, degree: int = 4, *,
-        bias: bool = True, check_finite: bool = True,
-        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        self.in_features, self.out_features = check_widths(in_features, out_features)
-        self.degree = check_positive_int(degree, "degree", minimum=0)
-        check_flags(bias=bias, check_finite=check_finite)
-        self.check_finite = check_finite
-        factory: dict[str, Any] = {"device": device, "dtype": dtype}
-        self.coef = nn.Parameter(torch.empty(out_features, in_features, degree + 1, **factory))  # (o, i, c)
-        self.bias = nn.Parameter(torch.empty(out_features, **factory)) if bias else None
+    degree: int
+
+    def __init__(self, in_features: int, out_features: int, degree: int = 4, *, bias: bool = True,
+                 check_finite: bool = True, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__(in_features, out_features, bias, check_finite, degree=(degree, 0))
+        shape = (out_features, in_features, degree + 1)                    # (o, i, c)
+        self.coef = nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
+        self.bias = nn.Parameter(torch.empty(out_features, device=device, dtype=dtype)) if bias else None
         self.reset_parameters()
 
     @staticmethod
@@ -205,7 +202,7 @@ class ChebyshevKAN(nn.Module):
         return torch.einsum("bic,oic->boi", self.basis(x), self.coef)
 
 
-class FourierKAN(nn.Module):
+class FourierKAN(SizedLayer):
     """Fourier edges: phi_oi(x) = sum_{k=1..K} a_oik cos(k x) + b_oik sin(k x), K = frequencies.
 
     There is no k = 0 term: the node bias carries the constant.
@@ -219,16 +216,12 @@ class FourierKAN(nn.Module):
     Init: a_oik, b_oik ~ N(0, 1 / (in * K)), so an output has variance about 1 for any K.
     """
 
-    def __init__(
-        self, in_features: int, out_features: int, frequencies: int = 4, *,
-        bias: bool = True, check_finite: bool = True,
-        device: torch.device | str | None = None, dtype: torch.dtype | None = None,
-    ) -> None:
-        super().__init__()
-        self.in_features, self.out_features = check_widths(in_features, out_features)
-        self.frequencies = check_positive_int(frequencies, "frequencies")
-        check_flags(bias=bias, check_finite=check_finite)
-        self.check_finite = check_finite
+    frequencies: int
+
+    def __init__(self, in_features: int, out_features: int, frequencies: int = 4, *, bias: bool = True,
+                 check_finite: bool = True, device: torch.device | str | None = None,
+                 dtype: torch.dtype | None = None) -> None:
+        super().__init__(in_features, out_features, bias, check_finite, frequencies=(frequencies, 1))
         factory: dict[str, Any] = {"device": device, "dtype": dtype}
         shape = (out_features, in_features, frequencies)
         self.cos_coef = nn.Parameter(torch.empty(shape, **factory))        # a, (o, i, c)

@@ -21,8 +21,8 @@ from matplotlib.axes import Axes
 
 from kanlab.report.parts import table
 from kanlab.report.plots import COLORS, STYLE
+from kanlab.report.stats import scaling_fit
 from kanlab.report.tables import fmt_sci
-from kanlab.stats import scaling_fit
 
 THEORY_EXPONENT = 4  # RMSE ~ G^-(k + 1) for splines of order k = 3
 

@@ -13,7 +13,6 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from kanlab.config import ExperimentConfig
 from kanlab.report.classes import class_balance, plot_confusion
 from kanlab.report.grid_scaling import grid_series, grid_table, plot_grid_scaling
 from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
@@ -50,6 +49,7 @@ from kanlab.report.tables import (
     with_flops,
 )
 from kanlab.report.verdict import verdict_table
+from kanlab.study.config import ExperimentConfig
 
 
 def _representative(runs: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

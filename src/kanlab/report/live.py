@@ -14,13 +14,13 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from kanlab.evaluation import Data, target_kind
-from kanlab.quickfit import as_data
+from kanlab.models.edges import edge_arrays
 from kanlab.report.edges import edges_figure
 from kanlab.report.fits import fit_figure, image_figure, prediction_arrays
 from kanlab.report.plots import curves_figure, train_and_test
-from kanlab.runs import edge_arrays
-from kanlab.train import History
+from kanlab.training.evaluation import Data, target_kind
+from kanlab.training.loop import History
+from kanlab.training.quickfit import as_data
 
 
 def _like_model(model: nn.Module, x: Any) -> torch.Tensor:

@@ -11,8 +11,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from kanlab.config import ExperimentConfig
-from kanlab.store import ResultsStore
+from kanlab.runs.store import ResultsStore
+from kanlab.study.config import ExperimentConfig
 
 CSS = """
 :root { --ink: #1d2330; --muted: #5b6475; --line: #d9dee7; --accent: #2f6fb3; --bad: #b3261e; }

@@ -220,3 +220,8 @@ def plot_run(run_dir: Path, out_dir: Path) -> list[Path]:
         written.append(plot_curves(train_and_test(records), out_dir / "curves", key="loss",
                                    title=run_title(run_dir), ylabel="cross-entropy" if classes else None))
     return written
+
+
+def draw_run(folder: Path) -> list[Path]:
+    """plot_run into folder/plots: the drawing function the commands hand to runs.execute."""
+    return plot_run(folder, Path(folder) / "plots")

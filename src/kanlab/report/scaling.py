@@ -19,8 +19,8 @@ from matplotlib.ticker import LogFormatter
 
 from kanlab.report.parts import table
 from kanlab.report.plots import COLORS, MARKERS, STYLE
+from kanlab.report.stats import ScalingFit, scaling_fit
 from kanlab.report.tables import fmt_sci, loss_name, targets_of, task_name
-from kanlab.stats import ScalingFit, scaling_fit
 
 Row = dict[str, Any]
 

@@ -1,7 +1,7 @@
 """The sweep section of a report: statistics over seeds, paired comparisons with the MLP, scaling fits.
 
 Read from the results store only. A run's coordinates come from the "sweep" key of its config
-(see kanlab.sweep); runs without it (a plain study) are grouped by parameter count instead.
+(see kanlab.study.sweep); runs without it (a plain study) are grouped by parameter count instead.
 Losses are final test losses of finished runs (MSE, or cross-entropy for class targets); diverged and
 failed runs are counted, not averaged.
 """
@@ -16,12 +16,13 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from kanlab.config import ExperimentConfig
-from kanlab.models import count_params, parse_spec
+from kanlab.models.spec import parse_spec
+from kanlab.models.stack import count_params
 from kanlab.report import scaling
 from kanlab.report.pareto import PARETO_CAPTION, pareto_figure
 from kanlab.report.parts import by_config, figure, left_out_note, read_experiment, table, write_page
 from kanlab.report.scaling import finished
+from kanlab.report.stats import ScalingFit, geometric_summary, paired_ratio, summarize, time_to_target
 from kanlab.report.tables import (
     BASELINE_FAMILY,
     code_versions,
@@ -35,7 +36,7 @@ from kanlab.report.tables import (
     task_labels,
     with_flops,
 )
-from kanlab.stats import ScalingFit, geometric_summary, paired_ratio, summarize, time_to_target
+from kanlab.study.config import ExperimentConfig
 
 Row = dict[str, Any]
 
@@ -54,7 +55,7 @@ def _budgets(rows: Sequence[Row]) -> dict[str, int | None]:
     return {r["run_id"]: r["budget"] if r["budget"] is not None else middle.get(r["run_id"]) for r in rows}
 
 
-def _prepare(rows: Sequence[Row]) -> tuple[list[Row], list[str]]:
+def prepare_rows(rows: Sequence[Row]) -> tuple[list[Row], list[str]]:
     """Rows with budget, depth and axes; and the axis names worth a column."""
     prepared = []
     for r in rows:
@@ -90,7 +91,7 @@ def _key(row: Row, names: Sequence[str]) -> tuple[Any, ...]:
             *(json.dumps(row["axes"].get(k)) for k in names))
 
 
-def _cells(rows: Sequence[Row], names: Sequence[str]) -> list[list[Row]]:
+def group_cells(rows: Sequence[Row], names: Sequence[str]) -> list[list[Row]]:
     groups: dict[tuple[Any, ...], list[Row]] = {}
     order = sorted(rows, key=lambda r: (r["task_key"], r["budget"] or 0, r["label"],
                                         json.dumps(r["axes"], sort_keys=True), r["seed"]))
@@ -120,7 +121,7 @@ def _size(runs: Sequence[Row]) -> str:
 SIZES = ["Parameters", "FLOPs / sample", "Time / step"]
 
 
-def _cell_table(cells: list[list[Row]], names: Sequence[str]) -> str:
+def cell_table(cells: list[list[Row]], names: Sequence[str]) -> str:
     body = []
     for runs in cells:
         done = [r["test_loss"] for r in runs if finished(r)]
@@ -158,7 +159,7 @@ def _same_loss(base: list[Row], fit: tuple[ScalingFit, float, float] | None) -> 
     return f"{needed / statistics.fmean(params):.2g}x" + ("" if inside else " (extrap.)")
 
 
-def _paired_table(cells: list[list[Row]], names: Sequence[str],
+def paired_table(cells: list[list[Row]], names: Sequence[str],
                   fits: dict[str, tuple[ScalingFit, float, float]]) -> str:
     body = []
     for base in (c for c in cells if c[0]["family"] == BASELINE_FAMILY):
@@ -227,7 +228,7 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path,
     """
     db_path = Path(db_path)
     raw, curves, left_out = read_experiment(db_path, experiment, runs)
-    rows, names = _prepare(with_flops(raw))
+    rows, names = prepare_rows(with_flops(raw))
     if runs is None:  # configurations apart within a cell (a sweep's points differ by design)
         rows = by_config(rows, cell=lambda r: [r["budget"], r["axes"]])
     parts = [f'<section class="sweep"><h2>Sweep statistics: {escape(experiment)}</h2>',
@@ -246,7 +247,7 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path,
     labels = task_labels(rows)
     for n, task in enumerate(dict.fromkeys(r["task_key"] for r in rows)):  # two tasks never share a key
         task_rows = [r for r in rows if r["task_key"] == task]
-        cells = _cells(task_rows, names)
+        cells = group_cells(task_rows, names)
         task_fits = scaling.fits(task_rows, names)
         png = Path(out_dir) / "plots" / f"sweep-scaling-{n}.png"
         plot, fit_table = scaling.scaling_figure(task_rows, names, task_fits, png)
@@ -258,9 +259,9 @@ def sweep_section(db_path: Path, experiment: str, out_dir: Path,
         pareto = pareto_figure(task_rows, Path(out_dir) / "plots" / f"sweep-pareto-{n}", loss_name=loss,
                                title=f"{labels[task]}: final {loss} against parameters, FLOPs and "
                                      "time per step")
-        parts += [f"<h3>{name}: {loss} over seeds</h3>", _cell_table(cells, names),
+        parts += [f"<h3>{name}: {loss} over seeds</h3>", cell_table(cells, names),
                   f"<h3>{name}: paired comparison with the {BASELINE_FAMILY} at each budget</h3>",
-                  _paired_table(cells, names, task_fits), f"<h3>{name}: scaling</h3>", plot, fit_table,
+                  paired_table(cells, names, task_fits), f"<h3>{name}: scaling</h3>", plot, fit_table,
                   f"<h3>{name}: loss against cost</h3>",
                   '<div class="plots">' + figure(pareto, PARETO_CAPTION) + "</div>",
                   f"<h3>{name}: time to a target loss</h3>",

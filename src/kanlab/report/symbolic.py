@@ -1,6 +1,6 @@
 """The report's section for symbolic runs: stages, pruning, the formula and the edges at each stage.
 
-Reads a run folder's symbolic/ (written by kanlab.symbolic_run): symbolic.json and one
+Reads a run folder's symbolic/ (written by kanlab.runs.symbolic): symbolic.json and one
 `<k>-<stage>/edges.npz` per stage.
 """
 

@@ -39,7 +39,8 @@ def loss_name(kind: str) -> str:
 
 def with_flops(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Rows with flops and flops_local filled from their spec where the store has none (older runs)."""
-    from kanlab.models import count_flops, parse_spec
+    from kanlab.models.spec import parse_spec
+    from kanlab.models.stack import count_flops
 
     out = []
     for row in rows:

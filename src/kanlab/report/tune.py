@@ -1,6 +1,6 @@
 """The tune report: the search (trials per model, best value against trial) and the verdict.
 
-Reads the tune's manifest (`<root>/<name>/tune.json`, written by kanlab.tune) and the results
+Reads the tune's manifest (`<root>/<name>/tune.json`, written by kanlab.runs.tune) and the results
 store. The verdict is the sweep report's statistics (kanlab.report.sweep) over the verdict runs
 only: each model's best configuration retrained on seeds the search never used.
 """
@@ -18,10 +18,10 @@ import matplotlib.pyplot as plt
 
 from kanlab.report.parts import figure, table, write_page
 from kanlab.report.style import COLORS, MARKERS, STYLE, save
-from kanlab.report.sweep import _cell_table, _cells, _paired_table, _prepare
+from kanlab.report.sweep import cell_table, group_cells, paired_table, prepare_rows
 from kanlab.report.tables import BASELINE_FAMILY, fmt_sci, fmt_time, with_flops
 from kanlab.report.verdict import verdict_table
-from kanlab.store import ResultsStore
+from kanlab.runs.store import ResultsStore
 
 Row = dict[str, Any]
 STATUSES = ("finished", "pruned", "diverged", "failed")
@@ -111,12 +111,12 @@ def _verdict(db_path: Path, manifest: Mapping[str, Any], task: str) -> str:
         rows = [r for r in store.runs(manifest["name"]) if r["run_id"] in ids]
     if not rows:
         return '<p class="note">No verdict runs: no model finished a trial.</p>'
-    prepared, names = _prepare(with_flops(rows))
-    cells = _cells(prepared, names)
+    prepared, names = prepare_rows(with_flops(rows))
+    cells = group_cells(prepared, names)
     return (verdict_table(prepared) + "<details><summary>Each model over the seeds, and paired with each "
-            f"{BASELINE_FAMILY}</summary>" + _cell_table(cells, names)
+            f"{BASELINE_FAMILY}</summary>" + cell_table(cells, names)
             + f"<h4>Paired comparison with the {BASELINE_FAMILY}, by seed</h4>"
-            + _paired_table(cells, names, {}) + "</details>")
+            + paired_table(cells, names, {}) + "</details>")
 
 
 def tune_section(db_path: Path, manifest_path: Path, out_dir: Path) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from kanlab.report.parts import table
 from kanlab.report.scaling import finished
+from kanlab.report.stats import geometric_summary, paired_ratio
 from kanlab.report.tables import (
     BASELINE_FAMILY,
     fmt_flops,
@@ -27,7 +28,6 @@ from kanlab.report.tables import (
     loss_name,
     targets_of,
 )
-from kanlab.stats import geometric_summary, paired_ratio
 
 Row = dict[str, Any]
 NOTE = ("Test loss: geometric mean over the finished seeds, with the 95% t-interval of the mean log loss. "

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from kanlab.encodings import EncodingConfig, encode
 from kanlab.tasks.base import Dataset
 from kanlab.tasks.data import DATA_SUFFIXES, data_dataset
 from kanlab.tasks.datasets import DATASETS, sklearn_dataset
+from kanlab.tasks.encodings import EncodingConfig, encode
 from kanlab.tasks.functions import (
     FUNCTIONS,
     SAMPLINGS,

@@ -15,7 +15,7 @@ Choices, stated once:
   so ranking trials on them ranks how well each fills in pixels it did not see, not how closely it
   memorises the ones it did. The test set stays every pixel (the picture is what is represented),
   so it holds the validation pixels too: a tune's verdict retrains on every pixel and is judged on
-  every pixel, as a plain study is (kanlab.tune).
+  every pixel, as a plain study is (kanlab.runs.tune).
 
 Legend: h, w image height and width, p = h * w pixels.
 """

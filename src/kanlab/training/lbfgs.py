@@ -1,0 +1,322 @@
+"""LBFGS with a strong-Wolfe line search, for full-batch fits of small models.
+
+torch.optim.LBFGS runs its two-loop recursion and line search as a few hundred tensor operations
+per iteration, one per history pair and parameter; on a model as small as the KAN paper's [2, 5, 1]
+those cost more than the model's own forward and backward (benchmarks/README.md). This one runs
+the same method with the parameters as one flat vector: the history pairs sit in one matrix whose
+dot products with each new gradient take one matrix-vector product, the two-loop recursion runs on
+those dot products (two small triangular solves, so a long history costs little), and the search
+direction is one more product. Its iterates
+match torch's to round-off on smooth problems (tests/test_optim.py).
+
+References: Nocedal & Wright, Numerical Optimization (2nd ed.), Algorithm 7.4 (two-loop
+recursion), Algorithms 3.5 and 3.6 (strong-Wolfe line search with zoom) and eq. 3.59 (cubic
+interpolation).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.linalg.lapack import dtrtrs
+
+Closure = Callable[[], torch.Tensor]
+Objective = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
+C1, C2 = 1e-4, 0.9  # sufficient decrease and curvature constants of the Wolfe conditions
+MAX_LINE_SEARCH = 25  # evaluations per line search
+# Default relative tolerances (see LBFGS), chosen by measurement (benchmarks/README.md).
+TOLERANCE_GRAD, TOLERANCE_CHANGE = 0.0, 1e-12
+
+
+@dataclass
+class _Point:
+    """One evaluation along the search line: step t, loss f, flat gradient g, slope g.d."""
+
+    t: float
+    f: float
+    g: torch.Tensor
+    slope: float
+
+
+def _cubic_min(a: _Point, b: _Point, lo: float | None = None, hi: float | None = None) -> float:
+    # Minimizer of the cubic matching f and slope at a and b (N&W eq. 3.59), kept in [lo, hi]
+    # (default: between a and b); the middle of that range when the cubic has no minimum.
+    if a.t > b.t:
+        a, b = b, a
+    lo = a.t if lo is None else lo
+    hi = b.t if hi is None else hi
+    if a.t == b.t:
+        return (lo + hi) / 2
+    d1 = a.slope + b.slope - 3 * (a.f - b.f) / (a.t - b.t)
+    square = d1 * d1 - a.slope * b.slope
+    if not square >= 0:  # also NaN
+        return (lo + hi) / 2
+    d2 = math.sqrt(square)
+    den = b.slope - a.slope + 2 * d2
+    t = b.t - (b.t - a.t) * (b.slope + d2 - d1) / den if den != 0 else math.nan
+    return min(max(t, lo), hi) if math.isfinite(t) else (lo + hi) / 2
+
+
+def _ordered(a: _Point, b: _Point) -> tuple[_Point, _Point]:
+    # (lower, higher) loss; a NaN loss counts as the higher.
+    return (a, b) if a.f <= b.f or b.f != b.f else (b, a)
+
+
+class LBFGS(torch.optim.Optimizer):
+    """Limited-memory BFGS over all parameters as one vector, with a strong-Wolfe line search.
+
+    The method and arguments of torch.optim.LBFGS(line_search_fn="strong_wolfe"), at a fraction of
+    its overhead per iteration. Unlike torch's, a trial step whose loss is NaN or inf is treated as
+    too long (the search backs off), so a huge lr costs evaluations rather than the run. One
+    parameter group; step(closure) as torch's: closure clears the gradients, computes the loss,
+    calls backward and returns the loss; step returns the first loss.
+
+    Its stopping rules are relative, so that they mean the same at every loss scale (torch's are
+    absolute: with tolerance_change 1e-9 an MSE near 1e-7 ends nearly every step after one or two
+    iterations, and its curvature test ys > 1e-10 then rejects every new pair, so LBFGS stalls
+    at small losses). A step() ends early when the largest gradient entry has fallen to
+    tolerance_grad times its value at this optimizer's first evaluation, or when an iteration
+    lowers the loss by at most tolerance_change times the loss or moves no parameter by more than
+    tolerance_change times the largest parameter. A curvature pair is kept when
+    s.y > eps * |s| |y| (eps: the dtype's machine epsilon), and the first trial step has unit
+    length in the 1-norm (torch's is min(1, 1 / |g|_1) times the gradient).
+    tolerance_change = tolerance_grad = 0 runs every iteration (PyKAN's fit passes 1e-32 to its
+    copy of torch's LBFGS for that), except at an exact stationary point.
+
+    Args:
+        params: the parameters (one group).
+        lr: the first trial step of each line search after the first iteration.
+        max_iter: iterations per step() call.
+        max_eval: closure calls per step() (default max_iter * 5 / 4).
+        tolerance_grad: relative gradient tolerance (see above), >= 0.
+        tolerance_change: relative tolerance on the loss's and the parameters' change, >= 0.
+        history_size: curvature pairs kept.
+    """
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float = 1.0, max_iter: int = 20,
+                 max_eval: int | None = None, tolerance_grad: float = TOLERANCE_GRAD,
+                 tolerance_change: float = TOLERANCE_CHANGE, history_size: int = 100) -> None:
+        if not lr > 0:
+            raise ValueError(f"LBFGS lr must be > 0, got {lr!r}")
+        if max_iter < 1 or history_size < 1:
+            raise ValueError(f"LBFGS max_iter and history_size must be >= 1, got {max_iter}, {history_size}")
+        if not (tolerance_grad >= 0 and tolerance_change >= 0):
+            raise ValueError(f"LBFGS tolerances must be >= 0, got tolerance_grad={tolerance_grad!r}, "
+                             f"tolerance_change={tolerance_change!r}")
+        defaults = {"lr": lr, "max_iter": max_iter, "max_eval": max_eval or max_iter * 5 // 4,
+                    "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change,
+                    "history_size": history_size}
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1:
+            raise ValueError("LBFGS takes one parameter group")
+        self._params: list[torch.Tensor] = self.param_groups[0]["params"]
+        self._sizes = [p.numel() for p in self._params]
+
+    # ---- the flat view of the parameters ---------------------------------------------------
+    def _flat_params(self) -> torch.Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self._params])
+
+    def _flat_grad(self) -> torch.Tensor:
+        return torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
+                          for p in self._params])
+
+    @torch.no_grad()
+    def _set_params(self, flat: torch.Tensor) -> None:
+        for p, v in zip(self._params, flat.split(self._sizes), strict=True):
+            p.copy_(v.view_as(p))
+
+    def _loss_and_grad(self, closure: Closure | None, objective: Objective | None,
+                       x: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor | None]:
+        # The loss, the flat gradient at the flat parameters x, and the closure's loss tensor
+        # (None for an objective, which leaves the parameters alone).
+        if objective is not None:
+            f, g = objective(x)
+            return f, g, None
+        assert closure is not None
+        self._set_params(x)
+        with torch.enable_grad():
+            loss = closure()
+        return float(loss.detach()), self._flat_grad(), loss
+
+    def _evaluate(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
+                  t: float, d: torch.Tensor) -> _Point:
+        f, g, _ = self._loss_and_grad(closure, objective, torch.add(x, d, alpha=t))
+        return _Point(t, f, g, float(g.dot(d)))
+
+    # ---- the search direction: two-loop recursion on dot products --------------------------
+    def _direction(self, state: dict[str, Any], g: torch.Tensor) -> torch.Tensor:
+        order: list[int] = state.get("order", [])  # slots of the pairs, oldest first
+        if not order:
+            return g.neg()
+        pairs: torch.Tensor = state["pairs"]  # (2 * h, n): s in rows 0..h-1, y in rows h..2h-1
+        h = pairs.shape[0] // 2
+        idx = np.array(order)                                              # (k,) oldest first
+        dots = torch.mv(pairs, g).cpu().numpy()                            # s_i . g, then y_i . g
+        sy = state["sy"][idx][:, idx]                                      # (k, k) s_p . y_q
+        yy = state["yy"][idx][:, idx]
+        rho, gamma = state["rho"][idx], state["gamma"]
+        # The first loop, q = g - sum alpha_q y_q from the newest pair down:
+        # alpha_p = rho_p (s_p . g - sum_{q later} alpha_q s_p . y_q), a triangular system (LAPACK's
+        # trtrs reads only the triangle asked for, and with unitdiag not the diagonal either).
+        alpha, _ = dtrtrs(rho[:, None] * sy, rho * dots[idx], lower=0, unitdiag=1)
+        # The second, r = gamma q + sum c_p s_p from the oldest up: c_p = alpha_p - rho_p y_p . r_p,
+        # y_p . r_p = gamma (y_p . g - sum_q alpha_q y_p . y_q) + sum_{p' earlier} c_p' s_p' . y_p.
+        rhs = alpha - rho * gamma * (dots[h + idx] - yy @ alpha)
+        c, _ = dtrtrs(rho[:, None] * sy.T, rhs, lower=1, unitdiag=1)
+        coef = np.zeros(2 * h)  # r = gamma * g + sum coef * pairs, the direction is -r
+        coef[idx], coef[h + idx] = c, -gamma * alpha
+        r = torch.addmv(g, pairs.T, torch.from_numpy(coef).to(g), beta=gamma)
+        return r.neg_()
+
+    def _remember(self, state: dict[str, Any], s: torch.Tensor, y: torch.Tensor, ys: float) -> None:
+        h = self.param_groups[0]["history_size"]
+        if "pairs" not in state:
+            state.update(pairs=s.new_zeros(2 * h, s.numel()), order=[], rho=np.zeros(h),
+                         sy=np.zeros((h, h)), yy=np.zeros((h, h)))
+        pairs, order = state["pairs"], state["order"]
+        slot = order.pop(0) if len(order) == h else len(order)
+        order.append(slot)
+        pairs[slot].copy_(s)
+        pairs[h + slot].copy_(y)
+        dots = (pairs @ torch.stack([s, y], 1)).cpu().numpy()  # (2h, 2): rows . s, rows . y
+        sy, yy, idx = state["sy"], state["yy"], np.array(order)
+        sy[idx, slot] = dots[idx, 1]      # s_j . y_new
+        sy[slot, idx] = dots[h + idx, 0]  # s_new . y_j
+        yy[idx, slot] = yy[slot, idx] = dots[h + idx, 1]
+        state["rho"][slot] = 1.0 / ys
+        state["gamma"] = ys / yy[slot, slot]
+
+    # ---- the line search -------------------------------------------------------------------
+    def _line_search(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
+                     d: torch.Tensor, d_norm: float, start: _Point, t: float) -> tuple[_Point, int]:
+        # N&W Algorithms 3.5 and 3.6 with the rules torch's strong_wolfe adds, so that both take
+        # the same steps: "no lower than the last point" brackets from the third evaluation on,
+        # a bracket's ends are ordered by loss, and a trial point within 10 % of an end is moved
+        # inward when the previous trial was also that close. "not <=": a NaN or inf loss fails
+        # the decrease test, and the search backs off.
+        # d_norm = max |d|: the bracket is closed when its ends' parameters differ by less than
+        # the relative tolerance (at least the dtype's rounding) of the largest parameter.
+        tol = max(self.param_groups[0]["tolerance_change"], torch.finfo(x.dtype).eps) * float(x.abs().max())
+
+        def decreases(p: _Point) -> bool:
+            return p.f <= start.f + C1 * p.t * start.slope
+
+        prev, p = start, self._evaluate(closure, objective, x, t, d)
+        evals = 1
+        while True:
+            if not decreases(p) or (evals > 2 and p.f >= prev.f):
+                break
+            if abs(p.slope) <= -C2 * start.slope:
+                return p, evals
+            if p.slope >= 0:
+                break
+            if evals > MAX_LINE_SEARCH:
+                return _ordered(start, p)[0], evals
+            t = _cubic_min(prev, p, p.t + 0.01 * (p.t - prev.t), p.t * 10)
+            prev, p = p, self._evaluate(closure, objective, x, t, d)
+            evals += 1
+        lo, hi = _ordered(prev, p)
+        close_before = False
+        while evals <= MAX_LINE_SEARCH and abs(hi.t - lo.t) * d_norm >= tol:
+            left, right = min(lo.t, hi.t), max(lo.t, hi.t)
+            t, margin = _cubic_min(lo, hi), 0.1 * (right - left)
+            if min(right - t, t - left) < margin:
+                if close_before or t >= right or t <= left:
+                    t = right - margin if abs(t - right) < abs(t - left) else left + margin
+                    close_before = False
+                else:
+                    close_before = True
+            else:
+                close_before = False
+            p = self._evaluate(closure, objective, x, t, d)
+            evals += 1
+            if not decreases(p) or p.f >= lo.f:
+                lo, hi = _ordered(lo, p)
+                continue
+            if abs(p.slope) <= -C2 * start.slope:
+                return p, evals
+            if p.slope * (hi.t - lo.t) >= 0:
+                hi = lo
+            lo = p
+        return lo, evals
+
+    # ---- the step --------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Closure | None = None, *,  # type: ignore[override]
+             objective: Objective | None = None) -> torch.Tensor:
+        """Up to max_iter LBFGS iterations; returns the loss at the start.
+
+        Args:
+            closure: clears the gradients, computes the loss, calls backward, returns the loss.
+            objective: instead of closure, f(flat) -> (loss, flat gradient) at a flat parameter
+                vector, leaving the parameters alone (kanlab.training.native_objective.mse_objective);
+                the parameters are then written once, at the end of the step.
+        """
+        if (closure is None) == (objective is None):
+            raise ValueError("LBFGS.step takes a closure or an objective (one of them)")
+        group = self.param_groups[0]
+        tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
+        state = self.state[self._params[0]]
+        state.setdefault("n_iter", 0)
+        x = self._flat_params()
+        eps = torch.finfo(x.dtype).eps
+        f, g, loss = self._loss_and_grad(closure, objective, x)
+        first = loss if loss is not None else torch.tensor(f, dtype=x.dtype)
+        here = _Point(0.0, f, g, 0.0)
+        evals = 1
+        g_max = float(g.abs().max())
+        g_ref = state.setdefault("g_ref", g_max)  # the gradient scale tolerance_grad is relative to
+        if g_max <= tol_grad * g_ref:
+            return first
+        for it in range(1, group["max_iter"] + 1):
+            state["n_iter"] += 1
+            if "last" in state:  # the curvature pair of the previous iteration
+                s, g_old = state.pop("last")
+                y = g - g_old
+                ys = float(y.dot(s))
+                # positive curvature, relative to the vectors' sizes (an absolute threshold such as
+                # torch's 1e-10 rejects every pair once the loss is small)
+                y_norm = float(y.norm())
+                if y_norm > 0 and ys > eps * float(s.norm()) * y_norm:
+                    self._remember(state, s, y, ys)
+            d = self._direction(state, g)
+            slope = float(g.dot(d))
+            if not slope < 0:  # not a descent direction (round-off; also NaN)
+                break
+            # The first step (and the first after a restart): unit length in the 1-norm (torch's
+            # min(1, 1 / |g|_1): the same where |g|_1 >= 1, but a tiny loss's tiny gradient would
+            # start the search at a tiny step).
+            fresh = state["n_iter"] == 1 or state.pop("restart", False)
+            t = group["lr"] / float(g.abs().sum()) if fresh else group["lr"]
+            here.slope = slope
+            d_norm = float(d.abs().max())
+            found, used = self._line_search(closure, objective, x, d, d_norm, here, t)
+            evals += used
+            if not found.f < here.f and state.get("order"):
+                # No decrease along the quasi-Newton direction: the curvature pairs no longer
+                # describe the objective here (a kink of a regulariser, a grid update's refit).
+                # Kept, they give the same direction at every later step() and the fit stalls
+                # for good; dropped, the next iteration searches along -g.
+                state["order"], state["restart"] = [], True
+                state.pop("last", None)
+                if evals < group["max_eval"]:
+                    continue
+                break
+            step_vec = d.mul(found.t)
+            x = x + step_vec
+            state["last"] = (step_vec, g)
+            f_change = abs(found.f - here.f)
+            f_scale = max(abs(found.f), abs(here.f))
+            here, g = _Point(0.0, found.f, found.g, 0.0), found.g
+            step_max = abs(found.t) * d_norm  # = max |step_vec|: rounding is monotonic
+            if (it == group["max_iter"] or evals >= group["max_eval"]
+                    or float(g.abs().max()) <= tol_grad * g_ref
+                    or step_max <= tol_change * float(x.abs().max()) or f_change <= tol_change * f_scale):
+                break
+        self._set_params(x)
+        return first
