@@ -20,8 +20,15 @@ import sys
 import tempfile
 import time
 
+from kanlab.study.config import read_study
+
 DEFAULT = ["smoke", "default", "symbolic-demo", "scaling-quick"]
-COMMAND = {"scaling": "sweep", "scaling-quick": "sweep", "tune-quick": "tune"}  # else compare
+
+
+def command(preset: str) -> str:
+    """The kanlab command that runs preset, by the tables its file has (as parse_study tells them)."""
+    raw = read_study(preset)
+    return "sweep" if "axes" in raw else "tune" if "tune" in raw or "search" in raw else "compare"
 
 
 def run(preset: str) -> tuple[float, float, str]:
@@ -30,7 +37,7 @@ def run(preset: str) -> tuple[float, float, str]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory() as root:
         t0 = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "kanlab", COMMAND.get(preset, "compare"), preset,
+        done = subprocess.run([sys.executable, "-m", "kanlab", command(preset), preset,
                                "--root", root],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wall = time.perf_counter() - t0
