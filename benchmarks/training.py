@@ -14,6 +14,11 @@ and a tanh MLP, on the same data, seed and number of steps, in one process.
     copy of torch's). The same method either way: equal iterates up to round-off. The tanh MLP
     [2, 5, 1] (three small ops per forward) shows the floor of autograd at this size.
 No grid updates in either: the same method on the same model size is what is compared.
+(c) "grid extension": the kan-paper-toy preset's protocol (grids 3 -> 5 -> 10 -> 20 -> 50, grid
+    updates, float64) on its first seed, kanlab's `train` against PyKAN's refine + fit, the same
+    number of LBFGS steps per grid (the budget's LBFGS steps; the preset has 200): per grid both
+    test RMSEs, their ratio (the accuracy each reached) and both steps/s with their ratio.
+    benchmarks/grid_extension.py --both runs the same on every seed. Only with PyKAN installed.
 steps/s leave out the first step, which for kanlab's path="compiled" includes torch.compile (its
 seconds are the "first step" column); the 10 --quick steps are too few for a steady rate.
 """
@@ -129,6 +134,8 @@ def main() -> None:
     size.add_argument("--full", action="store_true", help="500 Adam steps, 200 LBFGS steps")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--with-peers", action="store_true", help="rerun under benchmarks/.peers-venv")
+    ap.add_argument("--no-grid-extension", dest="grid_extension", action="store_false",
+                    help="skip (c), the toy's grid extension against PyKAN")
     ap.add_argument("--toy-seeds", type=int, metavar="N",
                     help="only the toy: kanlab and PyKAN at seeds 0..N-1, per seed and summarized")
     args = ap.parse_args()
@@ -189,7 +196,24 @@ def main() -> None:
         steps_s, first_s, mse = run_lbfgs(model, tx, ty, lbfgs_steps, optimizer)
         print(f"| {name} | {optimizer} | {param_count(model)} | {steps_s:.2f} | {first_s:.2f} | {mse:.3e} |",
               flush=True)
+    if args.grid_extension:
+        grid_extension(lbfgs_steps)
     print(f"# load average {os.getloadavg()[0]:.1f} at end")
+
+
+def grid_extension(steps: int) -> None:
+    """(c): kan-paper-toy's [2, 5, 1] on seed 0, kanlab then PyKAN, per grid (grid_extension.py)."""
+    import importlib.util
+
+    if importlib.util.find_spec("kan") is None:
+        print("\n(c) grid extension: skipped, PyKAN is not installed (--with-peers)")
+        return
+    import grid_extension as ge  # benchmarks/ is sys.path[0]
+
+    overrides, model = [f"train.steps={steps}", "seeds=[0]"], "KAN [2, 5, 1]"
+    print(f"\n(c) grid extension, kan-paper-toy's protocol, {model}, seed 0, {steps} LBFGS steps per grid, "
+          "float64")
+    ge.versus(ge.run("float64", overrides, model), ge.run_pykan("float64", overrides, model), "float64")
 
 
 def toy_seeds(n: int, steps: int) -> None:
