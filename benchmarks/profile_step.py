@@ -2,8 +2,11 @@
 
 For each case (a preset, one of its tasks, its KAN and its MLP) the model trains for --steps
 steps (evaluation only at the start and end) under cProfile, and the script prints the share of
-the train() call spent in each part, as cumulative time of the function that does it (the parts
-nest: "optimizer step" holds the closure, which holds forward, loss and backward):
+the step time (train()'s time per step, evaluation excluded) spent in each part, as cumulative
+time of the function that does it (the parts nest: "optimizer step" holds the closure, which
+holds forward, loss and backward). cProfile's own cost per Python call inflates the small
+models' parts; read shares, and the step times of `history.time_per_step` without a profile
+from benchmarks/training.py:
 
     batches         drawing the batch's rows (kanlab.training.loop._batches) and indexing them
     optimizer step  Trainer._step: opt.step(closure), everything of one step but the batch
@@ -21,8 +24,10 @@ time here is its steps.
     .venv/bin/python benchmarks/profile_step.py --case default --steps 300 --threads 1
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (kanlab before torch, below)
 
+# kanlab first: it makes torch's OpenMP threads sleep when idle, as under the kanlab command
+import kanlab  # noqa: F401
 import argparse
 import cProfile
 import dataclasses
@@ -87,17 +92,23 @@ def profile(case: str, steps: int) -> None:
         finally:
             _Run.evaluate = evaluate  # type: ignore[method-assign]
         stats = pstats.Stats(prof)
-        total = cumulative(stats, "kanlab/training/loop.py", "train")
+        # train()'s own cumulative time is lost when the profile pauses inside it (evaluation):
+        # the whole is the steps' wall time as train() measured it
+        total = history.time_per_step * steps
         print(f"\n{case}: {exp.label} ({sum(p.numel() for p in model.parameters())} parameters, batch "
               f"{exp.train.batch_size or len(data.x_train)}), {steps} steps, "
               f"{history.time_per_step * 1e3:.2f} ms per step")
-        print("| part | ms per step | share of train() |")
+        print("| part | ms per step | share of the step |")
         print("|---|---|---|")
+        top = 0.0
         for label, suffix, name in PARTS:
             seconds = cumulative(stats, suffix, name)
+            top += seconds if not label.startswith(" ") else 0.0
             if seconds > 0:
                 print(f"| {label} | {seconds / steps * 1e3:.2f} | {seconds / total:.0%} |")
-        print(f"| train() | {total / steps * 1e3:.2f} | 100% |")
+        print(f"| the rest (the loop's own Python, logging) | {(total - top) / steps * 1e3:.2f} "
+              f"| {(total - top) / total:.0%} |")
+        print(f"| step (train()'s time per step) | {total / steps * 1e3:.2f} | 100% |")
 
 
 def main() -> None:
