@@ -1,7 +1,9 @@
-"""What the benchmark scripts share: rerunning under the peers' environment, timing a command under load."""
+"""What the benchmark scripts share: rerunning under the peers' environment, timing a command under load,
+the device to run on and a clock that waits for it."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import resource
 import statistics
@@ -10,6 +12,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_PYTHON = ROOT / "benchmarks" / ".peers-venv" / "bin" / "python"
@@ -55,3 +61,30 @@ def run(command: list[str]) -> dict[str, float]:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall": wall, "cpu": cpu, "load_before": load_before, "load_after": load(),
             "load_median": statistics.median(samples) if samples else load_before}
+
+
+def add_device_option(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="where models and data live (default cpu; benchmarks/gpu_check.sh runs cuda)")
+
+
+def pick_device(name: str) -> torch.device:
+    """torch.device(name); exits with the fix when CUDA is asked for and torch cannot see it."""
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"--device cuda: torch.cuda.is_available() is False (torch {torch.__version__}, CUDA "
+                 f"build {torch.version.cuda}): run on a machine with an NVIDIA GPU and a CUDA build of "
+                 "torch (benchmarks/gpu_check.sh installs one)")
+    return torch.device(name)
+
+
+def clock(device: torch.device) -> float:
+    """time.perf_counter() once the device's queued work is done: CUDA kernels run asynchronously,
+    so a timer that does not wait reads the launch, not the work. Every timed region starts and
+    ends with this. On the CPU it is time.perf_counter() alone."""
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.synchronize(device)
+    return time.perf_counter()

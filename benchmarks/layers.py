@@ -1,7 +1,7 @@
 """One-layer speed and memory: kanlab's KANLinear paths against a dense reference, an MLP layer, a
 GEMM floor and (when installed) PyKAN, flashkan and inkan, in one process, as ratios.
 
-    .venv/bin/python benchmarks/layers.py [--quick | --full] [--threads 2] [--with-peers]
+    .venv/bin/python benchmarks/layers.py [--quick | --full] [--threads 2] [--with-peers] [--device cuda]
 
 Default: 4->8 (a layer of the KAN paper's size, where "auto" runs the native path), 64->64 and
 256->256 at batch 1024 (a few minutes without peers); --full adds batch 4096 (about an hour with
@@ -18,6 +18,10 @@ Peak memory: a fresh process per (case, candidate) runs one fwd+bwd and reports 
 peak RSS (VmHWM, reset just before) over its RSS then (parameters and input already allocated),
 and the bytes autograd saved for backward (saved_tensors_hooks; parameters included). Candidates
 that use torch.compile (kanlab compiled, flashkan, inkan) run one fwd+bwd before, to compile.
+--device cuda: every candidate and x on the GPU (not kanlab native: C loops, CPU only; gather runs
+its embedding bags there), each timed region between two torch.cuda.synchronize() (_common.clock);
+peak MB is then the growth of torch.cuda.max_memory_allocated(); a candidate that fails on the
+device is reported and left out instead of stopping the run.
 
 Legend: b batch, i in_features, o out_features, G grid_size, k order, c = G + k.
 """
@@ -37,7 +41,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import reexec_with_peers  # benchmarks/ is sys.path[0] when run as a script
+from _common import add_device_option, clock, pick_device, reexec_with_peers  # benchmarks/ is sys.path[0]
 from torch import nn
 
 K = 3
@@ -108,6 +112,8 @@ def candidates(i: int, o: int, grid: int, b: int, args: argparse.Namespace) -> M
             continue
         if path == "native" and i * o > 64 * 64 and not args.full:  # per-edge scalar loops: ~1 s a call here
             continue
+        if path == "native" and args.device.type != "cpu":  # CPU only: it would run auto's choice
+            continue
         out[f"kanlab {path}"] = lambda p=path: KANLinear(i, o, grid, K, path=p, check_finite=False)
     if not big or args.full:
         out["dense reference"] = lambda: DenseReference(i, o, grid)
@@ -172,18 +178,24 @@ def step_fns(layer: nn.Module, x: torch.Tensor) -> tuple[Callable[[], None], Cal
 
 
 def time_case(makers: Makers, b: int, i: int, per_candidate_s: float, min_reps: int,
-              max_reps: int) -> dict[str, dict[str, float]]:
-    """Median ms of fwd and fwd+bwd per candidate, measured round-robin."""
+              max_reps: int, device: torch.device) -> dict[str, dict[str, float]]:
+    """Median ms of fwd and fwd+bwd per candidate, measured round-robin on device."""
     torch.manual_seed(0)
-    x = (torch.rand(b, i) * 2 - 1).requires_grad_(True)
+    x = (torch.rand(b, i) * 2 - 1).to(device).requires_grad_(True)  # the same values on every device
     fns, first = {}, {}
     for name, make in makers.items():
-        layer = make()
-        fwd, fb = step_fns(layer, x)
-        t = time.perf_counter()
-        fb()  # warm-up; for peers using torch.compile this is the compile
-        first[name] = time.perf_counter() - t
-        fwd()
+        try:
+            layer = make().to(device)
+            fwd, fb = step_fns(layer, x)
+            t = clock(device)
+            fb()  # warm-up; for peers using torch.compile this is the compile
+            first[name] = clock(device) - t
+            fwd()
+        except Exception as err:  # on the CPU every candidate must run; on a GPU report and go on
+            if device.type == "cpu":
+                raise
+            print(f"# {name} left out: fails on {device}: {type(err).__name__}: {str(err)[:200]}")
+            continue
         fns[name] = (fwd, fb)
     times: dict[str, dict[str, list[float]]] = {n: {"fwd": [], "fwd+bwd": []} for n in fns}
     start, reps = time.perf_counter(), 0
@@ -195,9 +207,9 @@ def time_case(makers: Makers, b: int, i: int, per_candidate_s: float, min_reps: 
                 # caches and freed pages (very costly on some VMs); the median is over rounds.
                 block = []
                 for _ in range(3):
-                    t = time.perf_counter()
+                    t = clock(device)
                     fn()
-                    block.append(time.perf_counter() - t)
+                    block.append(clock(device) - t)
                 times[name][kind].append(min(block))
         reps += 1
     return {n: {k: statistics.median(v) * 1e3 for k, v in kinds.items()} | {"first_s": first[n], "reps": reps}
@@ -214,11 +226,13 @@ def measure_memory(spec: str) -> None:
     """Child process: build one layer, run fwd+bwd once, print the peak RSS growth in MB."""
     cfg = json.loads(spec)
     torch.set_num_threads(cfg["threads"])
+    device = torch.device(cfg["device"])
     ns = argparse.Namespace(full=True, families=cfg["name"] in ("tanh-quadratic", "rbf (G)",
-                                                                "chebyshev (deg 4)", "fourier (4)"))
+                                                                "chebyshev (deg 4)", "fourier (4)"),
+                            device=device)
     make = candidates(cfg["i"], cfg["o"], cfg["grid"], cfg["b"], ns)[cfg["name"]]
-    layer = make()
-    x = (torch.rand(cfg["b"], cfg["i"]) * 2 - 1).requires_grad_(True)
+    layer = make().to(device)
+    x = (torch.rand(cfg["b"], cfg["i"]) * 2 - 1).to(device).requires_grad_(True)
     if is_compiled(cfg["name"]):  # compile first: its memory is not the layer's
         layer(x).sum().backward()
         x.grad = None
@@ -230,18 +244,29 @@ def measure_memory(spec: str) -> None:
         saved[0] += t.numel() * t.element_size()
         return t
 
-    with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM (the peak RSS) to the current RSS
-        f.write("5")
-    before = _status_kb("VmRSS")
+    if device.type == "cuda":  # the device allocator's peak, in kB as below
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device) // 1024
+    else:
+        with open("/proc/self/clear_refs", "w") as f:  # resets VmHWM (the peak RSS) to the current RSS
+            f.write("5")
+        before = _status_kb("VmRSS")
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = layer(x)
     y.backward(torch.ones_like(y))
-    peak = _status_kb("VmHWM")
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        peak = torch.cuda.max_memory_allocated(device) // 1024
+    else:
+        peak = _status_kb("VmHWM")
     print(json.dumps({"peak_mb": max(0, peak - before) / 1024, "saved_mb": saved[0] / 2**20}))
 
 
-def memory(name: str, i: int, o: int, grid: int, b: int, threads: int) -> dict[str, float] | None:
-    spec = json.dumps({"name": name, "i": i, "o": o, "grid": grid, "b": b, "threads": threads})
+def memory(name: str, i: int, o: int, grid: int, b: int, threads: int,
+           device: torch.device) -> dict[str, float] | None:
+    spec = json.dumps({"name": name, "i": i, "o": o, "grid": grid, "b": b, "threads": threads,
+                       "device": device.type})
     run = subprocess.run([sys.executable, __file__, "--measure-memory", spec],
                          capture_output=True, text=True, timeout=900)
     if run.returncode != 0:
@@ -270,6 +295,7 @@ def main() -> None:
                     help="rerun under benchmarks/.peers-venv (see setup_peers.sh)")
     ap.add_argument("--no-families", dest="families", action="store_false", help="skip RBF/Chebyshev/...")
     ap.add_argument("--json", type=Path, help="also write the raw results here")
+    add_device_option(ap)
     ap.add_argument("--measure-memory", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.measure_memory:
@@ -278,27 +304,30 @@ def main() -> None:
     if args.with_peers:
         reexec_with_peers(__file__)
     torch.set_num_threads(args.threads)
+    args.device = pick_device(args.device)
     shapes = [(64, 64, 1024)] if args.quick else [(4, 8, 1024), (64, 64, 1024), (256, 256, 1024)]
     if args.full:
         shapes = [(4, 8, 1024), (64, 64, 1024), (64, 64, 4096), (256, 256, 1024), (256, 256, 4096)]
     # seconds per candidate per case, and bounds on the repeats
     budget, min_reps, max_reps = (0.3, 5, 50) if args.quick else (1.0, 7, 400) if args.full else (0.4, 5, 99)
+    gpu = f", {torch.cuda.get_device_name(args.device)}" if args.device.type == "cuda" else ""
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}, load average {os.getloadavg()[0]:.1f} at start")
+          f"{platform.processor() or platform.machine()}{gpu}, "
+          f"load average {os.getloadavg()[0]:.1f} at start")
     results = []
     for i, o, b in shapes:
         for grid in (5, 20, 100):
             makers = candidates(i, o, grid, b, args)
-            t = time_case(makers, b, i, budget, min_reps, max_reps)
+            t = time_case(makers, b, i, budget, min_reps, max_reps, args.device)
             mem = {}
             if not args.quick:
-                keep = [n for n in makers if args.full or n in MEMORY_OF]
-                mem = {n: memory(n, i, o, grid, b, args.threads) for n in keep}
+                keep = [n for n in t if args.full or n in MEMORY_OF]
+                mem = {n: memory(n, i, o, grid, b, args.threads, args.device) for n in keep}
             results.append({"i": i, "o": o, "b": b, "grid": grid, "times": t, "memory": mem})
             print_case(results[-1])
     scaling = []
     for i, o, b in shapes:  # the grid target compares kanlab with itself: measured round-robin too
-        t = time_case(grid_makers(i, o), b, i, budget, min_reps, max_reps)
+        t = time_case(grid_makers(i, o), b, i, budget, min_reps, max_reps, args.device)
         scaling.append({"i": i, "o": o, "b": b, "times": t})
         print_grids(scaling[-1])
     print(f"# load average {os.getloadavg()[0]:.1f} at end")

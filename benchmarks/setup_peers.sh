@@ -3,9 +3,10 @@
 # against (PyKAN 0.2.8, flashkan, inkan). Kept apart from the project's .venv so that nothing the
 # peers pull in can change what the tests run on. Re-running it is safe.
 #   bash benchmarks/setup_peers.sh            then   benchmarks/.peers-venv/bin/python benchmarks/layers.py
+# PEERS_VENV=path installs them into another venv (benchmarks/gpu_check.sh: its CUDA one).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-venv="$root/benchmarks/.peers-venv"
+venv="${PEERS_VENV:-$root/benchmarks/.peers-venv}"
 python="${PYTHON:-python3}"
 [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
 # The constraints pin the CPU build of torch; without them a peer's bare `torch` pulls CUDA wheels.

@@ -21,20 +21,26 @@ No grid updates in either: the same method on the same model size is what is com
     benchmarks/grid_extension.py --both runs the same on every seed. Only with PyKAN installed.
 steps/s leave out the first step, which for kanlab's path="compiled" includes torch.compile (its
 seconds are the "first step" column); the 10 --quick steps are too few for a steady rate.
+--device cuda: models and data on the GPU (the same data, batches drawn on the CPU), every step's
+clock read after torch.cuda.synchronize() (_common.clock); kanlab's LBFGS then runs its closure (the
+native loss and gradient are CPU only); a model that fails on the device is reported and skipped.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
+import sys
 import tempfile
-import time
 from collections.abc import Callable
 
 import torch
-from _common import reexec_with_peers  # benchmarks/ is sys.path[0] when run as a script
+from _common import add_device_option, clock, pick_device, reexec_with_peers  # benchmarks/ is sys.path[0]
 from torch import nn
+
+CPU = torch.device("cpu")
 
 
 def image_data(n_batches: int, batch: int) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -74,17 +80,17 @@ def pykan(width: list[int], dtype: torch.dtype, seed: int = 0) -> nn.Module | No
 
 
 def run_adam(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batches: list[torch.Tensor],
-             lr: float) -> tuple[float, float, float]:
+             lr: float, device: torch.device = CPU) -> tuple[float, float, float]:
     """steps/s over steps 2.. (the first, which compiles where torch.compile is used, apart), the
     first step's seconds, and the final MSE over all pixels."""
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    marks = [time.perf_counter()]
+    marks = [clock(device)]
     for idx in batches:
         opt.zero_grad(set_to_none=True)
         loss = torch.mean((model(x[idx]) - y[idx]) ** 2)
         loss.backward()
         opt.step()
-        marks.append(time.perf_counter())
+        marks.append(clock(device))
     with torch.no_grad():
         full = torch.cat([torch.mean((model(xc) - yc) ** 2, 0, keepdim=True) * len(xc)
                           for xc, yc in zip(x.split(16384), y.split(16384), strict=True)]).sum() / len(x)
@@ -96,7 +102,7 @@ def _rate(marks: list[float]) -> float:
 
 
 def run_lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
-              optimizer: str = "torch") -> tuple[float, float, float]:
+              optimizer: str = "torch", device: torch.device = CPU) -> tuple[float, float, float]:
     """As run_adam, one LBFGS step (up to 20 iterations) at a time. optimizer "torch" is
     torch.optim.LBFGS with a closure; "kanlab" is what kanlab.training.loop runs: kanlab.training.lbfgs.LBFGS,
     with kanlab.training.native_objective's loss and gradient where the model allows, else a closure."""
@@ -116,13 +122,13 @@ def run_lbfgs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int,
         loss.backward()
         return loss
 
-    marks = [time.perf_counter()]
+    marks = [clock(device)]
     for _ in range(steps):
         if isinstance(opt, LBFGS):
             lbfgs_step(opt, model, x, y, closure)
         else:
             opt.step(closure)  # type: ignore[no-untyped-call]
-        marks.append(time.perf_counter())
+        marks.append(clock(device))
     with torch.no_grad():
         return _rate(marks), marks[1] - marks[0], torch.mean((model(x) - y) ** 2).item()
 
@@ -137,21 +143,27 @@ def main() -> None:
     ap.add_argument("--no-grid-extension", dest="grid_extension", action="store_false",
                     help="skip (c), the toy's grid extension against PyKAN")
     ap.add_argument("--toy-seeds", type=int, metavar="N",
-                    help="only the toy: kanlab and PyKAN at seeds 0..N-1, per seed and summarized")
+                    help="only the toy: kanlab and PyKAN at seeds 0..N-1, per seed and summarized (CPU)")
+    add_device_option(ap)
     args = ap.parse_args()
     if args.with_peers:
         reexec_with_peers(__file__)
     torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
     adam_steps, lbfgs_steps = (10, 10) if args.quick else (500, 200) if args.full else (30, 30)
     if args.toy_seeds:
+        if device.type != "cpu":
+            sys.exit("--toy-seeds runs on the CPU only: leave out --device")
         toy_seeds(args.toy_seeds, lbfgs_steps)
         return
     from kanlab.models.budget import match_params
     from kanlab.models.stack import MLP, param_count
 
-    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, load average "
+    gpu = f", {torch.cuda.get_device_name(device)}" if device.type == "cuda" else ""
+    print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads{gpu}, load average "
           f"{os.getloadavg()[0]:.1f} at start")
     x, y, batches = image_data(adam_steps, 16384)
+    x, y, batches = x.to(device), y.to(device), [idx.to(device) for idx in batches]
     kan_widths = list(match_params("kan", 30_000, depth=2, in_features=16, out_features=1, grid_size=5,
                                    widths_only=True))
     models: dict[str, Callable[[], nn.Module | None]] = {
@@ -171,10 +183,14 @@ def main() -> None:
         model = make()
         if model is None:
             continue
-        steps_s, first_s, mse = run_adam(model, x, y, batches, 5e-3)
+        result = on_device(name, model, device, lambda m: run_adam(m, x, y, batches, 5e-3, device))
+        if result is None:
+            continue
+        steps_s, first_s, mse = result
         print(f"| {name} | {param_count(model)} | {steps_s:.2f} | {first_s:.2f} | {mse:.5f} |", flush=True)
 
     tx, ty = toy_data()
+    tx, ty = tx.to(device), ty.to(device)
     print(f"\n(b) toy exp(sin(pi x) + y^2), 1000 points, KAN [2, 5, 1] grid 5, LBFGS, {lbfgs_steps} steps, "
           "float64")
     print("| model | LBFGS | params | steps/s | first step s | final MSE |")
@@ -193,11 +209,17 @@ def main() -> None:
         model = make()
         if model is None:
             continue
-        steps_s, first_s, mse = run_lbfgs(model, tx, ty, lbfgs_steps, optimizer)
+        result = on_device(name, model, device, functools.partial(
+            run_lbfgs, x=tx, y=ty, steps=lbfgs_steps, optimizer=optimizer, device=device))
+        if result is None:
+            continue
+        steps_s, first_s, mse = result
         print(f"| {name} | {optimizer} | {param_count(model)} | {steps_s:.2f} | {first_s:.2f} | {mse:.3e} |",
               flush=True)
-    if args.grid_extension:
+    if args.grid_extension and device.type == "cpu":
         grid_extension(lbfgs_steps)
+    elif args.grid_extension:
+        print("\n(c) grid extension: skipped on the GPU (the preset's runs are CPU runs here)")
     print(f"# load average {os.getloadavg()[0]:.1f} at end")
 
 
@@ -214,6 +236,20 @@ def grid_extension(steps: int) -> None:
     print(f"\n(c) grid extension, kan-paper-toy's protocol, {model}, seed 0, {steps} LBFGS steps per grid, "
           "float64")
     ge.versus(ge.run("float64", overrides, model), ge.run_pykan("float64", overrides, model), "float64")
+
+
+def on_device(name: str, model: nn.Module, device: torch.device,
+              run: Callable[[nn.Module], tuple[float, float, float]]) -> tuple[float, float, float] | None:
+    """run(model) with the model moved to device; on a GPU, a model that fails there is reported and
+    left out (on the CPU every model must run)."""
+    if device.type == "cpu":
+        return run(model)
+    try:
+        model.to(device)  # in place (PyKAN's MultKAN.to also moves what it keeps outside parameters)
+        return run(model)
+    except Exception as err:
+        print(f"# {name} left out: fails on {device}: {type(err).__name__}: {str(err)[:200]}", flush=True)
+        return None
 
 
 def toy_seeds(n: int, steps: int) -> None:

@@ -24,8 +24,8 @@ def slow(test):  # type: ignore[no-untyped-def]
 
 @slow
 @pytest.mark.parametrize("order", [2, 3, 5])
-def test_every_order_matches_reference_float64(order: int) -> None:
-    layer, ref = make("compiled", order=order)
+def test_every_order_matches_reference_float64(order: int, device: torch.device) -> None:
+    layer, ref = make("compiled", order=order, device=device)
     assert layer.resolved_path() == "compiled"
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
 
@@ -40,8 +40,8 @@ def test_switches_match_reference_float64(switches: tuple) -> None:  # type: ign
 
 @slow
 @pytest.mark.parametrize("grid_size", [5, 20])
-def test_float32_matches_reference(grid_size: int) -> None:
-    layer, ref = make("compiled", grid_size=grid_size, dtype=torch.float32)
+def test_float32_matches_reference(grid_size: int, device: torch.device) -> None:
+    layer, ref = make("compiled", grid_size=grid_size, dtype=torch.float32, device=device)
     assert_same(layer, ref, inputs(layer, torch.float32), rtol=1e-5)
 
 

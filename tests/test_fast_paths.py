@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from kanlab import KANLinear, splines
-from kanlab.layers.kan import _fast, _fast_dense, _fast_gather, _native_gather, native_build
+from kanlab.layers.kan import _fast, _fast_dense, _fast_gather, _native_gather, native_build, paths
 
 # native only where a C compiler builds it (tests/test_native.py covers the fallback). "gather"
 # runs the compiled loops of _native_gather where they build; "gather-bags" is the same path on its
@@ -34,6 +34,13 @@ def _bags_where_asked(request: pytest.FixtureRequest, monkeypatch: pytest.Monkey
 def real(path: str) -> str:
     """The KANLinear path behind a FAST entry."""
     return "gather" if path == "gather-bags" else path
+
+
+def runs_on(path: str, device: torch.device) -> None:
+    """Skip a FAST entry that cannot run on device: native is C loops on the CPU only (on CUDA,
+    gather and gather-bags both run the embedding bags)."""
+    if path == "native" and device.type != "cpu":
+        pytest.skip("the native path runs on the CPU only")
 SWITCHES = list(
     itertools.product([True, False], [True, False], ["silu", "identity", "tanh", None], [True, False])
 )
@@ -41,8 +48,9 @@ SWITCHES = list(
 
 def make(path: str, *, order: int = 3, grid_size: int = 5, uniform: bool = True,
          switches: tuple = (True, True, "silu", True), dtype: torch.dtype = torch.float64,  # type: ignore[type-arg]
-         ) -> tuple[KANLinear, KANLinear]:
-    """A layer on `path` and a reference-path twin with the same parameters and knots."""
+         device: torch.device | str = "cpu") -> tuple[KANLinear, KANLinear]:
+    """A layer on `path` and a reference-path twin with the same parameters and knots, on device
+    (built on the CPU, so the same values on every device)."""
     bias, spline_weight, base, base_weight = switches
     torch.manual_seed(0)
     layer = KANLinear(3, 4, grid_size, order, bias=bias, spline_weight=spline_weight, base=base,
@@ -52,25 +60,27 @@ def make(path: str, *, order: int = 3, grid_size: int = 5, uniform: bool = True,
         layer.update_grid((torch.rand(400, 3, generator=g, dtype=torch.float64) ** 2 * 2.4 - 1.2).to(dtype),
                           grid_eps=0.0)
         assert not layer.uniform
+    layer.to(device)
     ref = copy.deepcopy(layer)
     ref.path = "reference"
     return layer, ref
 
 
 def inputs(layer: KANLinear, dtype: torch.dtype = torch.float64, n: int = 60) -> torch.Tensor:
-    """Inside, at every knot (so at both grid edges and the extension's ends) and far outside."""
+    """Inside, at every knot (so at both grid edges and the extension's ends) and far outside; on
+    the layer's device."""
     g = torch.Generator().manual_seed(2)
     inside = torch.rand(n, 3, generator=g, dtype=torch.float64) * 2.0 - 1.0
-    knots = layer.grid.T.to(torch.float64)                                    # (m, 3)
+    knots = layer.grid.T.to("cpu", torch.float64)                             # (m, 3)
     outside = torch.tensor([[-50.0, 3.0, -1.9], [7.5, -7.5, 1e6], [-1e6, 0.0, 2.5]], dtype=torch.float64)
     mixed = torch.stack([knots[0], knots[-1], inside[0]], 1)                  # (3, 3)
-    return torch.cat([inside, knots, outside, mixed]).to(dtype).requires_grad_(True)
+    return torch.cat([inside, knots, outside, mixed]).to(layer.coef.device, dtype).requires_grad_(True)
 
 
 def assert_same(layer: KANLinear, ref: KANLinear, x: torch.Tensor, rtol: float) -> None:
     """Outputs and the gradients w.r.t. x and every parameter agree to rtol relative to their scale."""
     y, y_ref = layer(x), ref(x)
-    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(y.dtype)
+    gy = torch.randn(y.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64).to(y)
     names = [n for n, _ in layer.named_parameters()]
     grads = torch.autograd.grad(y, [x, *layer.parameters()], gy)
     grads_ref = torch.autograd.grad(y_ref, [x, *ref.parameters()], gy)
@@ -82,8 +92,10 @@ def assert_same(layer: KANLinear, ref: KANLinear, x: torch.Tensor, rtol: float) 
 @pytest.mark.parametrize("uniform", [True, False], ids=["uniform", "quantile-grid"])
 @pytest.mark.parametrize("order", range(6))
 @pytest.mark.parametrize("path", FAST)
-def test_every_order_matches_reference_float64(path: str, order: int, uniform: bool) -> None:
-    layer, ref = make(path, order=order, grid_size=4, uniform=uniform)
+def test_every_order_matches_reference_float64(path: str, order: int, uniform: bool,
+                                               device: torch.device) -> None:
+    runs_on(path, device)
+    layer, ref = make(path, order=order, grid_size=4, uniform=uniform, device=device)
     assert_same(layer, ref, inputs(layer), rtol=1e-12)
 
 
@@ -165,8 +177,9 @@ def test_gather_input_gradient_in_chunks_of_inputs_matches_reference(monkeypatch
 @pytest.mark.parametrize("uniform", [True, False], ids=["uniform", "quantile-grid"])
 @pytest.mark.parametrize("grid_size", [5, 20])
 @pytest.mark.parametrize("path", FAST)
-def test_float32_matches_reference(path: str, grid_size: int, uniform: bool) -> None:
-    layer, ref = make(path, grid_size=grid_size, uniform=uniform, dtype=torch.float32)
+def test_float32_matches_reference(path: str, grid_size: int, uniform: bool, device: torch.device) -> None:
+    runs_on(path, device)
+    layer, ref = make(path, grid_size=grid_size, uniform=uniform, dtype=torch.float32, device=device)
     x = inputs(layer, torch.float32)
     assert_same(layer, ref, x, rtol=1e-5)
     # and against the float64 truth, not only against the float32 reference
@@ -184,13 +197,14 @@ def test_every_switch_combination(path: str, switches: tuple) -> None:  # type: 
 
 @pytest.mark.parametrize(("uniform", "order"), [(True, 3), (True, 1), (False, 2), (False, 0)])
 @pytest.mark.parametrize("path", FAST)
-def test_gradcheck(path: str, uniform: bool, order: int) -> None:
-    layer, _ = make(path, order=order, uniform=uniform)
+def test_gradcheck(path: str, uniform: bool, order: int, device: torch.device) -> None:
+    runs_on(path, device)
+    layer, _ = make(path, order=order, uniform=uniform, device=device)
     names = [n for n, _ in layer.named_parameters()]
     params = tuple(p.detach().clone().requires_grad_(True) for p in layer.parameters())
     # Off the knots (finite differences straddling a knot see the jump of order 0 and 1 derivatives).
     x = (torch.linspace(-1.37, 1.29, 8, dtype=torch.float64).unsqueeze(1) * torch.tensor([1.0, 0.7, 1.5],
-         dtype=torch.float64)).requires_grad_(True)
+         dtype=torch.float64)).to(device).requires_grad_(True)
 
     def fn(x: torch.Tensor, *ps: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(layer, dict(zip(names, ps, strict=True)), (x,))
@@ -241,6 +255,50 @@ def test_auto_gathers_where_the_kernels_build(monkeypatch: pytest.MonkeyPatch) -
     layer = KANLinear(16, 16, grid_size=5)
     layer.refine(100)
     assert layer.resolved_path() == "gather"  # follows the grid as it is refined
+
+
+F32, F64 = torch.float32, torch.float64
+# (path asked, in, out, grid_size, order, uniform, dtype) -> the path a layer off the CPU runs: never
+# native nor gather's C kernels (on CUDA gather is its embedding bags); dense up to
+# grid_size + order + 1 == paths.GATHER_FROM * (order + 1) columns, then gather; compiled as asked
+# where its closed form holds (uniform grid, order >= 2)
+OFF_CPU = [
+    (("auto", 2, 5, 5, 3, True, F64), "dense"),          # on CPU: native (<= 128 edges)
+    (("auto", 8, 16, 5, 3, True, F32), "dense"),         # on CPU: native
+    (("auto", 64, 64, 5, 3, True, F32), "dense"),        # on CPU: gather's C kernels
+    (("auto", 64, 64, 12, 3, True, F32), "dense"),       # 16 columns = 4 * (k + 1): not past it
+    (("auto", 64, 64, 13, 3, True, F32), "gather"),
+    (("auto", 64, 64, 100, 3, False, F64), "gather"),
+    (("auto", 16, 16, 6, 1, True, F32), "dense"),        # 8 = 4 * 2
+    (("auto", 16, 16, 7, 1, False, F32), "gather"),
+    (("auto", 16, 16, 3, 0, True, F64), "dense"),
+    (("auto", 16, 16, 4, 0, True, F64), "gather"),
+    (("native", 2, 5, 5, 3, True, F64), "dense"),        # native asked: CPU only, runs auto's choice
+    (("native", 2, 5, 100, 3, True, F32), "gather"),
+    (("compiled", 2, 5, 5, 3, True, F32), "compiled"),   # on CPU: native, faster there
+    (("compiled", 64, 64, 100, 2, True, F64), "compiled"),
+    (("compiled", 64, 64, 5, 1, True, F32), "dense"),    # closed form needs order >= 2
+    (("compiled", 64, 64, 20, 3, False, F32), "gather"), # and a uniform grid
+    (("gather", 64, 64, 5, 3, True, F32), "gather"),     # asked by name: as asked
+    (("dense", 64, 64, 100, 3, True, F32), "dense"),
+    (("reference", 2, 5, 5, 3, True, F32), "reference"),
+]
+
+
+@pytest.mark.parametrize(("layer", "runs"), OFF_CPU, ids=str)
+def test_a_layer_off_the_cpu_never_runs_the_c_kernels(monkeypatch: pytest.MonkeyPatch, layer: tuple,  # type: ignore[type-arg]
+                                                      runs: str) -> None:
+    # CUDA faked: a layer on the meta device is off the CPU as a CUDA one is, to KANLinear and
+    # paths.choose_path alike. Asking whether the C kernels build would be the bug.
+    def asked(*args: object, **kwargs: object) -> bool:
+        raise AssertionError("asked whether the C kernels build for a layer off the CPU")
+
+    monkeypatch.setattr(native_build, "available", asked)
+    path, i, o, grid_size, order, uniform, dtype = layer
+    assert paths.choose_path(paths.Layer(path, i * o, grid_size, order, uniform, False, dtype)) == runs
+    kan = KANLinear(i, o, grid_size, order, path=path, device="meta", dtype=dtype)
+    kan.uniform = uniform  # as update_grid leaves it (meta tensors hold no data to move knots by)
+    assert kan.resolved_path() == runs
 
 
 @pytest.mark.parametrize("path", FAST)

@@ -67,10 +67,13 @@ def inputs(n: int = 23, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("path", ["reference", "uniform"])
 @pytest.mark.parametrize("switches", SWITCHES, ids=str)
-def test_forward_equals_naive_per_edge_loop(switches: tuple, path: str) -> None:  # type: ignore[type-arg]
+def test_forward_equals_naive_per_edge_loop(switches: tuple, path: str,  # type: ignore[type-arg]
+                                           device: torch.device) -> None:
     layer = make(switches, path=path)
-    x = inputs()
-    np.testing.assert_allclose(layer(x).detach().numpy(), naive_forward(layer, x.numpy()), atol=1e-10)
+    want = naive_forward(layer, inputs().numpy())  # scipy on the CPU copy of the parameters
+    layer.to(device)
+    x = inputs().to(device)
+    np.testing.assert_allclose(layer(x).detach().cpu().numpy(), want, atol=1e-10)
     resp = layer.edge_responses(x)
     bias = 0.0 if layer.bias is None else layer.bias
     torch.testing.assert_close(resp.sum(-1) + bias, layer(x), rtol=0, atol=1e-12)
@@ -90,11 +93,12 @@ def test_parameter_count_is_what_is_switched_on(switches: tuple) -> None:  # typ
 
 @pytest.mark.parametrize("path", ["reference", "uniform"])
 @pytest.mark.parametrize("switches", [SWITCHES[0], (False, False, "tanh", False), (True, True, None, True)])
-def test_gradcheck_inputs_and_parameters(switches: tuple, path: str) -> None:  # type: ignore[type-arg]
-    layer = make(switches, path=path)
+def test_gradcheck_inputs_and_parameters(switches: tuple, path: str,  # type: ignore[type-arg]
+                                         device: torch.device) -> None:
+    layer = make(switches, path=path).to(device)
     names = [n for n, _ in layer.named_parameters()]
     params = tuple(p.detach().clone().requires_grad_(True) for p in layer.parameters())
-    x = inputs(7).requires_grad_(True)
+    x = inputs(7).to(device).requires_grad_(True)
 
     def fn(x: torch.Tensor, *ps: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(layer, dict(zip(names, ps, strict=True)), (x,))

@@ -90,12 +90,12 @@ def test_count_params_matches_built_model(spec):
 
 
 # ---- forward is the composition of the layers ------------------------------------------------
-def test_kan_forward_is_composition_of_kan_layers():
+def test_kan_forward_is_composition_of_kan_layers(device):
     torch.manual_seed(0)
-    model = KAN([2, 5, 3, 1], grid_size=4, order=2, init="uniform")
+    model = KAN([2, 5, 3, 1], grid_size=4, order=2, init="uniform").to(device)
     torch.manual_seed(0)
-    refs = [KANLinear(a, b, 4, 2, init="uniform") for a, b in [(2, 5), (5, 3), (3, 1)]]
-    x = torch.rand(11, 2) * 2 - 1
+    refs = [KANLinear(a, b, 4, 2, init="uniform").to(device) for a, b in [(2, 5), (5, 3), (3, 1)]]
+    x = (torch.rand(11, 2) * 2 - 1).to(device)
     y = x
     for ref in refs:
         y = ref(y)
@@ -114,10 +114,10 @@ def test_mixed_stack_is_composition_and_kan_layers_picks_kan():
     assert model.kan_layers() == [model.layers[0]]
 
 
-def test_mlp_forward_is_manual_linear_tanh():
+def test_mlp_forward_is_manual_linear_tanh(device):
     torch.manual_seed(2)
-    model = MLP([3, 6, 4, 2]).double()
-    x = torch.rand(13, 3, dtype=torch.float64) * 2 - 1
+    model = MLP([3, 6, 4, 2]).double().to(device)
+    x = (torch.rand(13, 3, dtype=torch.float64) * 2 - 1).to(device)
     h = x
     for i, layer in enumerate(model.layers):
         h = F.linear(h, layer.weight, layer.bias)

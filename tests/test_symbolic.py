@@ -47,8 +47,8 @@ def spline_layer(fns: list[list], grid_size: int = 40, lo: float = -1.0, hi: flo
 
 
 # ---- fitting one edge ------------------------------------------------------------------------
-def test_fit_recovers_function_and_affine_constants_to_1e6() -> None:
-    x = torch.linspace(-2, 2, 201, dtype=F64)
+def test_fit_recovers_function_and_affine_constants_to_1e6(device: torch.device) -> None:
+    x = torch.linspace(-2, 2, 201, dtype=F64, device=device)
     fit = fit_function(x, 2 * torch.sin(3 * x + 1) - 0.5, "sin")
     assert (fit.a, fit.b, fit.c, fit.d) == pytest.approx((3.0, 1.0, 2.0, -0.5), abs=1e-6)
     assert fit.r2 > 1 - 1e-12
@@ -103,12 +103,12 @@ def test_unknown_function_lists_the_known_ones() -> None:
 
 
 # ---- the symbolic layer --------------------------------------------------------------------------
-def test_symbolic_layer_forward_is_splines_plus_fixed_edges() -> None:
-    kan = KANLinear(3, 2, dtype=F64)
+def test_symbolic_layer_forward_is_splines_plus_fixed_edges(device: torch.device) -> None:
+    kan = KANLinear(3, 2, dtype=F64).to(device)
     with torch.no_grad():
         kan.bias.uniform_(-1, 1)
     layer = SymbolicKANLinear(kan)
-    x = torch.rand(64, 3, dtype=F64) * 2 - 1
+    x = (torch.rand(64, 3, dtype=F64) * 2 - 1).to(device)
     assert torch.allclose(layer(x), kan(x))
     layer.fix(0, 1, "sin", 3.0, 1.0, 2.0, -0.5)
     layer.fix(1, 2, "x^2", 1.0, 0.2, -1.5, 0.3)
@@ -198,11 +198,11 @@ def test_tidy_expands_pulls_exp_constants_and_rounds() -> None:
         tidy(expr, -1)
 
 
-def test_auto_fix_polish_and_formula_recover_sin_plus_square() -> None:
+def test_auto_fix_polish_and_formula_recover_sin_plus_square(device: torch.device) -> None:
     # Splines fitted to sin(x1) and x2^2 feed one hidden node; the output edge is the identity.
     model = snap.symbolize(Stack([spline_layer([[torch.sin, lambda v: v**2]], lo=-2, hi=2),
-                                  spline_layer([[lambda v: v]], lo=-2, hi=5)]))
-    x = torch.rand(400, 2, dtype=F64) * 4 - 2
+                                  spline_layer([[lambda v: v]], lo=-2, hi=5)])).to(device)
+    x = (torch.rand(400, 2, dtype=F64) * 4 - 2).to(device)
     y = torch.sin(x[:, :1]) + x[:, 1:] ** 2
     choices = snap.auto_fix(model, x, ("x", "x^2", "x^3", "sin", "exp", "tanh"))
     assert [(c.layer, c.o, c.i, c.fit.name, c.fixed) for c in choices] == [

@@ -81,20 +81,20 @@ def curve(h: History) -> list[tuple[object, ...]]:
     ],
 )
 def test_each_optimizer_fits_a_sine_with_a_kan(
-    optimizer: str, lr: float, dtype: str, steps: int, threshold: float
+    optimizer: str, lr: float, dtype: str, steps: int, threshold: float, device: torch.device
 ) -> None:
     cfg = TrainConfig(optimizer=optimizer, lr=lr, dtype=dtype, steps=steps, eval_every=steps,
                       weight_decay=1e-5 if optimizer == "adamw" else 0.0)
-    h = train(kan(1, 3, 1), sine(), cfg)
+    h = train(kan(1, 3, 1).to(device), sine(), cfg)  # train moves the data to the model's device
     assert h.status == "finished" and h.message is None and h.steps_done == steps
     assert h.records[0]["test_loss"] > 0.1  # it starts far from the target
     assert h.records[-1]["test_loss"] < threshold
 
 
-def test_lbfgs_fits_a_sine_with_an_mlp_in_float64() -> None:
+def test_lbfgs_fits_a_sine_with_an_mlp_in_float64(device: torch.device) -> None:
     # seeds 0-7: 9.8e-7..2.1e-5 after 200 steps
     cfg = TrainConfig(optimizer="lbfgs", lr=1.0, dtype="float64", steps=200, eval_every=200)
-    h = train(mlp(), sine(), cfg)
+    h = train(mlp().to(device), sine(), cfg)
     assert h.records[-1]["test_loss"] < 1e-4
 
 

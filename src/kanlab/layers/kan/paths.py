@@ -28,6 +28,9 @@ SMALL_EDGES = 128
 # GEMM's work grows with grid_size + order + 1 columns per input at GEMM speed, the bags' with
 # order + 1 rows at a few times lower speed per multiply-add. Measured crossover (benchmarks/layers.py,
 # benchmarks/README.md): the bags win from grid_size + order + 1 > GATHER_FROM * (order + 1).
+# Off the CPU (CUDA) "auto" runs dense or the bags by this same rule, never native nor the C
+# kernels (both CPU only): a crossover measured on the CPU only, no GPU figures yet (benchmarks/
+# README.md, "GPU"; benchmarks/gpu_check.sh measures it).
 GATHER_FROM = 4
 
 
