@@ -7,8 +7,10 @@ stratified seed-0 split (test fraction 0.2, inputs standardised on the training 
 accuracy and macro-F1 after --steps steps, per model seed, and the median.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (kanlab before torch, below)
 
+# kanlab first: torch's OpenMP threads then sleep when idle, as under the kanlab command
+import kanlab  # noqa: F401
 import argparse
 import statistics
 import time

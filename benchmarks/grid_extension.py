@@ -22,8 +22,10 @@ KAN's MSE and gradient on 1000 points from the native kernels) on the uniform gr
 update_grids (quantile knots), round-robin in one process; medians and their ratio.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (kanlab before torch, below)
 
+# kanlab first: torch's OpenMP threads then sleep when idle, as under the kanlab command
+import kanlab  # noqa: F401
 import argparse
 import dataclasses
 import datetime

@@ -26,8 +26,10 @@ device is reported and left out instead of stopping the run.
 Legend: b batch, i in_features, o out_features, G grid_size, k order, c = G + k.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (kanlab before torch, below)
 
+# kanlab first: torch's OpenMP threads then sleep when idle, as under the kanlab command
+import kanlab  # noqa: F401
 import argparse
 import json
 import os

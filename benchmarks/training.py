@@ -26,8 +26,10 @@ clock read after torch.cuda.synchronize() (_common.clock); kanlab's LBFGS then r
 native loss and gradient are CPU only); a model that fails on the device is reported and skipped.
 """
 
-from __future__ import annotations
+from __future__ import annotations  # noqa: I001  (kanlab before torch, below)
 
+# kanlab first: torch's OpenMP threads then sleep when idle, as under the kanlab command
+import kanlab  # noqa: F401
 import argparse
 import functools
 import math
