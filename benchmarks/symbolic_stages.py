@@ -1,0 +1,108 @@
+"""LBFGS steps per second in each training stage of kanlab's symbolic workflow, beside PyKAN's fit.
+
+kanlab: symbolic_workflow (SymbolicConfig's defaults) on the KAN paper's toy exp(sin(pi x) + y^2),
+KAN [2, 5, 1] at grid 5, 1000 train / 1000 test points, float64; every stage's train() call is
+timed (sparsify, retrain, refine, one per auto-fixed layer, final; the time includes each
+stage's evaluation at its start and end). PyKAN 0.2.8 (when installed,
+--with-peers): MultKAN [2, 5, 1] at grid 5 on the same points, fit(opt="LBFGS", steps=50) with
+lamb = kanlab's sparsity (its regularised stage), then with lamb = 0 with and without grid
+updates (its plain stages). One thread: the ratio of the two is what matters.
+
+    .venv/bin/python benchmarks/symbolic_stages.py --with-peers
+"""
+
+from __future__ import annotations  # noqa: I001  (kanlab before torch, below)
+
+# kanlab first: torch's OpenMP threads then sleep when idle, as under the kanlab command
+import kanlab  # noqa: F401
+import argparse
+import datetime
+import math
+import os
+import tempfile
+import time
+from typing import Any
+
+import torch
+from _common import reexec_with_peers  # benchmarks/ is sys.path[0]
+
+import kanlab.symbolic.workflow as workflow
+from kanlab.models.stack import KAN
+from kanlab.symbolic import SymbolicConfig, symbolic_workflow
+from kanlab.tasks import Dataset
+
+
+def toy() -> Dataset:
+    gen = torch.Generator().manual_seed(0)
+    x, xt = (torch.rand(1000, 2, generator=gen, dtype=torch.float64) * 2 - 1 for _ in range(2))
+    f = lambda v: torch.exp(torch.sin(math.pi * v[:, :1]) + v[:, 1:] ** 2)  # noqa: E731
+    return Dataset(x, f(x), xt, f(xt), x, xt, ("x_1", "x_2"), ("y",), None, "exp(sin(pi x) + y^2)")
+
+
+def kanlab_stages(data: Dataset, cfg: SymbolicConfig) -> None:
+    """Run the workflow with each stage's training (workflow._train, which names the stage) timed."""
+    timed: list[tuple[str, Any, int, float]] = []
+    stage = workflow._train
+
+    def timing(model: torch.nn.Module, d: Any, tc: Any, name: str) -> int:
+        t0 = time.perf_counter()
+        steps = stage(model, d, tc, name)
+        timed.append((name, tc, steps, time.perf_counter() - t0))
+        return steps
+
+    workflow._train = timing
+    try:
+        torch.manual_seed(0)
+        result = symbolic_workflow(KAN([2, 5, 1], grid_size=5).double(), data, cfg)
+    finally:
+        workflow._train = stage
+    print(f"kanlab's formula: {result.formula}")
+    print("| kanlab stage | sparsity | grid updates | steps | steps/s |")
+    print("|---|---|---|---:|---:|")
+    for name, tc, steps, seconds in timed:
+        updates = f"every {tc.grid_update_every}" if tc.grid_update_every else "no"
+        print(f"| {name} | {tc.sparsity:g} | {updates} | {steps} | {steps / seconds:.1f} |")
+
+
+def pykan_stages(data: Dataset, cfg: SymbolicConfig) -> None:
+    try:
+        from kan import MultKAN
+    except ImportError:
+        print("PyKAN is not installed (--with-peers): kanlab only")
+        return
+    before, cwd = torch.get_default_dtype(), os.getcwd()
+    torch.set_default_dtype(torch.float64)
+    os.chdir(tempfile.mkdtemp())  # PyKAN writes checkpoints into the working directory
+    try:
+        ds = {"train_input": data.x_train, "train_label": data.y_train,
+              "test_input": data.x_test, "test_label": data.y_test}
+        model = MultKAN(width=[2, 5, 1], grid=5, k=3, seed=0)
+        print("| PyKAN fit | lamb | grid updates | steps | steps/s |")
+        print("|---|---|---|---:|---:|")
+        for lamb, update in ((cfg.sparsity, True), (0.0, True), (0.0, False)):
+            t0 = time.perf_counter()
+            model.fit(ds, opt="LBFGS", steps=cfg.steps, lamb=lamb, update_grid=update, log=10**9)
+            print(f"| | {lamb:g} | {'yes' if update else 'no'} | {cfg.steps} "
+                  f"| {cfg.steps / (time.perf_counter() - t0):.1f} |")
+    finally:
+        torch.set_default_dtype(before)
+        os.chdir(cwd)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--with-peers", action="store_true", help="rerun under benchmarks/.peers-venv")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    if args.with_peers:
+        reexec_with_peers(__file__)
+    torch.set_num_threads(args.threads)
+    print(f"symbolic_stages, {datetime.datetime.now():%Y-%m-%d %H:%M}, {args.threads} threads, "
+          f"load average {os.getloadavg()[0]:.1f}")
+    data, cfg = toy(), SymbolicConfig()
+    kanlab_stages(data, cfg)
+    pykan_stages(data, cfg)
+
+
+if __name__ == "__main__":
+    main()
