@@ -10,7 +10,7 @@ is one GEMM on the forward's features, dx one GEMM and a fused loop over the bas
 Eager, the same ops are several times slower than the other paths ("dense", "gather"), which is
 why this path exists only compiled.
 
-Compiling costs ~5-20 s on 2 cores per distinct (shape, dtype, switches, needed gradients) on
+Compiling costs seconds (benchmarks/README.md) per distinct (shape, dtype, switches, needed gradients) on
 first call; a second batch size compiles once more, shape-generic (torch caches the results on
 disk for later processes). It needs a C++ compiler on CPU and pays for training runs of thousands
 of steps, not for short ones. Using this path raises dynamo's recompile limit for the process
@@ -145,8 +145,8 @@ class CompiledKAN(torch.autograd.Function):
 
     A hand-written backward rather than autograd through the traced forward: that keeps what
     torch.compile's partitioner picks, which here included k + 1 boolean piece masks per basis,
-    whose byte-wise stores made a forward that needs dx several times slower (a [2, 5, 1] model's
-    5 -> 1 layer: ~1.5 ms against ~0.6 ms fwd+bwd). This keeps x, the parameters and, when a
+    whose byte-wise stores made a forward that needs dx several times slower (benchmarks/README.md).
+    This keeps x, the parameters and, when a
     weight needs a gradient, the features (b, i * (c + 1)): the GEMM for the weight gradient
     reads them instead of rebuilding them; dx rebuilds only the basis slopes from x.
     Double backward (create_graph=True) goes through the reference layer's plain autograd ops.

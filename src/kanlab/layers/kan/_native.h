@@ -41,7 +41,7 @@ static INLINE int local_basis(const REAL *x, int64_t stride, int64_t nn, double 
      * the cell (floor by rounding at 1.5 * 2^52, exact for the small non-negative values here,
      * then one step down where rounding went up) and offset s, the cells as indices, the values.
      * The first pass's selects vectorize only without trapping math (-fno-trapping-math in the
-     * build; 2x faster): no branches, and a NaN fails the first comparison, takes cell 0 and
+     * build; benchmarks/README.md): no branches, and a NaN fails the first comparison, takes cell 0 and
      * keeps s NaN. */
     const double top = (double)(m - 1), round = 6755399441055744.0;
     double s[CHUNK], cell[CHUNK];

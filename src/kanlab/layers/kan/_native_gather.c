@@ -18,15 +18,16 @@
  */
 #include "_native.h"
 
-/* Backward: dot products over outputs in VL partial sums, one vector register: 256 bits (two
- * were 5-20 % slower: more partial sums to add up per sample and input), or 512 where AVX-512
- * is on (gcc vectorizes 256-bit partial sums badly there: dx 1.4-4x slower).
+/* Backward: dot products over outputs in VL partial sums, one vector register: 256 bits (fewer
+ * partial sums to add up per sample and input than two), or 512 where AVX-512 is on (gcc
+ * vectorizes 256-bit partial sums badly there).
  * The table's gradient, with at least SPAN outputs: samples bucketed by their first row, and
  * each bucket's k + 1 rows summed SPAN outputs at a time in registers over its samples
- * (table_grad_by_row; 16 outputs made gcc spill: 3-8x slower). Narrower layers: per sample,
- * into COPIES scratch blocks, sample n into copy n % COPIES (neighbouring samples' rows mostly
- * overlap, and in one copy each addition would wait on the last one's store; 2 copies were
- * 15-30 % faster than one, 4 slower than 2). */
+ * (table_grad_by_row; fewer outputs made gcc spill). Narrower layers: per sample, into COPIES
+ * scratch blocks, sample n into copy n % COPIES (neighbouring samples' rows mostly overlap, and
+ * in one copy each addition would wait on the last one's store).
+ * The measured figures behind these choices: benchmarks/README.md, 'Measured figures behind code
+ * choices'. */
 #ifdef __AVX512F__
 #define VL (64 / (int)sizeof(REAL))
 #else
@@ -105,8 +106,8 @@ static int64_t forward_step(int64_t no, int64_t w, int *spans) {
 
 /* y[n] (or, if fresh, y[n] =) += the sums over the block of inputs [i0, i1) for samples [n0, n1):
  * at small grids, OB-wide spans of the rows of enough inputs fit in L1, and every sample reads one
- * span's block before the next (20-25 % faster at grid 5 than whole rows in L2); at larger grids,
- * whole rows in L2 (spans of L2-sized blocks, whose rows are strided, were 10-20 % slower). */
+ * span's block before the next; at larger grids, whole rows in L2 (spans of L2-sized blocks have
+ * strided rows); each the faster where chosen (benchmarks/README.md). */
 static INLINE void forward_block(int64_t b, int64_t no, const int k, const REAL *table, const int64_t *first,
                                  const REAL *val, REAL *y, int64_t n0, int64_t n1, int64_t i0, int64_t i1,
                                  int spans, int fresh) {
@@ -239,7 +240,7 @@ static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const i
             }
             if (want_gx) {
                 /* one dot product of g with the rows' sum weighted by dval, in VL partial sums
-                 * (a dot per row, then their weighted sum, was 1.3-2x slower) */
+                 * (faster than a dot per row, then their weighted sum: benchmarks/README.md) */
                 const REAL *dv = dval + (i * b + n) * (k + 1);
                 REAL lanes[VL], slope = 0, d[MAX_K + 1];
                 for (int r = 0; r <= k; r++) d[r] = dv[r];
@@ -282,9 +283,9 @@ static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const i
 
 /* Input i's block of the table from coef (no, ni, c) times scale (no, ni) (NULL: 1), with k + 1
  * zero rows each side, for inputs [i0, i1). A transposition (each edge's c coefficients go down a
- * column of c rows), through TT x TT tiles, so that reads and writes are both contiguous: writing
- * straight down the columns was 1.5x slower at 256 outputs, whose 1 kB rows map a column's cache
- * lines to a few L1 sets. */
+ * column of c rows), through TT x TT tiles, so that reads and writes are both contiguous: straight
+ * down the columns, wide layers' rows map a column's cache lines to a few L1 sets
+ * (benchmarks/README.md). */
 static int table_rows(int64_t ni, int64_t no, int64_t c, int k, const REAL *coef, const REAL *scale,
                       REAL *table, int64_t i0, int64_t i1) {
     int64_t w = c + 2 * k + 2;

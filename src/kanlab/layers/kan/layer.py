@@ -240,19 +240,9 @@ class KANLinear(nn.Module):
         return y
 
     # ---- grid changes (side effects the training loop asks for) ----------------------------
-    def _spline_values(self, x: torch.Tensor) -> torch.Tensor:
-        # phi_oi(x_i) without the spline weight, as (b, i, o) targets for a refit.
-        basis = splines.bspline_basis(x, self.grid, self.order)
-        return torch.einsum("bic,oic->bio", basis, self.coef.to(basis.dtype))
-
     @torch.no_grad()
     def _set_grid(self, grid: torch.Tensor, x: torch.Tensor, uniform: bool) -> None:
-        # Refit the coefficients so phi stays as close as least squares allows at the samples x;
-        # in the knots' float64 whatever the layer's dtype.
-        x = x.to(self.grid.dtype)
-        target = self._spline_values(x)                                    # (n, i, o)
-        coef = splines.fit_coefficients(x, target, grid, self.order)       # (i, o, c)
-        coef = coef.transpose(0, 1).to(self.coef)                          # (o, i, c)
+        coef = regrid.refit(self.coef, self.grid, grid, self.order, x)     # (o, i, c)
         if coef.shape == self.coef.shape:
             self.coef.copy_(coef)  # same tensor: an optimizer holding it keeps working
         else:

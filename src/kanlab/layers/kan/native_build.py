@@ -184,7 +184,7 @@ def compiler_version(cc: str) -> str:
 def vector_flags() -> list[str]:
     """-mavx2 -mfma where torch itself runs AVX2 or AVX-512 kernels (x86-64 only), so never more
     than this machine has: the gather kernels' loops over outputs then take 8 floats per
-    instruction instead of SSE2's 4 (2x at 256->256). The flags are part of the cache key, so each
+    instruction instead of SSE2's 4 (benchmarks/README.md). The flags are part of the cache key, so each
     kind of machine gets its own build."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return []
@@ -193,9 +193,8 @@ def vector_flags() -> list[str]:
 
 def wide_flags(source: Path) -> list[str]:
     """AVX-512 F, VL, BW and DQ for the gather kernels where torch runs AVX-512 kernels: their 32
-    vector registers hold the forward's sums without spilling (the local basis and the gather
-    forward 0.65-0.75x, float64's table gradient 0.6-0.7x). Not for _native.c: its kernels were
-    no faster, and it compiled in twice the time."""
+    vector registers hold the forward's sums without spilling. Not for _native.c: no faster there,
+    and slower to compile (benchmarks/README.md)."""
     if source.name != "_native_gather.c" or "-mavx2" not in vector_flags():
         return []
     if torch.backends.cpu.get_cpu_capability() != "AVX512":

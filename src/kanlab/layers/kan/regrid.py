@@ -1,12 +1,15 @@
-"""The knots of KANLinear's grid changes: update_grid's quantile grid and refine's finer grid.
+"""KANLinear's grid changes: update_grid's quantile knots, refine's finer knots, and the least-squares
+refit of the coefficients onto new knots (the layer adopts the results).
 
-Legend: b batch, i in_features, m = grid_size + 2 * order + 1 knots per input. Each function only
-computes knots (and refine's fitting samples); the layer refits its coefficients on them.
+Legend: b batch, n samples, i in_features, o out_features, c coefficients, m = grid_size + 2 * order + 1
+knots per input.
 """
 
 from __future__ import annotations
 
 import torch
+
+from kanlab import splines
 
 
 def quantile_grid(x: torch.Tensor, grid_size: int, order: int, grid_eps: float, margin: float
@@ -54,6 +57,17 @@ def refined_grid(grid: torch.Tensor, order: int, grid_size: int, x: torch.Tensor
     if x is not None:
         samples = torch.cat([samples, x])
     return new, samples
+
+
+def refit(coef: torch.Tensor, grid: torch.Tensor, new_grid: torch.Tensor, order: int, x: torch.Tensor
+          ) -> torch.Tensor:
+    """Coefficients (o, i, c') on new_grid of the splines coef (o, i, c) on grid, as close as least
+    squares allows at the samples x (n, i); fitted in the knots' float64 whatever coef's dtype."""
+    x = x.to(grid.dtype)
+    basis = splines.bspline_basis(x, grid, order)                          # (n, i, c)
+    target = torch.einsum("bic,oic->bio", basis, coef.to(basis.dtype))     # (n, i, o): phi_oi(x_i)
+    new = splines.fit_coefficients(x, target, new_grid, order)             # (i, o, c')
+    return new.transpose(0, 1).to(coef)                                    # (o, i, c')
 
 
 def _knot_at(knots: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
