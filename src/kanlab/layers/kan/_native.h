@@ -15,7 +15,10 @@
  * neighbouring samples mostly share a cell, and one copy would chain their additions. */
 #define LANES 4
 
-/* Per input row: the grid's origin and 1 / spacing. */
+/* Per input row: the grid's origin and 1 / spacing. The uniform-grid contract (origin, spacing,
+ * u = (x - t0) * inv_h in double, clamped to [-1, m - 1], cell = floor(u)) is written once, in
+ * kanlab/splines.py (uniform_cells and the module docstring); these kernels keep their own code
+ * of it, and tests/test_basis_parity.py checks them against it. */
 static inline void grid_steps(const double *grid, int64_t ni, int64_t m, double *t0, double *inv_h) {
     for (int64_t i = 0; i < ni; i++) {
         t0[i] = grid[i * m];
