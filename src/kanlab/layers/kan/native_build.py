@@ -33,6 +33,8 @@ except ImportError:  # Windows: the kernels are not built there (see library)
 HERE = Path(__file__).parent
 SOURCES = (HERE / "_native.c", HERE / "_native_gather.c")  # one library: both include _native.h
 HEADER = HERE / "_native.h"
+# what _native_gather.c includes besides HEADER (one translation unit): part of the cache key too
+GATHER_HEADERS = (HERE / "_native_gather_forward.h", HERE / "_native_gather_backward.h")
 C_TYPES = {torch.float32: "float", torch.float64: "double"}
 
 _LOCK = threading.Lock()
@@ -92,7 +94,8 @@ def build(c_type: str) -> Path:
     compile_flags = [[*flags, *wide_flags(src)] for src in SOURCES]
     stamp = " ".join([cc, compiler_version(cc), *(flag for own in compile_flags for flag in own),
                       platform.machine(), sys.platform]).encode()
-    key = hashlib.sha256(b"".join(p.read_bytes() for p in (*SOURCES, HEADER)) + stamp).hexdigest()[:16]
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in (*SOURCES, HEADER, *GATHER_HEADERS)) + stamp
+                         ).hexdigest()[:16]
     out = cache_dir() / f"kan_{c_type}_{key}.so"
     if verify(out) is None:
         return out
