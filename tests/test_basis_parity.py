@@ -89,3 +89,30 @@ def test_every_evaluator_matches_scipy(order: int, uniform: bool) -> None:
     atol = 0.0 if order <= 1 else 1e-12
     for name, basis in got.items():
         torch.testing.assert_close(basis, want, rtol=0, atol=atol + 1e-14, msg=f"{name}, order {order}")
+
+
+def test_the_uniform_contract_puts_each_point_in_its_cell() -> None:
+    # splines.uniform_cells against exact comparisons with the knots (searchsorted), away from the
+    # knots themselves (where round-off in u may pick either side; orders >= 2 are continuous there)
+    t = knots(3, uniform=True)                                             # (2, m)
+    m = t.shape[1]
+    x = points(t)                                                          # (b, 2)
+    cell, s, inv_h = splines.uniform_cells(x, t)
+    want = (torch.searchsorted(t, x.T.contiguous(), right=True) - 1).T.clamp(-1, m - 1)
+    gap = (x.unsqueeze(-1) - t.unsqueeze(0)).abs().min(-1).values         # distance to the nearest knot
+    away = gap > 1e-6
+    assert away.sum() > 40 and torch.equal(cell.long()[away], want[away])
+    torch.testing.assert_close(inv_h, (m - 1) / (t[:, -1] - t[:, 0]), rtol=0, atol=0)
+    inside = away & (x > t[:, 0]) & (x < t[:, -1])
+    rebuilt = t[:, 0] + (cell + s) / inv_h                                 # x from its cell and offset
+    torch.testing.assert_close(rebuilt[inside], x[inside], rtol=0, atol=1e-12)
+    assert bool(((s >= 0) & (s < 1)).all())
+    beyond = x < t[:, 0] - 1 / inv_h  # clamped: u = -1 exactly, every basis of cell -1 dropped
+    assert beyond.any() and bool((cell[beyond] == -1).all()) and bool((s[beyond] == 0).all())
+    # a NaN stays NaN and keeps ds/dx = 1 / h (the "uniform" path differentiates through s: its
+    # NaN reaches x's gradient), where a point clamped off the grid has ds/dx = 0
+    xn = torch.tensor([[float("nan"), 0.3], [5.0, -9.0]], dtype=torch.float64, requires_grad=True)
+    cell_n, s_n, _ = splines.uniform_cells(xn, t)
+    assert torch.isnan(cell_n[0, 0]) and torch.isnan(s_n[0, 0]) and not torch.isnan(s_n[0, 1])
+    (grad,) = torch.autograd.grad(s_n.sum(), xn)
+    assert grad[0].tolist() == inv_h.tolist() and grad[1].tolist() == [0.0, 0.0]

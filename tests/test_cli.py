@@ -252,9 +252,10 @@ def test_ctrl_c_mid_study_keeps_finished_runs_and_a_rerun_completes(
 def test_every_command_names_the_modules_it_loads_under_ctrl_c_protection() -> None:
     from argparse import _SubParsersAction
 
-    from kanlab.cli import HEAVY, _parser
+    from kanlab._cli_parser import build_parser
+    from kanlab.cli import HEAVY
 
-    (sub,) = [a for a in _parser()._actions if isinstance(a, _SubParsersAction)]
+    (sub,) = [a for a in build_parser()._actions if isinstance(a, _SubParsersAction)]
     assert set(sub.choices) == set(HEAVY)
 
 

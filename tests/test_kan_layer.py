@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import itertools
 import math
 
@@ -14,6 +16,7 @@ from scipy.interpolate import BSpline
 from kanlab import KANLinear
 from kanlab.layers.kan.bases import BASES
 from kanlab.layers.kan.layer import constructor_options
+from kanlab.layers.kan.options import NAMES, POSITIONAL, KANOptions
 
 SWITCHES = list(
     itertools.product([True, False], [True, False], ["silu", "identity", "tanh", None], [True, False])
@@ -328,6 +331,20 @@ def test_options_rebuild_the_layer_and_count_its_parameters(switches: tuple) -> 
     # options() names every option of the constructor but the widths, device and dtype
     assert set(layer.options()) == set(constructor_options(3, 2)) - {"in_features", "out_features",
                                                                       "device", "dtype"}
+    # (without a base there is no base weight to have, so options() says so)
+    has_base_weight = base_weight and base is not None
+    expected = KANOptions(9, 2, bias=bias, spline_weight=spline_weight, base=base,
+                          base_weight=has_base_weight, init="uniform", path="gather")
+    assert KANOptions(**layer.options()) == expected
+
+
+def test_the_constructor_takes_the_option_set_with_its_defaults() -> None:
+    # The one option set (KANOptions) is the constructor's: same names, order, kinds and defaults.
+    params = list(inspect.signature(KANLinear).parameters.values())
+    assert [p.name for p in params] == ["in_features", "out_features", *NAMES, "device", "dtype"]
+    assert [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD] == list(POSITIONAL)
+    assert {p.name: p.default for p in params[2:-2]} == dataclasses.asdict(KANOptions())
+    assert KANLinear(3, 2).options() == dataclasses.asdict(KANOptions())
 
 
 def test_subset_keeps_the_chosen_edges_on_a_moved_grid() -> None:

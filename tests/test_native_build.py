@@ -80,6 +80,18 @@ def test_a_build_is_cached_by_source_flags_and_compiler_version(tiny: Path) -> N
     assert names == ["lock"] * 4 + ["so"] * 4 + ["so.sha256"] * 4                    # no .tmp or .o left
 
 
+def test_an_edit_of_a_header_the_gather_source_includes_gives_a_new_build(
+        tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # _native_gather.c includes its kernels' headers: an edited kernel must not reuse a cached library
+    extra = tiny / "kernels.h"
+    extra.write_text("/* v1 */\n")
+    monkeypatch.setattr(native_build, "GATHER_HEADERS", (extra,))
+    first = native_build.build("double")
+    assert native_build.build("double") == first
+    extra.write_text("/* v2 */\n")
+    assert native_build.build("double") != first
+
+
 @pytest.mark.parametrize("damage", ["truncated", "flipped", "no-checksum"])
 def test_a_damaged_cached_library_is_removed_and_rebuilt_with_one_warning(tiny: Path, damage: str) -> None:
     # A truncated library crashed every process that loaded it (SIGBUS, exit 135), forever.

@@ -10,10 +10,9 @@ import os
 
 # torch's OpenMP threads spin after each parallel region by default, waiting for the next one. On
 # a machine whose cores are busy with other work that spinning takes the CPU from the thread the
-# region waits for: a small model's step on 2 threads took 65 ms beside other jobs instead of
-# 1.4 ms (README, "On a busy machine"). Passive waiting sleeps instead. OpenMP reads the setting
-# once, when torch loads it: this works when kanlab is imported before torch (the `kanlab`
-# command, its workers) and is inherited by every process started from here. A user's own
+# region waits for, many times over (README, "On a busy machine"). Passive waiting sleeps instead.
+# OpenMP reads the setting once, when torch loads it: this works when kanlab is imported before
+# torch (the `kanlab` command, its workers) and is inherited by every process started from here. A user's own
 # OMP_WAIT_POLICY is kept. Set before anything below can load torch.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 

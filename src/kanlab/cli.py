@@ -10,6 +10,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from kanlab._cli_parser import DEFAULT_ROOT as DEFAULT_ROOT
+from kanlab._cli_parser import EXECUTORS as EXECUTORS
+from kanlab._cli_parser import build_parser
 from kanlab._command import interrupted
 from kanlab.runs.interrupts import ctrl_c_handled
 
@@ -18,71 +21,6 @@ if TYPE_CHECKING:
     from kanlab.runs.executors import Executor
     from kanlab.runs.experiment import Draw
     from kanlab.study.config import ExperimentConfig
-
-DEFAULT_ROOT = Path("runs")
-
-
-def _study_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("study", help="a preset name (see `kanlab list`) or a path to a study .toml file")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a study key, e.g. --set train.steps=100 (repeatable)")
-    p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where run folders go (default: runs)")
-    p.add_argument("--db", type=Path, default=None, help="results database (default: ROOT/kanlab.db)")
-    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kanlab", description="KANs vs MLPs, measured fairly.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run every experiment of a study into run folders")
-    _study_args(run)
-    run.add_argument("--no-plots", action="store_true", help="skip the per-run plots")
-    compare = sub.add_parser("compare", help="run a study and write its HTML report")
-    _study_args(compare)
-    _sweep_args(sub.add_parser("sweep", help="run a sweep (a study plus [axes]) on an executor, and report"))
-    _sweep_args(sub.add_parser(
-        "tune", help="tune each model on an equal budget (Optuna), retrain each best on fresh seeds, report",
-        description="A tune file is a study plus [tune] (per_family = 'trials:N' or 'seconds:S', metric, "
-                    "seed, pruner) and [search.<family or label>] ranges; see the README's `kanlab tune`."),
-        "TUNE", "a tune preset (tune-quick) or a .toml file", "--set tune.per_family=trials:4")
-    report = sub.add_parser("report", help="write the HTML report of a recorded study")
-    report.add_argument("experiment", metavar="STUDY",
-                        help="a preset or .toml file: its runs as the file expands now (with --set as it "
-                             "ran); or a study's name: every configuration recorded under it, apart")
-    report.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="the --set overrides the study ran with (repeatable)")
-    report.add_argument("--root", type=Path, default=DEFAULT_ROOT)
-    report.add_argument("--db", type=Path, default=None)
-    ev = sub.add_parser("eval", help="reload a run's checkpoint and evaluate it")
-    ev.add_argument("run_dir", type=Path)
-    plot = sub.add_parser("plot", help="redraw a run's plots from its folder")
-    plot.add_argument("run_dir", type=Path)
-    sub.add_parser("list", help="list presets, tasks, images and model families")
-    return parser
-
-
-EXECUTORS = ("local", "dask", "ray", "serial")
-
-
-def _sweep_args(p: argparse.ArgumentParser, metavar: str = "SWEEP",
-                what: str = "a sweep preset (scaling-quick, scaling) or a .toml file",
-                example: str = "--set axes.budget=[300]") -> None:
-    p.add_argument("study", metavar=metavar, help=what)
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help=f"override a key, e.g. --set train.steps=100 or {example} (repeatable)")
-    p.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="where run folders go (default: runs)")
-    p.add_argument("--db", type=Path, default=None, help="results database (default: ROOT/kanlab.db)")
-    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
-    p.add_argument("--executor", choices=EXECUTORS, default="local",
-                   help="local process pool (default), a Dask or Ray cluster, or serial in this process")
-    p.add_argument("--address", default=None,
-                   help="the cluster: tcp://HOST:PORT for Dask; ray://HOST:PORT or HOST:PORT for Ray "
-                        "(without it Ray starts a private local instance)")
-    p.add_argument("--workers", type=int, default=None,
-                   help="processes of the local pool, or CPUs of a private Ray instance (default: the cores)")
-    p.add_argument("--plots", action="store_true", help="also write each run's plots (slower)")
-    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
-
 
 def _executor(args: argparse.Namespace) -> Executor:
     from kanlab.runs import clusters, executors
@@ -291,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # A KeyboardInterrupt inside an import can leave a module half-built (numpy then fails with an
     # AttributeError traceback): a Ctrl-C while the command loads ends it at once, nothing written yet.
     with ctrl_c_handled(interrupted):
-        args = _parser().parse_args(argv)
+        args = build_parser().parse_args(argv)
         for module in HEAVY[args.command]:
             importlib.import_module(module)
     try:

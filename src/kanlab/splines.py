@@ -12,13 +12,14 @@ Conventions (the same as scipy.interpolate.BSpline):
 The closed form on a uniform grid (uniform_bspline_basis here; the dense, gather, compiled and
 native paths' local bases in layers/kan/), one contract for every evaluator:
 - origin t_0 = knots[0] and spacing h = (knots[-1] - t_0) / (m - 1), both from the knots as they
-  are (float64 in KANLinear), never from grid_range; u = (x - t_0) / h is computed in the knots'
-  precision (as x * (1 / h) by the kernels: the same up to round-off);
+  are (float64 in KANLinear), never from grid_range; u = (x - t_0) * (1 / h) in the knots'
+  precision (x promoted to it);
+- u is clamped to [-1, m - 1] (so a cell index stays in range; outside [t_0, t_{m-1}) every basis
+  is 0, and the bases a clamped u names are dropped as outside 0..n-1); a NaN stays NaN;
 - cell j = floor(u), s = u - j in [0, 1): on cell j the bases B_{j-k}..B_j are nonzero, with the
   values of the cardinal B-spline's pieces at s (cardinal_coefficients in layers/kan/_fast.py);
-- outside [t_0, t_{m-1}) every basis is 0: the local evaluators clamp u to [-1, m - 1] (so the
-  cell index stays in range; the bases they then name are dropped as outside 0..n-1), the dense
-  ones drop the bases whose index falls outside 0..n-1;
+uniform_cells below computes (cell, s, 1 / h) so, and every Python evaluator calls it; the C
+kernels (_native.h's local_basis) do the same arithmetic in their own code;
 - orders 0 and 1 jump (in value or slope) at the knots, where round-off in u could pick the wrong
   cell: they use exact comparisons of x with the knots (bspline_basis, searchsorted) instead.
 tests/test_basis_parity.py checks every evaluator against scipy's BSpline on knots, the ends and
@@ -108,6 +109,29 @@ def bspline_basis(x: torch.Tensor, knots: torch.Tensor, order: int) -> torch.Ten
     return basis
 
 
+def uniform_cells(x: torch.Tensor, knots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The closed form's contract on uniform knots (module docstring): where x lies in cells.
+
+    Args:
+        x: (...) points.
+        knots: (..., m) uniformly spaced knots, broadcastable against x (the last dim the knots).
+    Returns:
+        cell: (...) floor(u) for u = (x - t_0) / h clamped to [-1, m - 1], in the knots' precision
+            (or x's, if wider); a NaN x gives NaN.
+        s: (...) u - cell in [0, 1), the same precision.
+        inv_h: (...) 1 / h = du/dx, broadcastable against x.
+    """
+    t = knots.to(torch.promote_types(knots.dtype, x.dtype))
+    m = knots.shape[-1]
+    t0 = t[..., 0]
+    inv_h = (m - 1) / (t[..., -1] - t0)
+    u = (x.to(t.dtype) - t0) * inv_h
+    # clamped by where(), not clamp(): a NaN keeps its NaN gradient (clamp's would be 0)
+    u = torch.where(u < -1.0, -1.0, torch.where(u > m - 1.0, m - 1.0, u))
+    cell = u.floor()
+    return cell, u - cell, inv_h
+
+
 def uniform_local_basis(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The order + 1 nonzero cardinal B-spline values at u (in units of the knot spacing).
 
@@ -123,15 +147,20 @@ def uniform_local_basis(u: torch.Tensor, order: int) -> tuple[torch.Tensor, torc
     """
     _check_order(order)
     cell = torch.floor(u)
-    s = (u - cell).unsqueeze(-1)                                           # (..., 1) in [0, 1)
+    return cell.long() - order, cardinal_values(u - cell, order)
+
+
+def cardinal_values(s: torch.Tensor, order: int) -> torch.Tensor:
+    """The order + 1 cardinal B-spline pieces at s (...) in [0, 1): (..., order + 1), differentiable in s."""
+    s = s.unsqueeze(-1)                                                    # (..., 1)
     values = torch.ones_like(s)
     for d in range(1, order + 1):
-        r = torch.arange(d + 1, dtype=u.dtype, device=u.device)
+        r = torch.arange(d + 1, dtype=s.dtype, device=s.device)
         pad = torch.zeros_like(s)
         lower = torch.cat([pad, values], dim=-1)                           # prev basis j - 1
         upper = torch.cat([values, pad], dim=-1)                           # prev basis j
         values = ((s + d - r) * lower + (1 - s + r) * upper) / d           # (..., d + 1)
-    return cell.long() - order, values
+    return values
 
 
 def uniform_bspline_basis(x: torch.Tensor, knots: torch.Tensor, order: int) -> torch.Tensor:
@@ -153,10 +182,9 @@ def uniform_bspline_basis(x: torch.Tensor, knots: torch.Tensor, order: int) -> t
     n_basis = knots.shape[-1] - order - 1
     # u in the knots' own precision (float64 in KANLinear), then the values cast: in float32, u of
     # a few hundred cells would keep s to ~1e-5 only.
-    t = knots.to(torch.promote_types(knots.dtype, x.dtype))
-    h = (t[..., -1] - t[..., 0]) / (knots.shape[-1] - 1)
-    start, values = uniform_local_basis((x.to(t.dtype) - t[..., 0]) / h, order)  # (...), (..., k+1)
-    values = values.to(x.dtype)
+    cell, frac, _ = uniform_cells(x, knots)                                # (...), (...)
+    start = cell.long() - order
+    values = cardinal_values(frac, order).to(x.dtype)                      # (..., k + 1)
     index = start.unsqueeze(-1) + torch.arange(order + 1, device=x.device)  # (..., k + 1)
     inside = (index >= 0) & (index < n_basis)
     values = values * inside

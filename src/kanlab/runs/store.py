@@ -11,110 +11,23 @@ still reads and writes it, leaving them empty.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import sqlite3
-from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-SCHEMA_VERSION = 2
+from kanlab.runs.schema import CURVE_COLUMNS as CURVE_COLUMNS
+from kanlab.runs.schema import CURVE_NAMES, RUN_NAMES, SCHEMA, add_columns, migrate, version_of
+from kanlab.runs.schema import MIGRATIONS as MIGRATIONS
+from kanlab.runs.schema import RUN_COLUMNS as RUN_COLUMNS
+from kanlab.runs.schema import SCHEMA_VERSION as SCHEMA_VERSION
+from kanlab.runs.schema import task_key as task_key
+
 DEFAULT_DB = Path("runs/kanlab.db")
-
-RUN_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("run_id", "TEXT PRIMARY KEY"),
-    ("experiment", "TEXT NOT NULL"),
-    ("label", "TEXT NOT NULL"),
-    ("family", "TEXT NOT NULL"),
-    ("task", "TEXT NOT NULL"),
-    ("task_kind", "TEXT NOT NULL"),
-    ("seed", "INTEGER NOT NULL"),
-    ("param_count", "INTEGER"),
-    ("status", "TEXT NOT NULL"),
-    ("message", "TEXT"),
-    ("train_loss", "REAL"),
-    ("test_loss", "REAL"),
-    ("test_rmse", "REAL"),
-    ("psnr", "REAL"),
-    ("wall_time", "REAL"),
-    ("time_per_step", "REAL"),
-    ("steps", "INTEGER"),
-    ("run_dir", "TEXT NOT NULL"),
-    ("config_json", "TEXT NOT NULL"),
-    ("final_json", "TEXT NOT NULL"),
-    ("versions_json", "TEXT NOT NULL"),
-    ("created", "TEXT NOT NULL"),
-    ("task_key", "TEXT"),   # version 2: see task_key
-    ("data_hash", "TEXT"),  # version 2: SHA-256 of the task's files (NULL: none, or not recorded)
-    # added later within version 2 (nullable, so _add_columns can add them to an older database)
-    ("flops", "INTEGER"),  # forward multiply-adds per sample of the spec (kanlab.models.count_flops)
-    ("flops_local", "INTEGER"),  # the same with B-spline KAN layers counted by their local support
-    ("test_accuracy", "REAL"),  # class targets
-    ("test_macro_f1", "REAL"),
-    ("val_loss", "REAL"),  # runs with a validation set (a tune's trials)
-    ("val_rmse", "REAL"),
-    ("val_accuracy", "REAL"),
-    ("val_macro_f1", "REAL"),
-    ("code_version", "TEXT"),  # SHA-256 of the kanlab source that computed the run (NULL: not recorded)
-)
-CURVE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("run_id", "TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE"),
-    ("step", "INTEGER NOT NULL"),
-    ("time", "REAL"),
-    ("train_loss", "REAL"),
-    ("test_loss", "REAL"),
-    ("test_rmse", "REAL"),
-    ("psnr", "REAL"),
-    ("lr", "REAL"),
-    ("grid_size", "INTEGER"),
-    ("test_accuracy", "REAL"),
-    ("val_loss", "REAL"),
-    ("val_accuracy", "REAL"),
-)
-_RUN_NAMES = [name for name, _ in RUN_COLUMNS]
-_CURVE_NAMES = [name for name, _ in CURVE_COLUMNS]
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS runs ({", ".join(f"{n} {t}" for n, t in RUN_COLUMNS)});
-CREATE TABLE IF NOT EXISTS curves ({", ".join(f"{n} {t}" for n, t in CURVE_COLUMNS)},
-                                   PRIMARY KEY (run_id, step));
-CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs (experiment, task, label, seed);
-"""
-
-
-def task_key(config: Mapping[str, Any]) -> str:
-    """The group a run belongs to in reports: its task's name and a hash of the whole task and its
-    data, so that two tasks (two CSV files, one file before and after an edit, two noise levels)
-    never share one, as two data tasks shared the name "zigzag" before.
-
-    Args:
-        config: a run's config.json.
-    """
-    task = config["task"]
-    blob = json.dumps({"task": task, "data_hash": config.get("data_hash")}, sort_keys=True)
-    name = str(task.get("name", ""))
-    short = name if task.get("kind") == "function" else Path(name).stem
-    return f"{short}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
-
-
-def _to_version_2(db: sqlite3.Connection) -> None:
-    # task_key and data_hash, filled from each row's config
-    db.execute("ALTER TABLE runs ADD COLUMN task_key TEXT")
-    db.execute("ALTER TABLE runs ADD COLUMN data_hash TEXT")
-    for run_id, config_json in db.execute("SELECT run_id, config_json FROM runs").fetchall():
-        config = json.loads(config_json)
-        db.execute("UPDATE runs SET task_key = ?, data_hash = ? WHERE run_id = ?",
-                   (task_key(config), config.get("data_hash"), run_id))
-
-
-# Version v -> v + 1, applied in order when an older database is opened (in one transaction).
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _to_version_2}
-
 
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
@@ -141,15 +54,6 @@ def _read_metrics(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError as err:
             raise ValueError(f"cannot record run: {path} line {number} is not valid JSON ({err})") from err
     return records
-
-
-def _add_columns(db: sqlite3.Connection) -> None:
-    """Add the columns a database created by an earlier kanlab lacks (nullable ones only)."""
-    for table, columns in (("runs", RUN_COLUMNS), ("curves", CURVE_COLUMNS)):
-        have = {r[1] for r in db.execute(f"PRAGMA table_info({table})")}
-        for name, kind in columns:
-            if name not in have:
-                db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
 
 class ResultsStore:
@@ -186,50 +90,19 @@ class ResultsStore:
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
-            if self._version(db) is not None and self._version(db) != SCHEMA_VERSION:
-                self._migrate(db)
+            if version_of(db) is not None and version_of(db) != SCHEMA_VERSION:
+                migrate(db, self.path)
             with db:
-                db.executescript(_SCHEMA)
+                db.executescript(SCHEMA)
                 found = db.execute("SELECT version FROM schema_version").fetchall()
                 if not found:
                     db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-                _add_columns(db)
+                add_columns(db)
         except BaseException:
             db.close()
             raise
         self._db = db
         return db
-
-    @staticmethod
-    def _version(db: sqlite3.Connection) -> int | None:
-        """The schema version of an existing database (None: a new one)."""
-        table = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'")
-        if table.fetchone() is None:
-            return None
-        found = db.execute("SELECT version FROM schema_version").fetchone()
-        return None if found is None else int(found[0])
-
-    def _migrate(self, db: sqlite3.Connection) -> None:
-        """Bring an older database to SCHEMA_VERSION in one transaction (its rows are kept)."""
-        db.execute("BEGIN IMMEDIATE")  # the write lock first: another process may be migrating it too
-        try:
-            version = self._version(db)
-            assert version is not None
-            if version > SCHEMA_VERSION:
-                raise ValueError(f"{self.path} was written by a newer kanlab (database schema version "
-                                 f"{version}; this kanlab reads version {SCHEMA_VERSION} and older): upgrade "
-                                 "kanlab (pip install -U kanlab), or give another --db")
-            if any(v not in MIGRATIONS for v in range(version, SCHEMA_VERSION)):
-                raise ValueError(f"{self.path} has database schema version {version}, which this kanlab "
-                                 f"cannot migrate to version {SCHEMA_VERSION}: record the runs into a new "
-                                 "--db")
-            for step in range(version, SCHEMA_VERSION):
-                MIGRATIONS[step](db)
-            db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def record_run(self, run_dir: Path) -> str:
         """Insert or replace one run folder's row and curve in a single transaction.
@@ -262,14 +135,14 @@ class ResultsStore:
             final_json=json.dumps(final, sort_keys=True), versions_json=json.dumps(self.versions()),
             created=datetime.now(timezone.utc).isoformat(timespec="microseconds"),  # orders reruns
         )
-        curve = [tuple([row["run_id"]] + [rec.get(name) for name in _CURVE_NAMES[1:]]) for rec in metrics]
+        curve = [tuple([row["run_id"]] + [rec.get(name) for name in CURVE_NAMES[1:]]) for rec in metrics]
         db = self._connection()
         with db:  # one transaction: a reader never sees a run without its curve
-            db.execute(f"INSERT OR REPLACE INTO runs ({', '.join(_RUN_NAMES)}) "
-                       f"VALUES ({', '.join('?' * len(_RUN_NAMES))})", [row[n] for n in _RUN_NAMES])
+            db.execute(f"INSERT OR REPLACE INTO runs ({', '.join(RUN_NAMES)}) "
+                       f"VALUES ({', '.join('?' * len(RUN_NAMES))})", [row[n] for n in RUN_NAMES])
             db.execute("DELETE FROM curves WHERE run_id = ?", (row["run_id"],))
-            db.executemany(f"INSERT OR REPLACE INTO curves ({', '.join(_CURVE_NAMES)}) "
-                           f"VALUES ({', '.join('?' * len(_CURVE_NAMES))})", curve)
+            db.executemany(f"INSERT OR REPLACE INTO curves ({', '.join(CURVE_NAMES)}) "
+                           f"VALUES ({', '.join('?' * len(CURVE_NAMES))})", curve)
         return str(row["run_id"])
 
     def has_run(self, run_id: str) -> bool:

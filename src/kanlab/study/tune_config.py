@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -57,54 +56,27 @@ from kanlab.study.config import (
 )
 from kanlab.study.experiments import expand, matched_widths, task_label
 from kanlab.study.search_space import Space, build_space, key_kind
+from kanlab.study.tune_settings import CLASS_METRICS as CLASS_METRICS
+from kanlab.study.tune_settings import METRICS as METRICS
+from kanlab.study.tune_settings import TUNE_KEYS as TUNE_KEYS
+from kanlab.study.tune_settings import VALIDATION as VALIDATION
+from kanlab.study.tune_settings import VALUE_METRICS as VALUE_METRICS
+from kanlab.study.tune_settings import Budget as Budget
+from kanlab.study.tune_settings import (
+    check_metric,
+    int_setting,
+    parse_budget,
+    pruner_spec,
+    seed_list,
+    validation_share,
+)
 from kanlab.tasks import Dataset, TaskConfig, make_dataset
 from kanlab.training.config import TrainConfig
 from kanlab.training.threads import torch_threads
-from kanlab.training.trial_pruning import make_pruner
 
-TUNE_KEYS = ("per_family", "metric", "validation", "seed", "startup_trials", "trials_per_round",
-             "search_seeds", "pruner")
-# What may rank trials, and its direction. The val_ ones rank on the validation set (the default);
-# the test_ ones, psnr and train_loss remain for comparison with older tunes, but select on the test
-# set (or the training set) that the verdict then judges.
-METRICS = {"val_loss": "minimize", "val_rmse": "minimize", "val_accuracy": "maximize",
-           "val_macro_f1": "maximize", "test_loss": "minimize", "test_rmse": "minimize",
-           "train_loss": "minimize", "psnr": "maximize"}
-VALIDATION = 0.2  # the default share of a task's training data held out to rank trials
 # Training keys that leave the cost of a step (nearly) alone: a time-matched model's corners are
 # measured at the study's own values of these.
 TIME_NEUTRAL = frozenset({"lr", "schedule", "step_every", "gamma", "weight_decay", "momentum"})
-# Metrics that exist for one target kind only.
-VALUE_METRICS, CLASS_METRICS = ("val_rmse", "test_rmse"), ("val_accuracy", "val_macro_f1")
-
-
-@dataclass(frozen=True)
-class Budget:
-    """Each model's share of the search: a number of trials, or of training seconds."""
-
-    kind: str  # "trials" or "seconds"
-    amount: float
-
-    def __str__(self) -> str:
-        return f"{self.kind}:{self.amount:g}"
-
-
-def parse_budget(text: Any) -> Budget:
-    """`trials:N` (N >= 1) or `seconds:S` (S > 0) into a Budget."""
-    kind, _, amount = str(text).partition(":")
-    hint = ("give 'trials:N' (N >= 1 trials per model and task) or 'seconds:S' (S > 0 seconds of "
-            "training per model and task)")
-    try:
-        value = float(amount)
-    except ValueError:
-        value = math.nan
-    if kind not in ("trials", "seconds") or math.isnan(value):
-        raise ValueError(f"tune.per_family = {text!r}: {hint}")
-    if kind == "trials" and value.is_integer() and value >= 1:
-        return Budget("trials", int(value))
-    if kind == "seconds" and 0 < value < float("inf"):
-        return Budget("seconds", value)
-    raise ValueError(f"tune.per_family = {text!r} is a budget no model can meet: {hint}")
 
 
 @dataclass(frozen=True)
@@ -180,22 +152,6 @@ class Tune:
         return runs if trial is None else [replace(r, trial=trial) for r in runs]
 
 
-def _int_list(value: Any, where: str) -> tuple[int, ...]:
-    if (not isinstance(value, list) or not value
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)):
-        raise ValueError(f"{where} must be a non-empty list of integers >= 0, got {value!r}")
-    if len(set(value)) != len(value):
-        raise ValueError(f"{where} = {value!r} repeats a seed")
-    return tuple(value)
-
-
-def _setting(tune: Mapping[str, Any], key: str, default: int, minimum: int) -> int:
-    value = tune.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"tune.{key} must be an integer >= {minimum}, got {value!r}")
-    return value
-
-
 @cache
 def _data(task: TaskConfig) -> Dataset:
     return make_dataset(task)
@@ -249,30 +205,6 @@ def _fingerprint(raw: Mapping[str, Any], n_task: int, n_model: int, space: Space
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _pruner_spec(tune: Mapping[str, Any], total_steps: int) -> dict[str, Any]:
-    spec = dict(tune.get("pruner", {"kind": "median"}))
-    spec.setdefault("kind", "median")
-    if spec["kind"] == "median":  # judging trials at step 0 compares initialisations: wait a quarter
-        spec.setdefault("n_warmup_steps", total_steps // 4)
-    make_pruner(spec)  # validates
-    return spec
-
-
-def _validation(tune: Mapping[str, Any], metric: str, tasks: Sequence[TaskConfig]) -> float:
-    """[tune] validation, checked: the share of each task's training data the trials hold out to rank on."""
-    ranked_on_val = metric.startswith("val_")
-    value = tune.get("validation", VALIDATION if ranked_on_val else 0.0)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"tune.validation must be a number in [0, 1), e.g. {VALIDATION} (the share of each "
-                         f"task's training data held out to rank trials on), got {value!r}")
-    lacking = next((t for t in tasks if not (t.val_fraction or value)), None)
-    if ranked_on_val and lacking is not None:
-        raise ValueError(f"tune.metric = {metric!r} ranks trials on a validation set, and task "
-                         f"{task_label(lacking)!r} has none with tune.validation = {value}: set "
-                         f"tune.validation = {VALIDATION} (or the task's val_fraction)")
-    return float(value)
-
-
 def parse_tune(raw: Mapping[str, Any], *, threads: int | None = None) -> Tune:
     """Validate a raw tune dict: the study, [tune], [search], and every corner of every space.
 
@@ -297,17 +229,9 @@ def parse_tune(raw: Mapping[str, Any], *, threads: int | None = None) -> Tune:
     base = {k: v for k, v in raw.items() if k not in ("tune", "search")}
     study = parse_study(base)
     metric = tune.get("metric", "val_loss")
-    if metric not in METRICS:
-        raise ValueError(f"tune.metric = {metric!r}; allowed: {', '.join(METRICS)}")
-    if metric == "psnr" and any(t.kind != "image" for t in study.tasks):
-        raise ValueError("tune.metric = 'psnr' needs image tasks only; use val_loss")
-    for kind, names in (("value", VALUE_METRICS), ("class", CLASS_METRICS)):
-        other = next((t for t in study.tasks if t.targets_are != kind), None)
-        if metric in names and other is not None:
-            raise ValueError(f"tune.metric = {metric!r} is for {kind} targets, and task "
-                             f"{task_label(other)!r} has {other.targets_are} targets; use val_loss")
-    validation = _validation(tune, metric, study.tasks)
-    search_seeds = _int_list(tune.get("search_seeds", [0]), "tune.search_seeds")
+    check_metric(metric, study.tasks)
+    validation = validation_share(tune, metric, study.tasks)
+    search_seeds = seed_list(tune.get("search_seeds", [0]), "tune.search_seeds")
     shared_seeds = sorted(set(search_seeds) & set(study.seeds))
     if shared_seeds:
         raise ValueError(f"seeds and tune.search_seeds share {shared_seeds}: the verdict must train on "
@@ -323,9 +247,9 @@ def parse_tune(raw: Mapping[str, Any], *, threads: int | None = None) -> Tune:
         families = ", ".join(sorted({m.family for m in study.models}))
         raise ValueError(f"[search.{stray[0]}] names no family or label of the models; families: {families}; "
                          f"labels: {', '.join(labels)}")
-    settings = {"metric": metric, "validation": validation, "seed": _setting(tune, "seed", 0, 0),
-                "startup_trials": _setting(tune, "startup_trials", 5, 0),
-                "trials_per_round": _setting(tune, "trials_per_round", 2, 1),
+    settings = {"metric": metric, "validation": validation, "seed": int_setting(tune, "seed", 0, 0),
+                "startup_trials": int_setting(tune, "startup_trials", 5, 0),
+                "trials_per_round": int_setting(tune, "trials_per_round", 2, 1),
                 "search_seeds": list(search_seeds)}
     studies = []
     for n_task, task in enumerate(study.tasks):
@@ -333,7 +257,7 @@ def parse_tune(raw: Mapping[str, Any], *, threads: int | None = None) -> Tune:
             fixed = set(model_raw.get("options", {})) | set(model_raw.get("train", {}))
             space = build_space(entry.family, entry.label, tables, fixed, spec_given=entry.spec is not None)
             train = {**study.train, **study.task_train[n_task], **entry.train}
-            pruner = _pruner_spec(tune, build_checked(TrainConfig, train, "train").total_steps)
+            pruner = pruner_spec(tune, build_checked(TrainConfig, train, "train").total_steps)
             # The trials' run ids hold the code version and thread count: either changed, the old
             # trials' runs are not the new ones, so a new study searches afresh.
             shared = {**settings, "pruner": pruner, "code": code_version(), "threads": threads}

@@ -16,55 +16,23 @@ interpolation).
 
 from __future__ import annotations
 
-import math
+import functools
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from scipy.linalg.lapack import dtrtrs
 
+from kanlab.training.line_search import C1 as C1
+from kanlab.training.line_search import C2 as C2
+from kanlab.training.line_search import MAX_LINE_SEARCH as MAX_LINE_SEARCH
+from kanlab.training.line_search import Point, strong_wolfe
+
 Closure = Callable[[], torch.Tensor]
 Objective = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
-C1, C2 = 1e-4, 0.9  # sufficient decrease and curvature constants of the Wolfe conditions
-MAX_LINE_SEARCH = 25  # evaluations per line search
 # Default relative tolerances (see LBFGS), chosen by measurement (benchmarks/README.md).
 TOLERANCE_GRAD, TOLERANCE_CHANGE = 0.0, 1e-12
-
-
-@dataclass
-class _Point:
-    """One evaluation along the search line: step t, loss f, flat gradient g, slope g.d."""
-
-    t: float
-    f: float
-    g: torch.Tensor
-    slope: float
-
-
-def _cubic_min(a: _Point, b: _Point, lo: float | None = None, hi: float | None = None) -> float:
-    # Minimizer of the cubic matching f and slope at a and b (N&W eq. 3.59), kept in [lo, hi]
-    # (default: between a and b); the middle of that range when the cubic has no minimum.
-    if a.t > b.t:
-        a, b = b, a
-    lo = a.t if lo is None else lo
-    hi = b.t if hi is None else hi
-    if a.t == b.t:
-        return (lo + hi) / 2
-    d1 = a.slope + b.slope - 3 * (a.f - b.f) / (a.t - b.t)
-    square = d1 * d1 - a.slope * b.slope
-    if not square >= 0:  # also NaN
-        return (lo + hi) / 2
-    d2 = math.sqrt(square)
-    den = b.slope - a.slope + 2 * d2
-    t = b.t - (b.t - a.t) * (b.slope + d2 - d1) / den if den != 0 else math.nan
-    return min(max(t, lo), hi) if math.isfinite(t) else (lo + hi) / 2
-
-
-def _ordered(a: _Point, b: _Point) -> tuple[_Point, _Point]:
-    # (lower, higher) loss; a NaN loss counts as the higher.
-    return (a, b) if a.f <= b.f or b.f != b.f else (b, a)
 
 
 class LBFGS(torch.optim.Optimizer):
@@ -144,9 +112,9 @@ class LBFGS(torch.optim.Optimizer):
         return float(loss.detach()), self._flat_grad(), loss
 
     def _evaluate(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
-                  t: float, d: torch.Tensor) -> _Point:
+                  t: float, d: torch.Tensor) -> Point:
         f, g, _ = self._loss_and_grad(closure, objective, torch.add(x, d, alpha=t))
-        return _Point(t, f, g, float(g.dot(d)))
+        return Point(t, f, g, float(g.dot(d)))
 
     # ---- the search direction: two-loop recursion on dot products --------------------------
     def _direction(self, state: dict[str, Any], g: torch.Tensor) -> torch.Tensor:
@@ -191,60 +159,6 @@ class LBFGS(torch.optim.Optimizer):
         state["rho"][slot] = 1.0 / ys
         state["gamma"] = ys / yy[slot, slot]
 
-    # ---- the line search -------------------------------------------------------------------
-    def _line_search(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
-                     d: torch.Tensor, d_norm: float, start: _Point, t: float) -> tuple[_Point, int]:
-        # N&W Algorithms 3.5 and 3.6 with the rules torch's strong_wolfe adds, so that both take
-        # the same steps: "no lower than the last point" brackets from the third evaluation on,
-        # a bracket's ends are ordered by loss, and a trial point within 10 % of an end is moved
-        # inward when the previous trial was also that close. "not <=": a NaN or inf loss fails
-        # the decrease test, and the search backs off.
-        # d_norm = max |d|: the bracket is closed when its ends' parameters differ by less than
-        # the relative tolerance (at least the dtype's rounding) of the largest parameter.
-        tol = max(self.param_groups[0]["tolerance_change"], torch.finfo(x.dtype).eps) * float(x.abs().max())
-
-        def decreases(p: _Point) -> bool:
-            return p.f <= start.f + C1 * p.t * start.slope
-
-        prev, p = start, self._evaluate(closure, objective, x, t, d)
-        evals = 1
-        while True:
-            if not decreases(p) or (evals > 2 and p.f >= prev.f):
-                break
-            if abs(p.slope) <= -C2 * start.slope:
-                return p, evals
-            if p.slope >= 0:
-                break
-            if evals > MAX_LINE_SEARCH:
-                return _ordered(start, p)[0], evals
-            t = _cubic_min(prev, p, p.t + 0.01 * (p.t - prev.t), p.t * 10)
-            prev, p = p, self._evaluate(closure, objective, x, t, d)
-            evals += 1
-        lo, hi = _ordered(prev, p)
-        close_before = False
-        while evals <= MAX_LINE_SEARCH and abs(hi.t - lo.t) * d_norm >= tol:
-            left, right = min(lo.t, hi.t), max(lo.t, hi.t)
-            t, margin = _cubic_min(lo, hi), 0.1 * (right - left)
-            if min(right - t, t - left) < margin:
-                if close_before or t >= right or t <= left:
-                    t = right - margin if abs(t - right) < abs(t - left) else left + margin
-                    close_before = False
-                else:
-                    close_before = True
-            else:
-                close_before = False
-            p = self._evaluate(closure, objective, x, t, d)
-            evals += 1
-            if not decreases(p) or p.f >= lo.f:
-                lo, hi = _ordered(lo, p)
-                continue
-            if abs(p.slope) <= -C2 * start.slope:
-                return p, evals
-            if p.slope * (hi.t - lo.t) >= 0:
-                hi = lo
-            lo = p
-        return lo, evals
-
     # ---- the step --------------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure: Closure | None = None, *,  # type: ignore[override]
@@ -267,7 +181,7 @@ class LBFGS(torch.optim.Optimizer):
         eps = torch.finfo(x.dtype).eps
         f, g, loss = self._loss_and_grad(closure, objective, x)
         first = loss if loss is not None else torch.tensor(f, dtype=x.dtype)
-        here = _Point(0.0, f, g, 0.0)
+        here = Point(0.0, f, g, 0.0)
         evals = 1
         g_max = float(g.abs().max())
         g_ref = state.setdefault("g_ref", g_max)  # the gradient scale tolerance_grad is relative to
@@ -295,7 +209,11 @@ class LBFGS(torch.optim.Optimizer):
             t = group["lr"] / float(g.abs().sum()) if fresh else group["lr"]
             here.slope = slope
             d_norm = float(d.abs().max())
-            found, used = self._line_search(closure, objective, x, d, d_norm, here, t)
+            # the bracket closes below the relative tolerance (at least the dtype's rounding) of
+            # the largest parameter
+            tol = max(tol_change, torch.finfo(x.dtype).eps) * float(x.abs().max())
+            evaluate = functools.partial(self._evaluate, closure, objective, x, d=d)
+            found, used = strong_wolfe(evaluate, here, t, d_norm, tol)
             evals += used
             if not found.f < here.f and state.get("order"):
                 # No decrease along the quasi-Newton direction: the curvature pairs no longer
@@ -312,7 +230,7 @@ class LBFGS(torch.optim.Optimizer):
             state["last"] = (step_vec, g)
             f_change = abs(found.f - here.f)
             f_scale = max(abs(found.f), abs(here.f))
-            here, g = _Point(0.0, found.f, found.g, 0.0), found.g
+            here, g = Point(0.0, found.f, found.g, 0.0), found.g
             step_max = abs(found.t) * d_norm  # = max |step_vec|: rounding is monotonic
             if (it == group["max_iter"] or evals >= group["max_eval"]
                     or float(g.abs().max()) <= tol_grad * g_ref

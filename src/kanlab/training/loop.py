@@ -10,20 +10,23 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
-from torch.optim import lr_scheduler
 
-from kanlab.layers.kan.layer import KANLinear
 from kanlab.training.config import DTYPES, OPTIMIZERS, SCHEDULES, TrainConfig
 from kanlab.training.evaluation import Data, evaluate, loss_function, splits, target_kind
+from kanlab.training.grids import REFINE_ROWS as REFINE_ROWS
+from kanlab.training.grids import kan_layers as kan_layers
+from kanlab.training.grids import refine_grids, update_grids
 from kanlab.training.lbfgs import LBFGS
 from kanlab.training.native_objective import lbfgs_step
-from kanlab.training.regularization import forward_with_sparsity, kan_like_layers, stack_layers
+from kanlab.training.optimizers import make_optimizer as make_optimizer
+from kanlab.training.optimizers import make_scheduler as make_scheduler
+from kanlab.training.regularization import forward_with_sparsity
 
 __all__ = ["DTYPES", "OPTIMIZERS", "SCHEDULES", "Data", "History", "TrainConfig", "evaluate", "refine_grids",
            "train", "update_grids"]
@@ -60,83 +63,6 @@ class History:
     steps_done: int = 0
     time_per_step: float = 0.0
     stages: list[Record] = field(default_factory=list)
-
-
-def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
-    """The optimizer cfg names, over params (LBFGS: training.lbfgs's, with a strong-Wolfe line search)."""
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return LBFGS(params, lr=cfg.lr, max_iter=cfg.lbfgs_max_iter, history_size=cfg.lbfgs_history,
-                 tolerance_grad=cfg.lbfgs_tolerance_grad, tolerance_change=cfg.lbfgs_tolerance_change)
-
-
-def make_scheduler(opt: torch.optim.Optimizer, cfg: TrainConfig) -> lr_scheduler.LRScheduler | None:
-    """The learning-rate schedule of one stage (cosine decays to 0 over cfg.steps); None if constant."""
-    if cfg.schedule == "cosine":
-        return lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, cfg.steps))
-    if cfg.schedule == "step":
-        return lr_scheduler.StepLR(opt, step_size=cfg.step_every, gamma=cfg.gamma)
-    return None
-
-
-def kan_layers(model: nn.Module) -> list[KANLinear]:
-    """Every B-spline KAN layer of model, in module order."""
-    return [m for m in model.modules() if isinstance(m, KANLinear)]
-
-
-@torch.no_grad()
-def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.0) -> None:
-    """Move each KAN layer's knots to the quantiles of its own input on batch x, first layer first.
-
-    Args:
-        model: a stack (see regularization.stack_layers) or a single KANLinear.
-        x: (b, d) model input batch.
-        grid_eps: 0 = pure quantiles, 1 = uniform over each input's range.
-        margin: each grid covers its input's range widened by this fraction on each side.
-    """
-    kan = kan_layers(model)
-    if not kan:
-        return
-    kan_like_layers(model)  # raises if a KAN layer is nested where the walk cannot reach it
-    layers = stack_layers(model)
-    for j, layer in enumerate(layers):
-        update = getattr(layer, "update_grid", None)  # KANLinear, or a wrapper such as SymbolicKANLinear
-        if callable(update):
-            update(x, grid_eps, margin)
-        if j < len(layers) - 1:
-            x = layer(x)  # the next layer's input, after this layer's refit
-
-
-REFINE_ROWS = 4096  # refine_grids keeps each layer's function on at most this many training inputs
-
-
-@torch.no_grad()
-def refine_grids(model: nn.Module, grid_size: int, x: torch.Tensor | None = None) -> None:
-    """Grid extension of every KAN layer to grid_size intervals, first layer first.
-
-    Args:
-        model: a stack (see regularization.stack_layers) or a single KANLinear.
-        grid_size: the new number of intervals.
-        x: (n, d) model inputs (e.g. the training set): each layer's refit also keeps its function
-            on its own inputs there (KANLinear.refine's x), at most REFINE_ROWS of them, evenly
-            spaced; None refits on the grid's range only.
-    """
-    if not kan_layers(model):
-        return
-    kan_like_layers(model)  # raises if a KAN layer is nested where the walk cannot reach it
-    if x is not None and len(x) > REFINE_ROWS:
-        x = x[:: -(-len(x) // REFINE_ROWS)]
-    layers = stack_layers(model)
-    for j, layer in enumerate(layers):
-        refine = getattr(layer, "refine", None)  # KANLinear, or a wrapper such as SymbolicKANLinear
-        if callable(refine) and getattr(layer, "grid_size", None) != grid_size:
-            refine(grid_size, x)
-        if x is not None and j < len(layers) - 1:
-            x = layer(x)  # the next layer's input, after this layer's refit
 
 
 def nonfinite_inside(model: nn.Module, x: torch.Tensor) -> bool:

@@ -10,7 +10,7 @@ is one GEMM on the forward's features, dx one GEMM and a fused loop over the bas
 Eager, the same ops are several times slower than the other paths ("dense", "gather"), which is
 why this path exists only compiled.
 
-Compiling costs ~5-20 s on 2 cores per distinct (shape, dtype, switches, needed gradients) on
+Compiling costs seconds (benchmarks/README.md) per distinct (shape, dtype, switches, needed gradients) on
 first call; a second batch size compiles once more, shape-generic (torch caches the results on
 disk for later processes). It needs a C++ compiler on CPU and pays for training runs of thousands
 of steps, not for short ones. Using this path raises dynamo's recompile limit for the process
@@ -53,11 +53,8 @@ def dense_basis(x: torch.Tensor, grid: torch.Tensor, c: int, k: int,
     to ~1e-7 * c only (a relative error of 1.3e-5 at grid 500); float64 arithmetic over the whole
     (b, i, c) loop cost 5x, so only the (b, i) part is.
     """
-    t0 = grid[:, 0]
-    inv_h = (grid.shape[1] - 1) / (grid[:, -1] - t0)                       # (i,) du/dx
-    u = (x.to(grid.dtype) - t0) * inv_h                                    # (b, i) in cells
-    cell = u.floor()
-    s = (u - cell).to(x.dtype).unsqueeze(-1)                               # (b, i, 1) in [0, 1)
+    cell, frac, inv_h = splines.uniform_cells(x, grid)                     # (b, i), (b, i), (i,) du/dx
+    s = frac.to(x.dtype).unsqueeze(-1)                                     # (b, i, 1) in [0, 1)
     d = cell.to(x.dtype).unsqueeze(-1) - torch.arange(c, device=x.device, dtype=x.dtype)  # (b, i, c)
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     basis, dbasis = zero, zero
@@ -145,8 +142,8 @@ class CompiledKAN(torch.autograd.Function):
 
     A hand-written backward rather than autograd through the traced forward: that keeps what
     torch.compile's partitioner picks, which here included k + 1 boolean piece masks per basis,
-    whose byte-wise stores made a forward that needs dx several times slower (a [2, 5, 1] model's
-    5 -> 1 layer: ~1.5 ms against ~0.6 ms fwd+bwd). This keeps x, the parameters and, when a
+    whose byte-wise stores made a forward that needs dx several times slower (benchmarks/README.md).
+    This keeps x, the parameters and, when a
     weight needs a gradient, the features (b, i * (c + 1)): the GEMM for the weight gradient
     reads them instead of rebuilding them; dx rebuilds only the basis slopes from x.
     Double backward (create_graph=True) goes through the reference layer's plain autograd ops.

@@ -62,28 +62,29 @@ def cardinal_coefficients(order: int) -> tuple[tuple[float, ...], ...]:
 
 def _cell(
     x: torch.Tensor, grid: torch.Tensor, uniform: bool, order: int
-) -> tuple[torch.Tensor, torch.Tensor | None]:
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Cell j with t_j <= x < t_{j+1}, clamped to -1..m-1 (where every basis is 0): (b, i) long.
 
     Also returns s = u - j for u = (x - t_0) / h in the grid's precision (float64 in KANLinear,
-    which keeps s accurate for float32 inputs) when the grid is uniform, else None.
+    which keeps s accurate for float32 inputs) and du/dx (i,) when the grid is uniform (the
+    contract: splines.uniform_cells), else None, None.
     """
     m = grid.shape[-1]
+    inv_h: torch.Tensor | None = None
     if uniform:
-        t0 = grid[:, 0]
-        u = ((x.to(grid.dtype) - t0) * ((m - 1) / (grid[:, -1] - t0))).clamp_(-1.0, m - 1.0)  # (b, i)
+        cell_u, s, inv_h = splines.uniform_cells(x, grid)                   # (b, i), (b, i), (i,)
         if order >= 2:
             # Values and first derivatives are continuous for order >= 2: which side of a knot
-            # floor() rounds to is immaterial. u - floor(u) is exact and in [0, 1); the clamp
-            # keeps a NaN input (check_finite=False) in range: it then flows through as NaN.
-            cell = u.floor()
-            return cell.long().clamp_(-1, m - 1), u.sub_(cell)
+            # floor() rounds to is immaterial. A NaN input (check_finite=False) takes some cell in
+            # range and flows through as NaN in s.
+            return cell_u.long().clamp_(-1, m - 1), s, inv_h
+        u = cell_u + s  # exactly the clamped u
     else:
         u = None
     # Exact comparisons in x's precision, like splines.bspline_basis (order 0 and 1 jump at knots).
     found = torch.searchsorted(grid.to(x.dtype), x.T.contiguous(), right=True) - 1  # (i, b)
     cell = found.T.contiguous().clamp_(-1, m - 1)
-    return cell, None if u is None else (u - cell).clamp_(0.0, 1.0)
+    return cell, None if u is None else (u - cell).clamp_(0.0, 1.0), inv_h
 
 
 @functools.cache
@@ -117,10 +118,9 @@ def local_basis(
         dvalues: (k + 1, b, i) or None.
     """
     k = order
-    cell, s64 = _cell(x, grid, uniform, order)
+    cell, s64, inv_h64 = _cell(x, grid, uniform, order)
     if uniform:
-        assert s64 is not None
-        m = grid.shape[-1]
+        assert s64 is not None and inv_h64 is not None
         s = s64.to(x.dtype)                                                 # (b, i)
         # Values (and derivatives) are polynomials in s: one small GEMM with the powers of s,
         # (k + 1 or 2k + 2, k + 1) @ (k + 1, b * i), beats k Horner steps on (k + 1, b, i) by 5x.
@@ -132,7 +132,7 @@ def local_basis(
         both = (coef @ powers.view(k + 1, -1)).view(-1, *s.shape)           # (k + 1 or 2k + 2, b, i)
         values, dvalues = both[: k + 1], None
         if derivative:
-            inv_h = ((m - 1) / (grid[:, -1] - grid[:, 0])).to(x.dtype)      # (i,) = du/dx
+            inv_h = inv_h64.to(x.dtype)                                     # (i,) = du/dx
             # order 0: flat pieces, zero slope even at a NaN (as the reference's and _de_boor's)
             dvalues = both[k + 1 :].mul_(inv_h) if k else torch.zeros_like(values)
         return cell - k, values, dvalues

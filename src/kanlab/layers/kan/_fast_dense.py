@@ -7,7 +7,7 @@ features of a one-chunk batch and otherwise rebuilds them from the saved local v
 
 The batch goes in chunks whose buffer stays a few MB: a buffer above glibc's mmap threshold
 (32 MB) is fresh pages on every call, and first touches of those cost more than the GEMM here
-(measured ~0.5 ms per MB on the 2-core dev VM); chunks also keep the scatter and gather in cache.
+(benchmarks/README.md); chunks also keep the scatter and gather in cache.
 
 Legend: b batch, i in_features, o out_features, k order, c = grid_size + k bases per input.
 Features are (b, slab, i) and indexed flat: PyTorch's scatter/gather along a dim cost about 3x
@@ -24,7 +24,7 @@ import torch
 from kanlab.layers.kan._fast import graph_grads, local_basis, poison_inputs, reference_layer
 from kanlab.layers.kan.bases import BASES
 
-CHUNK_BYTES = 4 << 20  # feature buffer per chunk (measured: 2-8 MB are equally fast, 43 MB 1.5x slower)
+CHUNK_BYTES = 4 << 20  # feature buffer per chunk: a few MB, below the mmap threshold (benchmarks/README.md)
 
 
 def _chunks(b: int, row_bytes: int) -> list[tuple[int, int]]:
@@ -74,8 +74,8 @@ class DenseKAN(torch.autograd.Function):
     """The layer as one GEMM: y = [basis(x) | b(x)] @ [s * coef | w].T + bias.
 
     Saves O(b * i * (k + 1)) for backward (the local starts, values and derivatives, and x). The
-    features are kept too while the batch is one chunk (at most CHUNK_BYTES, ~15 % faster on a
-    64->64 layer at batch 1024 and on the [2, 5, 1] LBFGS toy); larger batches rebuild them in
+    features are kept too while the batch is one chunk (at most CHUNK_BYTES; faster, see
+    benchmarks/README.md); larger batches rebuild them in
     backward by one scatter per chunk, so what grows with the batch is O(b * i * (k + 1)) only.
     The kept buffer is held on ctx rather than saved, so saved_tensors_hooks do not see it.
     """

@@ -78,7 +78,7 @@ class GatherSpline(torch.autograd.Function):
         if torch.is_grad_enabled():  # create_graph=True: higher derivatives through the general path
             fn = functools.partial(_gather_reference, grid, k)
             return (*graph_grads(needs, gy, (x, coef, scale), fn), None, None, None)
-        gy = gy.contiguous()  # embedding_bag over an expanded gy (from y.sum()) is ~10x slower
+        gy = gy.contiguous()  # embedding_bag over an expanded gy (from y.sum()) is far slower
         gx = gcoef = gscale = None
         if ctx.lib is not None:  # every gradient in one pass of the compiled loops
             dx_values = dvalues if needs[0] else None
@@ -120,7 +120,7 @@ def _gather_sum(rows: torch.Tensor, values: torch.Tensor, table: torch.Tensor) -
         return F.embedding_bag(rows.view(-1), table, offsets, per_sample_weights=values.view(-1),
                                mode="sum").view(k1, b, o).sum(0)
     # A table of tens of MB is read at random rows from memory; in blocks of inputs whose rows stay
-    # in cache, one bag per sample each, the same reads are 1.1-1.5x faster (256->256, grid 20-100).
+    # in cache, one bag per sample each, the same reads are faster (benchmarks/README.md).
     step = max(1, TABLE_BLOCK_BYTES // (table.shape[0] // i * o * table.element_size()))
     y = None
     for lo in range(0, i, step):
@@ -175,8 +175,8 @@ def _sampled_dots(first: torch.Tensor, dvalues: torch.Tensor, table: torch.Tenso
     # embedding_bag per (i, b) (members contiguous, hence (i, b, k + 1), laid out once: slicing the
     # (k + 1, b, i) tensors per chunk cost more than the bags at 256->256 G 100); it is a (i, b, o)
     # tensor, so go in chunks of inputs that keep it in cache. Input-major order reads one input's
-    # block of table rows for the whole batch at a time: 2x faster than sample-major on a table of
-    # tens of MB.
+    # block of table rows for the whole batch at a time, faster than sample-major on large tables
+    # (benchmarks/README.md).
     k1, b, i = dvalues.shape
     o = table.shape[1]
     bags = first.T.contiguous().unsqueeze(-1) + torch.arange(k1, device=first.device)  # (i, b, k + 1)

@@ -192,7 +192,7 @@ static int backward_range(const void *p, int part, int64_t c0, int64_t c1) {
 
 /* The OpenMP runtime torch runs on (set by _native.py): the kernels' threads are then torch's
  * own, which spin a while after each parallel region; a second pool of threads would compete
- * with them for the cores (measured: 1.6x slower at 256->256). NULL: one thread. */
+ * with them for the cores (benchmarks/README.md). NULL: one thread. */
 static void (*omp_parallel)(void (*)(void *), void *, unsigned, unsigned);
 static int (*omp_thread)(void), (*omp_threads)(void);
 

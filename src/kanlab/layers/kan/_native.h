@@ -15,7 +15,10 @@
  * neighbouring samples mostly share a cell, and one copy would chain their additions. */
 #define LANES 4
 
-/* Per input row: the grid's origin and 1 / spacing. */
+/* Per input row: the grid's origin and 1 / spacing. The uniform-grid contract (origin, spacing,
+ * u = (x - t0) * inv_h in double, clamped to [-1, m - 1], cell = floor(u)) is written once, in
+ * kanlab/splines.py (uniform_cells and the module docstring); these kernels keep their own code
+ * of it, and tests/test_basis_parity.py checks them against it. */
 static inline void grid_steps(const double *grid, int64_t ni, int64_t m, double *t0, double *inv_h) {
     for (int64_t i = 0; i < ni; i++) {
         t0[i] = grid[i * m];
@@ -41,7 +44,7 @@ static INLINE int local_basis(const REAL *x, int64_t stride, int64_t nn, double 
      * the cell (floor by rounding at 1.5 * 2^52, exact for the small non-negative values here,
      * then one step down where rounding went up) and offset s, the cells as indices, the values.
      * The first pass's selects vectorize only without trapping math (-fno-trapping-math in the
-     * build; 2x faster): no branches, and a NaN fails the first comparison, takes cell 0 and
+     * build; benchmarks/README.md): no branches, and a NaN fails the first comparison, takes cell 0 and
      * keeps s NaN. */
     const double top = (double)(m - 1), round = 6755399441055744.0;
     double s[CHUNK], cell[CHUNK];

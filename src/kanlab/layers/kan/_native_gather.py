@@ -1,7 +1,7 @@
 """The gather path's CPU kernels (_native_gather.c).
 
 The embedding bags of _fast_gather spend most of their backward sorting indices and laying out
-bags (16 ms of a 64->64 grid-100 layer's 19 here); these kernels compute the same sums directly:
+bags (most of a grid-100 layer's time: benchmarks/README.md); these kernels compute the same sums directly:
 the forward over ranges of samples (or of inputs, each thread with its own partial sums, where it
 builds the table as it goes), the backward (every gradient in one pass) over ranges of inputs,
 so that each thread writes its own rows and nothing is sorted. The ranges run on
@@ -87,8 +87,7 @@ def forward_build(lib: ctypes.CDLL, first: torch.Tensor, values: torch.Tensor, c
                   scale: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """forward() and table() in one pass: (y, table). The inputs are split over threads, and each
     block of the table is read while it is in the cache of the thread that wrote it, instead of
-    being read back from memory: fwd 0.73x at 256->256 grid 100 (a 27 MB table), 0.8-0.85x at
-    64->64 grid 5 and 20, 0.95-1.0x at 256->256 grid 5-50 (batch 1024, two threads). Each thread
+    being read back from memory (faster, most at large tables: benchmarks/README.md). Each thread
     but the first sums into its own (b, o) buffer, which are added up at the end."""
     i, b, k1 = values.shape
     o, _, c = coef.shape

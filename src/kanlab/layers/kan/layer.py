@@ -8,7 +8,6 @@ m = grid_size + 2 * order + 1 knots per input.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable
 from typing import Any
@@ -18,8 +17,11 @@ from torch import nn
 
 from kanlab import splines
 from kanlab.layers._common import check_choice, check_input, check_positive_int
-from kanlab.layers.kan import _compiled, _fast_dense, _fast_gather, _native, paths
+from kanlab.layers.kan import _compiled, _fast_dense, _fast_gather, _native, paths, regrid
+from kanlab.layers.kan import options as kan_options
 from kanlab.layers.kan.bases import BASES
+from kanlab.layers.kan.options import KANOptions
+from kanlab.layers.kan.options import constructor_options as constructor_options
 
 INITS = ("pykan", "uniform")
 PATHS = ("auto", "reference", "uniform", "dense", "gather", "compiled", "native")
@@ -41,19 +43,12 @@ class KANLinear(nn.Module):
             "uniform" (every parameter ~ U(-0.25, 0.25)).
         check_finite: raise on NaN/inf inputs (one reduction per call; False skips it).
         path: forward implementation: "reference" (Cox-de Boor basis + matmul, the readable one),
-            "uniform" (closed-form dense basis + matmul), "dense" and "gather" (local values and a
-            hand-written backward, see layers/kan/_fast*.py; on CPU gather runs C loops compiled on
-            first use, layers/kan/_native_gather.py), "auto": native for small layers (at most 128
-            edges, where it can run), else gather on CPU where a C compiler works (any grid,
-            uniform or not, any order), else dense for coarse grids and gather for fine ones,
-            or "compiled": the closed-form
-            dense basis and its hand-written backward fused by torch.compile
-            (layers/kan/_compiled.py; ~5-20 s to compile per shape on first call, then the fastest
-            at coarse grids; uniform grids and order >= 2 only, else what "auto" picks), or
-            "native": the whole layer as C loops compiled on first use (layers/kan/_native.py; the
-            fastest for small layers such as the KAN paper's; CPU, order 2..5 and a C compiler
-            only, else what "auto" picks; any grid, uniform or moved by update_grid; inside
-            torch.compile it runs eagerly, a graph break).
+            "uniform" (closed-form dense basis + matmul), "dense" or "gather" (local values and a
+            hand-written backward; gather runs C loops on CPU), "compiled" (torch.compile of the
+            closed form; compiles per shape on first call), "native" (the whole layer as C loops,
+            built on first use) or "auto". paths.py's RULES say which runs where a path cannot
+            (e.g. compiled needs a uniform grid and order >= 2, native a CPU and order 2..5);
+            benchmarks/README.md has their speeds.
         device, dtype: where and in what precision to create the parameters.
     """
 
@@ -63,17 +58,17 @@ class KANLinear(nn.Module):
         self,
         in_features: int,
         out_features: int,
-        grid_size: int = 5,
-        order: int = 3,
-        grid_range: tuple[float, float] = (-1.0, 1.0),
+        grid_size: int = KANOptions.grid_size,  # defaults: the one option set (options.py)
+        order: int = KANOptions.order,
+        grid_range: tuple[float, float] = KANOptions.grid_range,
         *,
-        bias: bool = True,
-        spline_weight: bool = True,
-        base: str | None = "silu",
-        base_weight: bool = True,
-        init: str = "pykan",
-        check_finite: bool = True,
-        path: str = "auto",
+        bias: bool = KANOptions.bias,
+        spline_weight: bool = KANOptions.spline_weight,
+        base: str | None = KANOptions.base,
+        base_weight: bool = KANOptions.base_weight,
+        init: str = KANOptions.init,
+        check_finite: bool = KANOptions.check_finite,
+        path: str = KANOptions.path,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
@@ -106,19 +101,16 @@ class KANLinear(nn.Module):
         self.reset_parameters()
 
     @staticmethod
-    def num_params(in_features: int, out_features: int, *args: Any, **options: Any) -> int:
+    def num_params(in_features: int, out_features: int, *args: Any, **opts: Any) -> int:
         """Parameter count of KANLinear(in_features, out_features, *args, **options), without building it.
 
         Options the constructor does not take are ignored (a stack passes every family the same).
         """
-        opt = constructor_options(in_features, out_features, *args, **options)
-        weighted_base = opt["base"] is not None and opt["base_weight"]
-        per_edge = opt["grid_size"] + opt["order"] + int(opt["spline_weight"]) + int(weighted_base)
-        return in_features * out_features * per_edge + (out_features if opt["bias"] else 0)
+        return kan_options.num_params(in_features, out_features, *args, **opts)
 
     @staticmethod
     def num_flops(in_features: int, out_features: int, *args: Any, local: bool = False,
-                  **options: Any) -> int:
+                  **opts: Any) -> int:
         """Forward multiply-adds per sample (kanlab.models.count_flops), at the grid as built.
 
         The dense evaluation (local=False; the reference and uniform paths) multiplies all
@@ -128,17 +120,12 @@ class KANLinear(nn.Module):
         (none without base or base_weight: an unweighted sum has no multiplies); the spline
         weights scale the coefficients once per batch, not per sample.
         """
-        opt = constructor_options(in_features, out_features, *args, **options)
-        spline = opt["order"] + 1 if local else opt["grid_size"] + opt["order"]
-        return in_features * out_features * (spline + int(opt["base"] is not None and opt["base_weight"]))
+        return kan_options.num_flops(in_features, out_features, *args, local=local, **opts)
 
     def options(self) -> dict[str, Any]:
         """The constructor's options besides the widths, device and dtype, as this layer is now
         (grid_size as refine left it): KANLinear(i, o, **layer.options()) has its parameters' shapes."""
-        return {"grid_size": self.grid_size, "order": self.order, "grid_range": self.grid_range,
-                "bias": self.bias is not None, "spline_weight": self.spline_weight is not None,
-                "base": self.base, "base_weight": self.base_weight is not None, "init": self.init,
-                "check_finite": self.check_finite, "path": self.path}
+        return kan_options.options_of(self)
 
     def subset(self, rows: torch.Tensor, cols: torch.Tensor) -> KANLinear:
         """A new layer of this one's output rows and input columns: its edges, bias and grid.
@@ -253,19 +240,9 @@ class KANLinear(nn.Module):
         return y
 
     # ---- grid changes (side effects the training loop asks for) ----------------------------
-    def _spline_values(self, x: torch.Tensor) -> torch.Tensor:
-        # phi_oi(x_i) without the spline weight, as (b, i, o) targets for a refit.
-        basis = splines.bspline_basis(x, self.grid, self.order)
-        return torch.einsum("bic,oic->bio", basis, self.coef.to(basis.dtype))
-
     @torch.no_grad()
     def _set_grid(self, grid: torch.Tensor, x: torch.Tensor, uniform: bool) -> None:
-        # Refit the coefficients so phi stays as close as least squares allows at the samples x;
-        # in the knots' float64 whatever the layer's dtype.
-        x = x.to(self.grid.dtype)
-        target = self._spline_values(x)                                    # (n, i, o)
-        coef = splines.fit_coefficients(x, target, grid, self.order)       # (i, o, c)
-        coef = coef.transpose(0, 1).to(self.coef)                          # (o, i, c)
+        coef = regrid.refit(self.coef, self.grid, grid, self.order, x)     # (o, i, c)
         if coef.shape == self.coef.shape:
             self.coef.copy_(coef)  # same tensor: an optimizer holding it keeps working
         else:
@@ -290,24 +267,7 @@ class KANLinear(nn.Module):
             raise ValueError(f"grid_eps must be in [0, 1], got {grid_eps!r}")
         if not 0.0 <= margin < float("inf"):
             raise ValueError(f"margin must be a finite number >= 0, got {margin!r}")
-        g, k = self.grid_size, self.order
-        xs = torch.sort(x.to(self.grid.dtype), dim=0).values                # (b, i)
-        where = torch.linspace(0, x.shape[0] - 1, g + 1, device=x.device).round().long()
-        adaptive = xs[where].T                                             # (i, g + 1)
-        lo, hi = xs[0], xs[-1]
-        if bool((hi - lo <= 0).any()):
-            raise ValueError("update_grid needs at least two distinct values of every input")
-        steps = torch.arange(g + 1, dtype=xs.dtype, device=x.device) / g
-        uniform = lo.unsqueeze(1) + (hi - lo).unsqueeze(1) * steps         # (i, g + 1)
-        inner = grid_eps * uniform + (1 - grid_eps) * adaptive
-        if margin > 0:  # stretched about the middle, so [lo, hi] becomes [lo - d, hi + d]
-            mid = ((lo + hi) / 2).unsqueeze(1)
-            inner = mid + (inner - mid) * (1 + 2 * margin)
-            lo, hi = lo - margin * (hi - lo), hi + margin * (hi - lo)
-        h = ((hi - lo) / g).unsqueeze(1)                                   # (i, 1)
-        ext = torch.arange(1, k + 1, dtype=xs.dtype, device=x.device)
-        left, right = inner[:, :1] - h * ext.flip(0), inner[:, -1:] + h * ext
-        grid = torch.cat([left, inner, right], dim=1)                      # (i, m)
+        grid = regrid.quantile_grid(x.to(self.grid.dtype), self.grid_size, self.order, grid_eps, margin)
         self._set_grid(grid, x, uniform=grid_eps == 1.0)
 
     @torch.no_grad()
@@ -327,25 +287,10 @@ class KANLinear(nn.Module):
                 them, continuing the old knots' spacing, so that they get all k + 1 bases.
         """
         check_positive_int(grid_size, "grid_size")
-        k, g = self.order, self.grid_size
-        span = torch.tensor([float(k), float(k + g)], dtype=self.grid.dtype, device=self.grid.device)
-        span = span.expand(self.in_features, 2)                            # (i, 2) in knot index
         if x is not None:
             check_input(x, self.in_features, check_finite=True, name="KANLinear.refine")
             x = x.to(self.grid.dtype)
-            lo, hi = _knot_index(self.grid, x.min(0).values), _knot_index(self.grid, x.max(0).values)
-            span = torch.stack([torch.minimum(span[:, 0], lo), torch.maximum(span[:, 1], hi)], 1)
-        steps = torch.linspace(0, 1, grid_size + 1, dtype=span.dtype, device=span.device)
-        new_inner = _knot_at(self.grid, span[:, :1] + (span[:, 1:] - span[:, :1]) * steps)  # (i, G + 1)
-        h = ((new_inner[:, -1] - new_inner[:, 0]) / grid_size).unsqueeze(1)
-        ext = torch.arange(1, k + 1, dtype=new_inner.dtype, device=new_inner.device)
-        grid = torch.cat([new_inner[:, :1] - h * ext.flip(0), new_inner, new_inner[:, -1:] + h * ext], 1)
-        # 2(k + 1) samples inside each new interval (k + 1 determine every coefficient on it)
-        t = (torch.arange(2 * k + 2, dtype=grid.dtype, device=grid.device) + 0.5) / (2 * k + 2)
-        left, width = new_inner[:, :-1], new_inner.diff(dim=1)            # (i, G)
-        samples = (left.unsqueeze(-1) + width.unsqueeze(-1) * t).flatten(1).T  # (G * (2k + 2), i)
-        if x is not None:
-            samples = torch.cat([samples, x])
+        grid, samples = regrid.refined_grid(self.grid, self.order, grid_size, x)
         # a uniform grid's knots, extension included, are equally spaced: the new ones are too
         self._set_grid(grid, samples, uniform=self.uniform)
 
@@ -368,42 +313,3 @@ class KANLinear(nn.Module):
             diffs = grid.diff(dim=-1)
             self.uniform = bool(torch.allclose(diffs, diffs[:, :1].expand_as(diffs), rtol=1e-9))
         super()._load_from_state_dict(state_dict, prefix, *args)
-
-
-def _knot_at(knots: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """Positions at fractional knot indices u (i, n) of knots (i, m): piecewise linear between
-    the knots, continued past the ends with the end spacing."""
-    m = knots.shape[1]
-    cell = u.floor().clamp(0, m - 2)
-    j = cell.long()
-    frac = u - cell                                                        # outside: < 0 or > 1
-    left, right = knots.gather(1, j), knots.gather(1, j + 1)
-    return left + (right - left) * frac
-
-
-def _knot_index(knots: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The fractional knot index of x (i,) in knots (i, m): the inverse of _knot_at."""
-    m = knots.shape[1]
-    j = (torch.searchsorted(knots, x.unsqueeze(1), right=True) - 1).clamp(0, m - 2)  # (i, 1)
-    left, right = knots.gather(1, j), knots.gather(1, j + 1)
-    width = torch.where(right > left, right - left, 1.0)  # a repeated knot: its own index
-    return (j + (x.unsqueeze(1) - left) / width).squeeze(1)
-
-
-_PARAMETERS = inspect.signature(KANLinear).parameters
-_POSITIONAL = [n for n, p in _PARAMETERS.items() if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
-_DEFAULTS = {name: p.default for name, p in _PARAMETERS.items()}
-
-
-def constructor_options(*args: Any, **options: Any) -> dict[str, Any]:
-    """Every argument of KANLinear(*args, **options), defaults filled in: the one option set that
-    the constructor, num_params and num_flops share. Keys the constructor does not take are dropped.
-
-    (Not Signature.bind: budget matching counts many candidate stacks, and bind costs ~20 us.)
-    """
-    if len(args) > len(_POSITIONAL):
-        raise TypeError(f"KANLinear takes at most {len(_POSITIONAL)} positional arguments, got {len(args)}")
-    out = dict(_DEFAULTS)
-    out.update(zip(_POSITIONAL, args, strict=False))  # the first len(args) names
-    out.update((k, v) for k, v in options.items() if k in out)
-    return out

@@ -33,6 +33,8 @@ except ImportError:  # Windows: the kernels are not built there (see library)
 HERE = Path(__file__).parent
 SOURCES = (HERE / "_native.c", HERE / "_native_gather.c")  # one library: both include _native.h
 HEADER = HERE / "_native.h"
+# what _native_gather.c includes besides HEADER (one translation unit): part of the cache key too
+GATHER_HEADERS = (HERE / "_native_gather_forward.h", HERE / "_native_gather_backward.h")
 C_TYPES = {torch.float32: "float", torch.float64: "double"}
 
 _LOCK = threading.Lock()
@@ -92,7 +94,8 @@ def build(c_type: str) -> Path:
     compile_flags = [[*flags, *wide_flags(src)] for src in SOURCES]
     stamp = " ".join([cc, compiler_version(cc), *(flag for own in compile_flags for flag in own),
                       platform.machine(), sys.platform]).encode()
-    key = hashlib.sha256(b"".join(p.read_bytes() for p in (*SOURCES, HEADER)) + stamp).hexdigest()[:16]
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in (*SOURCES, HEADER, *GATHER_HEADERS)) + stamp
+                         ).hexdigest()[:16]
     out = cache_dir() / f"kan_{c_type}_{key}.so"
     if verify(out) is None:
         return out
@@ -184,7 +187,7 @@ def compiler_version(cc: str) -> str:
 def vector_flags() -> list[str]:
     """-mavx2 -mfma where torch itself runs AVX2 or AVX-512 kernels (x86-64 only), so never more
     than this machine has: the gather kernels' loops over outputs then take 8 floats per
-    instruction instead of SSE2's 4 (2x at 256->256). The flags are part of the cache key, so each
+    instruction instead of SSE2's 4 (benchmarks/README.md). The flags are part of the cache key, so each
     kind of machine gets its own build."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return []
@@ -193,9 +196,8 @@ def vector_flags() -> list[str]:
 
 def wide_flags(source: Path) -> list[str]:
     """AVX-512 F, VL, BW and DQ for the gather kernels where torch runs AVX-512 kernels: their 32
-    vector registers hold the forward's sums without spilling (the local basis and the gather
-    forward 0.65-0.75x, float64's table gradient 0.6-0.7x). Not for _native.c: its kernels were
-    no faster, and it compiled in twice the time."""
+    vector registers hold the forward's sums without spilling. Not for _native.c: no faster there,
+    and slower to compile (benchmarks/README.md)."""
     if source.name != "_native_gather.c" or "-mavx2" not in vector_flags():
         return []
     if torch.backends.cpu.get_cpu_capability() != "AVX512":

@@ -19,10 +19,8 @@ import torch
 
 from kanlab.layers.kan import _native, native_build
 
-# "auto" runs native for layers with at most this many edges (in * out): measured against the
-# gather path's kernels (fwd+bwd, 2 threads, batch 1000-16384, float32 / float64) native is
-# 0.6 / 0.6x at 2->5 and 5->1, 0.7 / 0.6x at 4->8, 0.8 / 0.55x at 8->8, 1.0 / 0.65x at 8->16 and
-# 1.1 / 1.0x at 16->16.
+# "auto" runs native for layers with at most this many edges (in * out): up to there it beats the
+# gather kernels (benchmarks/README.md, 'Measured figures behind code choices').
 SMALL_EDGES = 128
 # Without the C gather kernels, the embedding bags lose to the dense GEMM on coarse grids: the
 # GEMM's work grows with grid_size + order + 1 columns per input at GEMM speed, the bags' with
@@ -54,8 +52,7 @@ def _native_runs(layer: Layer, *, asked: bool = False) -> bool:
 
 
 def _kernels(layer: Layer) -> bool:
-    # the C gather kernels beat the dense GEMM at every grid measured (0.5-0.8x its time, 8->8 to
-    # 256->256, grid 3-12)
+    # the C gather kernels beat the dense GEMM at every grid measured (benchmarks/README.md)
     return layer.cpu and native_build.available(layer.dtype)
 
 
