@@ -109,26 +109,29 @@ def run_pykan(dtype: str, overrides: list[str], model: str | None = None, data: 
     before, cwd = torch.get_default_dtype(), os.getcwd()
     torch.set_default_dtype(torch_dtype)  # PyKAN builds its parameters in the default dtype
     os.chdir(tempfile.mkdtemp())  # PyKAN writes checkpoints into the working directory
-    for exp in experiments(dtype, overrides, model):
-        ds_ = dataset(exp, dtype, data)
-        ds = {"train_input": ds_.x_train, "train_label": ds_.y_train,
-              "test_input": ds_.x_test, "test_label": ds_.y_test}
-        width = [int(w) for w in exp.spec.split(":")[1].split("-")]
-        t0 = time.perf_counter()
-        kan = None
-        for grid in exp.train.grid_stages:
-            kan = MultKAN(width=width, grid=grid, k=3, seed=exp.seed) if kan is None else kan.refine(grid)
-            t1 = time.perf_counter()
-            kan.fit(ds, opt="LBFGS", steps=exp.train.steps, log=10**9)
-            seconds = time.perf_counter() - t1
-            with torch.no_grad():
-                rmse = [float(torch.sqrt(torch.mean((kan(x) - y) ** 2)))
-                        for x, y in ((ds_.x_train, ds_.y_train), (ds_.x_test, ds_.y_test))]
-            rate = exp.train.steps / seconds
-            out.setdefault(exp.label, {}).setdefault(grid, []).append((rmse[0], rmse[1], rate))
-        print(f"  PyKAN {exp.label} seed {exp.seed} {dtype}: {time.perf_counter() - t0:.0f} s", flush=True)
-    torch.set_default_dtype(before)
-    os.chdir(cwd)
+    try:
+        for exp in experiments(dtype, overrides, model):
+            d = dataset(exp, dtype, data)
+            ds = {"train_input": d.x_train, "train_label": d.y_train,
+                  "test_input": d.x_test, "test_label": d.y_test}
+            width = [int(w) for w in exp.spec.split(":")[1].split("-")]
+            t0 = time.perf_counter()
+            kan = None
+            for grid in exp.train.grid_stages:
+                kan = MultKAN(width=width, grid=grid, k=3, seed=exp.seed) if kan is None else kan.refine(grid)
+                t1 = time.perf_counter()
+                kan.fit(ds, opt="LBFGS", steps=exp.train.steps, log=10**9)
+                seconds = time.perf_counter() - t1
+                with torch.no_grad():
+                    rmse = [float(torch.sqrt(torch.mean((kan(x) - y) ** 2)))
+                            for x, y in ((d.x_train, d.y_train), (d.x_test, d.y_test))]
+                rate = exp.train.steps / seconds
+                out.setdefault(exp.label, {}).setdefault(grid, []).append((rmse[0], rmse[1], rate))
+            print(f"  PyKAN {exp.label} seed {exp.seed} {dtype}: {time.perf_counter() - t0:.0f} s",
+                  flush=True)
+    finally:
+        torch.set_default_dtype(before)
+        os.chdir(cwd)
     return out
 
 
