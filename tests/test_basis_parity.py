@@ -1,10 +1,11 @@
 """Every B-spline basis evaluator against scipy's BSpline, on the same inputs.
 
 The evaluators: splines.bspline_basis (Cox-de Boor, the reference path), splines.uniform_bspline_basis
-(closed form, the "uniform" path and KANLinear.basis), _fast.local_basis (the dense and gather paths'
-order + 1 local values; closed form on a uniform grid, de Boor on any other), _compiled.dense_basis
-(the compiled path's closed form, run eagerly here) and the C kernels' local basis (_native.h, through
-_native_gather.basis; orders 2..5, the others fall back to local_basis). The inputs: random points,
+(closed form, the "uniform" path and KANLinear.basis), splines.uniform_dense_basis (the same closed
+form as a where() chain, which the compiled path traces; its slopes too), _fast.local_basis (the
+dense and gather paths' order + 1 local values; closed form on a uniform grid, de Boor on any
+other) and the C kernels' local basis (_native.h, through _native_gather.basis; orders 2..5, the
+others fall back to local_basis). The inputs: random points,
 every knot, the grid's ends, points just inside and outside them, and points beyond the whole knot
 vector (where every basis is zero), orders 0..5, on a uniform grid and on a moved one.
 
@@ -22,7 +23,7 @@ import torch
 from scipy.interpolate import BSpline
 
 from kanlab import splines
-from kanlab.layers.kan import _compiled, _fast, _native_gather, native_build
+from kanlab.layers.kan import _fast, _native_gather, native_build
 
 GRID, RANGE = 6, (-1.0, 1.0)
 
@@ -77,8 +78,21 @@ def test_every_evaluator_matches_scipy(order: int, uniform: bool) -> None:
     got["local_basis"] = dense_from_local(start, values.permute(1, 2, 0), c)
     if uniform:
         got["uniform_bspline_basis"] = splines.uniform_bspline_basis(x, t, order)
-        if order >= 2:  # the compiled path runs orders 2..5 (the others: what "auto" picks)
-            got["compiled dense_basis"] = _compiled.dense_basis(x, t, c, order, slope=False)[0]
+        # uniform_bspline_basis hands orders 0 and 1 to bspline_basis; the closed form itself
+        # (the compiled path's, orders 2..5) is checked at every order on points off the knots
+        off = torch.isclose(x.unsqueeze(-1), t.unsqueeze(0), rtol=0, atol=1e-9).any(-1).any(-1)
+        dense, slope = splines.uniform_dense_basis(x[~off], t, order, slope=True)
+        got_off = {"uniform_dense_basis": dense}
+        want_off = want[~off]
+        # its slopes against autograd through the Cox-de Boor recursion, column by column
+        xr = x[~off].clone().requires_grad_(True)
+        ref = splines.bspline_basis(xr, t, order)
+        dref = torch.stack([torch.autograd.grad(ref[..., n].sum(), xr, retain_graph=True)[0]
+                            for n in range(c)], -1)
+        assert slope is not None
+        torch.testing.assert_close(slope, dref, rtol=0, atol=1e-10, msg=f"slopes, order {order}")
+        for name, basis in got_off.items():
+            torch.testing.assert_close(basis, want_off, rtol=0, atol=1e-12, msg=f"{name}, order {order}")
     lib = native_build.library(torch.float64)
     if lib is not None and order >= 2:
         first, cvalues, _ = _native_gather.basis(lib, x, t, order, uniform, derivative=False)

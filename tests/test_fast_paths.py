@@ -348,11 +348,17 @@ def test_second_derivatives_go_through_the_general_path(path: str, uniform: bool
 
 @pytest.mark.parametrize("order", range(6))
 def test_closed_form_local_values_match_the_recursion(order: int) -> None:
-    u = torch.linspace(-3.0, 9.0, 97, dtype=torch.float64)
-    start, values = splines.uniform_local_basis(u, order)
-    coef = np.array(_fast.cardinal_coefficients(order))                     # (k + 1, k + 1)
-    s = (u - torch.floor(u)).numpy()
-    poly = coef @ np.vander(s, order + 1, increasing=True).T                # (k + 1, n)
+    # The cardinal B-spline's pieces by the Cox-de Boor recursion on integer knots, in floats,
+    # against cardinal_coefficients' exact polynomials evaluated at the same s.
+    s = torch.linspace(0.0, 1.0, 97, dtype=torch.float64)[:-1]
+    values = torch.ones(len(s), 1, dtype=torch.float64)
+    for d in range(1, order + 1):
+        pad = torch.zeros(len(s), 1, dtype=torch.float64)
+        lower, upper = torch.cat([pad, values], 1), torch.cat([values, pad], 1)
+        r = torch.arange(d + 1, dtype=torch.float64)
+        values = ((s.unsqueeze(1) + d - r) * lower + (1 - s.unsqueeze(1) + r) * upper) / d
+    coef = np.array(splines.cardinal_coefficients(order))                   # (k + 1, k + 1)
+    poly = coef @ np.vander(s.numpy(), order + 1, increasing=True).T        # (k + 1, n)
     np.testing.assert_allclose(poly.T, values.numpy(), rtol=0, atol=1e-14)
     np.testing.assert_allclose(poly.sum(0), 1.0, atol=1e-14)  # partition of unity
 

@@ -88,8 +88,10 @@ def test_kan_local_support_count_equals_a_counted_local_evaluation() -> None:
                       dtype=torch.float64)
 
     def local_forward(x: torch.Tensor) -> torch.Tensor:
-        h = (layer.grid[0, -1] - layer.grid[0, 0]) / (layer.grid.shape[1] - 1)
-        start, values = splines.uniform_local_basis((x - layer.grid[0, 0]) / h, k)     # (b, i), (b, i, k+1)
+        cell, s, _ = splines.uniform_cells(x, layer.grid)                                # (b, i)
+        start = cell.long() - k
+        pieces = splines.cardinal_coefficients(k)  # elementwise powers: no product the counter sees
+        values = torch.stack([sum(m * s**p for p, m in enumerate(pieces[r])) for r in range(k + 1)], -1)
         rows = start.unsqueeze(-1) + torch.arange(k + 1)                                # (b, i, k+1)
         coef = layer.coef.permute(1, 2, 0)                                              # (i, c, o)
         picked = coef[torch.arange(3).unsqueeze(-1), rows]                              # (b, i, k+1, o)

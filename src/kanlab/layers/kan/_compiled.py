@@ -2,7 +2,7 @@
 
 On a uniform grid, basis n at u = (x - t_0) / h (in cells) is nonzero only on cells n..n + k, where
 it is the polynomial piece sum_p M[r][p] s^p of the cardinal B-spline (r = k - (cell - n),
-s = u - cell; M from _fast.cardinal_coefficients). Written with plain tensor ops (a chain of
+s = u - cell; M from splines.cardinal_coefficients). Written with plain tensor ops (a chain of
 where() over the k + 1 pieces), the basis, the base branch and the feature matrix are one fused
 loop once torch.compile has generated it, and the layer is one GEMM on top: what flashkan and
 inkan do. Backward is written out (CompiledKAN) and compiled the same way: the weight gradient
@@ -29,45 +29,8 @@ from typing import Any
 import torch
 
 from kanlab import splines
-from kanlab.layers.kan._fast import cardinal_coefficients, graph_grads, reference_layer
+from kanlab.layers.kan._fast import graph_grads, reference_layer
 from kanlab.layers.kan.bases import BASES
-
-# M[r][p] by order, as plain constants for the traced functions (not the cached function itself),
-# and the coefficients of each piece's d/ds, sum_p p * M[r][p] s^(p - 1).
-PIECES = tuple(cardinal_coefficients(k) for k in range(splines.MAX_ORDER + 1))
-SLOPES = tuple(tuple(tuple(p * m for p, m in enumerate(poly))[1:] for poly in pieces) for pieces in PIECES)
-
-
-def _horner(poly: tuple[float, ...], s: torch.Tensor) -> torch.Tensor:
-    value = torch.full((), poly[-1], dtype=s.dtype, device=s.device)
-    for p in range(len(poly) - 2, -1, -1):
-        value = value * s + poly[p]
-    return value
-
-
-def dense_basis(x: torch.Tensor, grid: torch.Tensor, c: int, k: int,
-                slope: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The dense basis (b, i, c) in closed form, and its x-derivative when slope (else None).
-
-    u and s in the grid's precision (float64 in KANLinear), the pieces in x's: u in float32 kept s
-    to ~1e-7 * c only (a relative error of 1.3e-5 at grid 500); float64 arithmetic over the whole
-    (b, i, c) loop cost 5x, so only the (b, i) part is.
-    """
-    cell, frac, inv_h = splines.uniform_cells(x, grid)                     # (b, i), (b, i), (i,) du/dx
-    s = frac.to(x.dtype).unsqueeze(-1)                                     # (b, i, 1) in [0, 1)
-    d = cell.to(x.dtype).unsqueeze(-1) - torch.arange(c, device=x.device, dtype=x.dtype)  # (b, i, c)
-    zero = torch.zeros((), dtype=x.dtype, device=x.device)
-    basis, dbasis = zero, zero
-    for r in range(k + 1):                                                 # piece r: cell - n = k - r
-        hit = d == k - r
-        basis = torch.where(hit, _horner(PIECES[k][r], s), basis)
-        if slope:
-            dbasis = torch.where(hit, _horner(SLOPES[k][r], s), dbasis)
-    # A NaN input matches no piece; its row is NaN, as the reference's dense basis (s * 0 would be
-    # folded to 0 by inductor).
-    nan = torch.isnan(s)
-    basis = torch.where(nan, s, basis)
-    return basis, (torch.where(nan, s, dbasis) * inv_h.to(x.dtype).unsqueeze(-1) if slope else None)
 
 
 def _weight(coef: torch.Tensor, scale: torch.Tensor | None, base_weight: torch.Tensor | None,
@@ -102,7 +65,7 @@ def dense_layer(
     Returns:
         y (b, o), and the features it multiplied: (b, i * (c + 1)), or (b, i * c) without base.
     """
-    basis, _ = dense_basis(x, grid, coef.shape[-1], order, slope=False)
+    basis, _ = splines.uniform_dense_basis(x, grid, order)
     feats, weight = _features(x, basis, base), _weight(coef, scale, base_weight, base).flatten(1)
     return (feats @ weight.T if bias is None else torch.addmm(bias, feats, weight.T)), feats
 
@@ -118,7 +81,7 @@ def dense_layer_backward(
     o, _, c = coef.shape
     gx = gcoef = gscale = gbase = None
     if needs[0]:
-        _, dbasis = dense_basis(x, grid, c, order, slope=True)
+        _, dbasis = splines.uniform_dense_basis(x, grid, order, slope=True)
         assert dbasis is not None
         weight = _weight(coef, scale, base_weight, base)                   # (o, i, c + 1)
         gf = (gy @ weight.flatten(1)).view(b, i, -1)                       # (b, i, c + 1)

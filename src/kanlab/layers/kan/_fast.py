@@ -22,42 +22,11 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from fractions import Fraction
 
 import torch
 
 from kanlab import splines
 from kanlab.layers.kan.bases import BASES
-
-
-@functools.cache
-def cardinal_coefficients(order: int) -> tuple[tuple[float, ...], ...]:
-    """M[r][p]: the nonzero cardinal B-spline r (of order + 1) on a cell is sum_p M[r][p] * s^p.
-
-    Exact rational arithmetic on the same recursion as splines.uniform_local_basis, rounded once.
-    """
-    polys = [[Fraction(1)]]  # degree 0: one basis, constant 1 (coefficients by power of s)
-
-    def mul_linear(p: list[Fraction], a: Fraction, b: Fraction) -> list[Fraction]:
-        out = [Fraction(0)] * (len(p) + 1)  # (a + b * s) * p(s)
-        for q, cq in enumerate(p):
-            out[q] += a * cq
-            out[q + 1] += b * cq
-        return out
-
-    for d in range(1, order + 1):
-        new = []
-        for r in range(d + 1):
-            acc = [Fraction(0)] * (d + 1)
-            if r >= 1:  # (s + d - r) * lower, lower = previous basis r - 1
-                for q, v in enumerate(mul_linear(polys[r - 1], Fraction(d - r), Fraction(1))):
-                    acc[q] += v
-            if r < d:  # (1 - s + r) * upper, upper = previous basis r
-                for q, v in enumerate(mul_linear(polys[r], Fraction(1 + r), Fraction(-1))):
-                    acc[q] += v
-            new.append([v / d for v in acc])
-        polys = new
-    return tuple(tuple(float(v) for v in p) for p in polys)
 
 
 def _cell(
@@ -92,7 +61,7 @@ def power_matrix(order: int, derivative: bool, dtype: torch.dtype, device: torch
     """The cardinal B-spline's per-cell polynomial coefficients of order k, as a constant tensor."""
     # (k + 1, k + 1) cardinal coefficients, with their d/ds rows below when derivative: (2k + 2, k + 1).
     with torch.inference_mode(False), torch.no_grad():  # cached: must be a plain constant
-        coef = torch.tensor(cardinal_coefficients(order), dtype=dtype, device=device)
+        coef = torch.tensor(splines.cardinal_coefficients(order), dtype=dtype, device=device)
         if derivative:  # d/ds of sum_p M[r, p] s^p, as coefficients by power
             slope = torch.zeros_like(coef)
             slope[:, :-1] = coef[:, 1:] * torch.arange(1, order + 1, dtype=dtype, device=device)
