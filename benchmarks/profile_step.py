@@ -22,6 +22,13 @@ time here is its steps.
 
     .venv/bin/python benchmarks/profile_step.py                       # blog-image and default, 2 threads
     .venv/bin/python benchmarks/profile_step.py --case default --steps 300 --threads 1
+    .venv/bin/python benchmarks/profile_step.py --round-robin   # the KAN's step over the MLP's
+
+--round-robin: every model of the case's task trains in the same process, one Adam step each in
+turn (train()'s own step and optimizer, the same batch: the task's first), for
+--rounds rounds (default 20 at blog-image size, 200 at the default's), after 3 unmeasured
+rounds; it prints each model's median step time and its ratio to the tanh MLP's. No grid
+updates, no evaluation: the step alone.
 """
 
 from __future__ import annotations  # noqa: I001  (kanlab before torch, below)
@@ -42,6 +49,8 @@ from kanlab.study.config import load_study
 from kanlab.study.experiments import expand
 from kanlab.tasks import make_dataset
 from kanlab.training.config import DTYPES
+import time
+
 from kanlab.training.loop import _Run, train
 
 # (preset, task index, overrides) per case: blog-image is the founding image experiment (256x256,
@@ -111,17 +120,54 @@ def profile(case: str, steps: int) -> None:
         print(f"| step (train()'s time per step) | {total / steps * 1e3:.2f} | 100% |")
 
 
+def round_robin(case: str, rounds: int | None) -> None:
+    preset, task, overrides = CASES[case]
+    study = load_study(preset, overrides)
+    exps = [e for e in expand(study) if e.task == study.tasks[task]]
+    rounds = rounds or (20 if case == "blog-image" else 200)
+    steps = []  # (label, parameters, one step)
+    for exp in exps:
+        data = make_dataset(exp.task, DTYPES[exp.train.dtype])
+        model = build_model(exp).to(dtype=DTYPES[exp.train.dtype])
+        run = _Run(model, data, exp.train, None, None, None)  # train()'s own step, optimizer and data
+        run.new_optimizer()
+        idx = next(run.batches)
+        x, y = (run.x_train, run.y_train) if idx is None else (run.x_train[idx], run.y_train[idx])
+        steps.append((exp.label, sum(p.numel() for p in model.parameters()),
+                      lambda run=run, x=x, y=y: run._step(x, y)))
+    times: dict[str, list[float]] = {label: [] for label, _, _ in steps}
+    for r in range(rounds + 3):
+        for label, _, step in steps:
+            t0 = time.perf_counter()
+            step()
+            if r >= 3:
+                times[label].append(time.perf_counter() - t0)
+    median = {label: sorted(t)[len(t) // 2] for label, t in times.items()}
+    mlp = next((label for label in median if "MLP" in label), None)
+    print(f"\n{case}, round-robin: {rounds} rounds, batch {len(x)}, load average {os.getloadavg()[0]:.1f}")
+    print("| model | parameters | ms per step (median) | over the tanh MLP's |")
+    print("|---|---:|---:|---:|")
+    for label, params, _ in steps:
+        ratio = f"{median[label] / median[mlp]:.2f}x" if mlp else ""
+        print(f"| {label} | {params} | {median[label] * 1e3:.2f} | {ratio} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--case", choices=list(CASES), action="append")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--round-robin", action="store_true", help="time each model's step in turn instead")
+    ap.add_argument("--rounds", type=int, default=None, help="round-robin rounds (default 20 / 200)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     print(f"profile_step, {datetime.datetime.now():%Y-%m-%d %H:%M}, {args.threads} threads, "
           f"load average {os.getloadavg()[0]:.1f}")
     for case in args.case or list(CASES):
-        profile(case, args.steps)
+        if args.round_robin:
+            round_robin(case, args.rounds)
+        else:
+            profile(case, args.steps)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from torch import nn
 
 from kanlab.training.config import DTYPES, OPTIMIZERS, SCHEDULES, TrainConfig
 from kanlab.training.evaluation import Data, evaluate, loss_function, splits, target_kind
+from kanlab.training.flat_step import FlatStep
 from kanlab.training.grids import REFINE_ROWS as REFINE_ROWS
 from kanlab.training.grids import kan_layers as kan_layers
 from kanlab.training.grids import refine_grids, update_grids
@@ -146,6 +147,7 @@ class _Run:
         self.start, self.eval_time, self.step = time.perf_counter(), 0.0, 0
         self.last: tuple[int, float] | None = None  # (step, value) of the last finite loss
         self.opt: torch.optim.Optimizer | None = None
+        self.flat: FlatStep | None = None  # a first-order optimizer on the native kernels (flat_step.py)
         self.callback, self.progress, self.prune = callback, progress, prune
 
     def diverge(self, why: str) -> bool:
@@ -186,21 +188,37 @@ class _Run:
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> Any:
         # One optimizer step. Full-batch LBFGS on a small KAN skips autograd: the native kernels
         # give the loss and gradient on the optimizer's flat vector (kanlab.training.native_objective).
+        # Adam, AdamW and SGD on such a KAN: the same kernels, the optimizer on one flat vector.
+        if self.flat is not None:
+            return self.flat.step(x, y)
         opt, cfg = self.opt, self.cfg
         assert opt is not None
         closure = _make_closure(self.model, opt, x, y, cfg, self.target_kind)
-        native = cfg.sparsity == 0 and cfg.grad_clip is None and self.target_kind == "value"  # its MSE only
-        if isinstance(opt, LBFGS) and native:
+        if isinstance(opt, LBFGS) and self._native():
             return lbfgs_step(opt, self.model, x, y, closure)
         return opt.step(closure)  # type: ignore[arg-type]
+
+    def _native(self) -> bool:
+        # what the native objective computes: the MSE alone, its gradient unclipped
+        return self.cfg.sparsity == 0 and self.cfg.grad_clip is None and self.target_kind == "value"
+
+    def new_optimizer(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """A fresh optimizer (self.opt; self.flat where flat_step applies) and its schedule."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.flat = None
+        if self._native() and FlatStep.applies(self.model, params, self.cfg, self.x_train, self.y_train):
+            self.flat = FlatStep(self.model, params, self.cfg)
+            self.opt = self.flat.opt
+        else:
+            self.opt = make_optimizer(params, self.cfg)
+        return make_scheduler(self.opt, self.cfg)
 
     def stage(self, grid_size: int | None) -> bool:
         cfg = self.cfg
         if grid_size is not None:
             refine_grids(self.model, grid_size, self.x_train)
         # refine replaced the coefficient Parameters, and each stage is a fresh fit: new optimizer.
-        self.opt = make_optimizer([p for p in self.model.parameters() if p.requires_grad], cfg)
-        sched = make_scheduler(self.opt, cfg)
+        sched = self.new_optimizer()
         if not self.evaluate():  # step 0, or right after a refinement
             return False
         for t in range(cfg.steps):
