@@ -177,6 +177,7 @@ def dead_worker_then_retry(tmp_path: Path, executor: Executor, retry: Executor) 
     assert all(after[k] == v for k, v in done.items())  # finished runs were not redone
 
 
+@pytest.mark.slow  # spawns and kills worker processes: 10-30 s on 2 busy cores
 def test_local_pool_marks_a_dead_workers_run_failed_and_goes_on(tmp_path: Path) -> None:
     pool, retry = LocalExecutor(2, target=crash_on_seed_1), LocalExecutor(2)
     try:
@@ -186,6 +187,7 @@ def test_local_pool_marks_a_dead_workers_run_failed_and_goes_on(tmp_path: Path) 
         retry.close()
 
 
+@pytest.mark.slow  # spawns and kills worker processes: 10-30 s on 2 busy cores
 def test_local_pool_names_each_outcome_and_replaces_only_the_dead_worker() -> None:
     jobs = [Job(f"r{seed}", {"seed": seed}) for seed in (2, 0, 3, 1, 4, 5, 6)]
     pool = LocalExecutor(2, target=echo_raise_or_die)
@@ -208,6 +210,7 @@ def test_local_pool_names_each_outcome_and_replaces_only_the_dead_worker() -> No
     assert len(pids) == 3  # two workers kept across both runs, and one replacement for the dead one
 
 
+@pytest.mark.slow  # spawns and kills worker processes: 10-30 s on 2 busy cores
 def test_local_pool_replaces_a_worker_that_died_while_idle() -> None:
     pool = LocalExecutor(1, target=echo_raise_or_die)
     try:
@@ -224,6 +227,7 @@ def test_local_pool_replaces_a_worker_that_died_while_idle() -> None:
     assert seed == "3" and int(pid) != old_pid
 
 
+@pytest.mark.slow  # spawns worker processes: 10-20 s on 2 busy cores
 @pytest.mark.timeout(60)  # the bug this guards against is a hang
 def test_local_pool_sees_a_worker_exit_while_its_child_holds_the_pipe(tmp_path: Path) -> None:
     pid_file = tmp_path / "child.pid"
