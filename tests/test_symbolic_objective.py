@@ -5,6 +5,7 @@ gradcheck, the library's derivatives against autograd, and train() on the hand o
 from __future__ import annotations
 
 import math
+import pickle
 from types import SimpleNamespace
 
 import pytest
@@ -105,6 +106,16 @@ def test_the_cached_layout_follows_fix_unfix_writes_and_load_state_dict() -> Non
     layer.unfix(0, 0)
     layer.unfix(1, 2)
     torch.testing.assert_close(layer(x), layer.kan(x))  # none fixed again: the spline layer itself
+
+
+def test_a_layer_with_its_layout_cached_still_pickles() -> None:
+    layer, x = layer_of(), inputs()
+    layer.fix(0, 0, "x^2", 1.0, 0.2, 0.5, 0.0)  # a lambda in the library
+    layer(x)
+    copy = pickle.loads(pickle.dumps(layer))
+    torch.testing.assert_close(copy(x), naive(layer, x), rtol=1e-12, atol=1e-12)
+    copy.unfix(0, 0)
+    torch.testing.assert_close(copy(x), copy.kan(x))
 
 
 def test_mixed_layer_gradcheck() -> None:

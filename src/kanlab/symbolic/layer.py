@@ -16,6 +16,8 @@ Legend: b batch, i in_features, o out_features, e fixed edges.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 from torch.func import functional_call
@@ -50,6 +52,13 @@ class SymbolicKANLinear(nn.Module):
         start = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=kan.coef.dtype, device=kan.coef.device)
         self.affine = nn.Parameter(start.expand(*shape, 4).clone())                 # (o, i, 4): a, b, c, d
         self._layout: tuple[torch.Tensor, int, EdgeLayout] | None = None  # fn_index, its version, layout
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The cached layout holds library functions, some of them lambdas, which pickle cannot
+        # write: a pickled layer (torch.save of a whole model) rebuilds it on first use.
+        state = dict(super().__getstate__())
+        state["_layout"] = None
+        return state
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, fixed={int((self.fn_index >= 0).sum())}"
