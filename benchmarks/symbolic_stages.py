@@ -7,7 +7,10 @@ every stage's train() call is timed (sparsify, retrain, refine, one per auto-fix
 the time includes each stage's evaluation at its start and end). PyKAN 0.2.8 (when installed,
 --with-peers): MultKAN [2, 5, 1] at grid 5 on the same points, fit(opt="LBFGS", steps=50) with
 lamb = kanlab's sparsity (its regularised stage), then with lamb = 0 with and without grid
-updates (its plain stages). One thread: the ratio of the two is what matters.
+updates (its plain stages); then the stage that matches kanlab's auto-fix: PyKAN's prune, layer
+0's edges fixed (fix_symbolic) to what its suggest_symbolic ranks first among kanlab's library,
+and fit(opt="LBFGS", steps=50, lamb=0, update_grid=False) on that partly symbolic model. One
+thread: the ratio of the two is what matters.
 
     .venv/bin/python benchmarks/symbolic_stages.py --with-peers
 """
@@ -17,10 +20,13 @@ from __future__ import annotations  # noqa: I001  (kanlab before torch, below)
 # kanlab first: torch's OpenMP threads then sleep when idle, as under the kanlab command
 import kanlab  # noqa: F401
 import argparse
+import contextlib
 import datetime
+import io
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -65,6 +71,7 @@ def kanlab_stages(data: Dataset, cfg: SymbolicConfig) -> None:
 def pykan_stages(data: Dataset, cfg: SymbolicConfig) -> None:
     try:
         from kan import MultKAN
+        from kan.utils import SYMBOLIC_LIB
     except ImportError:
         print("PyKAN is not installed (--with-peers): kanlab only")
         return
@@ -74,17 +81,45 @@ def pykan_stages(data: Dataset, cfg: SymbolicConfig) -> None:
     try:
         ds = {"train_input": data.x_train, "train_label": data.y_train,
               "test_input": data.x_test, "test_label": data.y_test}
-        model = MultKAN(width=[2, 5, 1], grid=5, k=3, seed=0)
+        with quiet():
+            model = MultKAN(width=[2, 5, 1], grid=5, k=3, seed=0)
         print("| PyKAN fit | lamb | grid updates | steps | steps/s |")
         print("|---|---|---|---:|---:|")
-        for lamb, update in ((cfg.sparsity, True), (0.0, True), (0.0, False)):
+
+        def fit(what: str, lamb: float, update: bool) -> None:
             t0 = time.perf_counter()
-            model.fit(ds, opt="LBFGS", steps=cfg.steps, lamb=lamb, update_grid=update, log=10**9)
-            print(f"| | {lamb:g} | {'yes' if update else 'no'} | {cfg.steps} "
+            with quiet():
+                model.fit(ds, opt="LBFGS", steps=cfg.steps, lamb=lamb, update_grid=update, log=10**9)
+            print(f"| {what} | {lamb:g} | {'yes' if update else 'no'} | {cfg.steps} "
                   f"| {cfg.steps / (time.perf_counter() - t0):.1f} |")
+
+        for lamb, update in ((cfg.sparsity, True), (0.0, True), (0.0, False)):
+            fit("", lamb, update)
+        # The stage kanlab's auto-fix corresponds to: PyKAN's own prune, layer 0's edges fixed to
+        # the functions its suggest_symbolic ranks first among kanlab's library, then fit on that
+        # partly symbolic model (PyKAN runs its symbolic and spline branches both, as always).
+        library = [name for name in cfg.library if name in SYMBOLIC_LIB]
+        with quiet():
+            model = model.prune()
+            model(ds["train_input"])  # the activations suggest_symbolic fits
+            fixed = []
+            for i in range(model.width_in[0]):
+                for j in range(model.width_out[1]):
+                    name = model.suggest_symbolic(0, i, j, lib=library, verbose=False)[0]
+                    model.fix_symbolic(0, i, j, name, verbose=False, log_history=False)
+                    fixed.append(f"({i},{j}) {name}")
+        widths = [w if isinstance(w, int) else w[0] for w in model.width]
+        fit(f"pruned to {widths}, layer 0 fixed: {', '.join(fixed)}", 0.0, False)
     finally:
         torch.set_default_dtype(before)
         os.chdir(cwd)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """PyKAN's progress bars and checkpoint messages off the table."""
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        yield
 
 
 def main() -> None:

@@ -5,14 +5,18 @@
 
 The wrapped KANLinear is left as it is: the forward calls it with the fixed edges' spline
 coefficients and base weights masked to zero (torch.func.functional_call), so its stored values
-survive for unfix() and get zero gradient while fixed. The constants (a, b, c, d) are one
-trainable (o, i, 4) Parameter; only fixed edges' entries are used. fn_index holds each edge's
-symlib.NAMES index (-1 = spline), so a state_dict carries the symbolic choices.
+survive for unfix() and get zero gradient while fixed; with no edge fixed the forward is the
+wrapped layer's own. The constants (a, b, c, d) are one trainable (o, i, 4) Parameter; only fixed
+edges' entries are used. fn_index holds each edge's symlib.NAMES index (-1 = spline), so a
+state_dict carries the symbolic choices; the forward reads its layout (fixed_edges.EdgeLayout)
+from a cache that any change of fn_index (fix, unfix, load_state_dict, a move) invalidates.
 
 Legend: b batch, i in_features, o out_features, e fixed edges.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,6 +26,8 @@ from kanlab.layers._common import check_input
 from kanlab.layers.kan.bases import BASES
 from kanlab.layers.kan.layer import KANLinear
 from kanlab.symbolic import library as symlib
+from kanlab.symbolic.fixed_edges import EdgeLayout, FixedLayer
+from kanlab.training.hand_objective import HandLayer, NativeLayer
 
 SPLINE = -1
 
@@ -45,6 +51,14 @@ class SymbolicKANLinear(nn.Module):
         self.register_buffer("fn_index", torch.full(shape, SPLINE, dtype=torch.long, device=kan.coef.device))
         start = torch.tensor([1.0, 0.0, 1.0, 0.0], dtype=kan.coef.dtype, device=kan.coef.device)
         self.affine = nn.Parameter(start.expand(*shape, 4).clone())                 # (o, i, 4): a, b, c, d
+        self._layout: tuple[torch.Tensor, int, EdgeLayout] | None = None  # fn_index, its version, layout
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The cached layout holds library functions, some of them lambdas, which pickle cannot
+        # write: a pickled layer (torch.save of a whole model) rebuilds it on first use.
+        state = dict(super().__getstate__())
+        state["_layout"] = None
+        return state
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, fixed={int((self.fn_index >= 0).sum())}"
@@ -96,18 +110,31 @@ class SymbolicKANLinear(nn.Module):
         self.fn_index[o, i] = SPLINE
 
     # ---- forward ---------------------------------------------------------------------------
-    def _fixed_edges(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def layout(self) -> EdgeLayout:
+        """The fixed edges grouped by function, cached until fn_index changes."""
+        index = self.fn_index
+        try:
+            version = index._version
+        except RuntimeError:  # an inference tensor has no version counter: not cached
+            return EdgeLayout.of(index)
+        hit = getattr(self, "_layout", None)  # absent in a module pickled before the cache
+        if hit is None or hit[0] is not index or hit[1] != version:
+            hit = self._layout = (index, version, EdgeLayout.of(index))
+        return hit[2]
+
+    def by_hand(self) -> HandLayer | None:
+        """This layer's hand-written forward and backward (training.hand_objective), where it has one:
+        with no edge fixed the wrapped layer's native kernels, with every edge fixed FixedLayer."""
+        layout = self.layout()
+        if not layout.any:
+            return NativeLayer.of(self.kan)
+        return FixedLayer(self.affine, self.kan.bias, layout) if layout.all else None
+
+    def _fixed_edges(self, x: torch.Tensor, layout: EdgeLayout) -> tuple[torch.Tensor, torch.Tensor]:
         """Output rows and responses of the fixed edges: ((e,), (b, e))."""
-        fixed = self.fixed_mask()
-        o_idx, i_idx = fixed.nonzero(as_tuple=True)                                  # (e,), (e,)
-        ids = self.fn_index[o_idx, i_idx]
-        p = self.affine[o_idx, i_idx]                                                # (e, 4)
-        u = x[:, i_idx] * p[:, 0] + p[:, 1]                                          # (b, e)
-        fu = torch.zeros_like(u)
-        for k in torch.unique(ids).tolist():
-            cols = (ids == k).nonzero().squeeze(1)
-            fu = fu.index_copy(1, cols, symlib.LIBRARY[symlib.NAMES[k]].torch_fn(u[:, cols]))
-        return o_idx, p[:, 2] * fu + p[:, 3]                                         # (e,), (b, e)
+        p = self.affine[layout.o_idx, layout.i_idx]                                  # (e, 4)
+        u = x[:, layout.i_idx] * p[:, 0] + p[:, 1]                                   # (b, e)
+        return layout.o_idx, p[:, 2] * layout.apply(u) + p[:, 3]                     # (e,), (b, e)
 
     def _spline_part(self, x: torch.Tensor, fixed: torch.Tensor) -> torch.Tensor:
         """The wrapped layer's output with the fixed edges' spline and base removed: (b, o)."""
@@ -123,27 +150,28 @@ class SymbolicKANLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Layer output: (b, i) -> (b, o)."""
-        fixed = self.fixed_mask()
-        if bool(fixed.all()):  # no spline left: skip the basis entirely
+        layout = self.layout()
+        if not layout.any:  # all splines: the wrapped layer as it is
+            y: torch.Tensor = self.kan(x)
+            return y
+        if layout.all:  # no spline left: skip the basis entirely
             check_input(x, self.in_features, check_finite=self.kan.check_finite, name="SymbolicKANLinear")
             y = x.new_zeros(x.shape[0], self.out_features)
             if self.kan.bias is not None:
                 y = y + self.kan.bias
         else:
-            y = self._spline_part(x, fixed)
-        if bool(fixed.any()):
-            o_idx, edges = self._fixed_edges(x)
-            y = y.index_add(1, o_idx, edges)                                         # (b, o)
-        return y
+            y = self._spline_part(x, layout.fixed)
+        o_idx, edges = self._fixed_edges(x, layout)
+        return y.index_add(1, o_idx, edges)                                          # (b, o)
 
     def edge_responses(self, x: torch.Tensor) -> torch.Tensor:
         """Per-edge outputs (spline or symbolic, no bias): (b, i) -> (b, o, i)."""
-        fixed = self.fixed_mask()
-        r = self.kan.edge_responses(x) * (~fixed).to(x.dtype)                       # (b, o, i)
-        if bool(fixed.any()):
-            o_idx, edges = self._fixed_edges(x)
-            _, i_idx = fixed.nonzero(as_tuple=True)
-            r = r.index_put((torch.arange(x.shape[0], device=x.device).unsqueeze(1), o_idx, i_idx), edges)
+        layout = self.layout()
+        r = self.kan.edge_responses(x) * (~layout.fixed).to(x.dtype)                # (b, o, i)
+        if layout.any:
+            o_idx, edges = self._fixed_edges(x, layout)
+            batch = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+            r = r.index_put((batch, o_idx, layout.i_idx), edges)
         return r
 
     # ---- the spline part's grid (the training loop's side effects) ---------------------------

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import sympy
@@ -31,6 +31,8 @@ class SymbolicFunction:
     Attributes:
         name: the key users pass, e.g. "sin" or "x^2".
         torch_fn: elementwise f on tensors (kept finite near poles, differentiable).
+        derivative: elementwise f' as autograd computes it through torch_fn (zero where torch_fn
+            clamps or moves u away from a pole), for the symbolic layer's hand-written backward.
         sympy_fn: f of a sympy expression.
         complexity: cost in the ranking; one unit outweighs a 10x smaller residual.
         valid: where f is defined, as a bool tensor of u = a x + b; None = everywhere.
@@ -49,6 +51,7 @@ class SymbolicFunction:
     b_free: bool = True
     parity: str | None = None
     period: tuple[float, float] | None = None
+    derivative: TorchFn = field(kw_only=True)
 
 
 def _away_from_zero(u: torch.Tensor) -> torch.Tensor:
@@ -89,54 +92,87 @@ def _tan(u: torch.Tensor) -> torch.Tensor:
     return torch.sin(u) / _away_from_zero(torch.cos(u))
 
 
+def _moved(u: torch.Tensor) -> torch.Tensor:
+    # Where _away_from_zero replaced u by a constant: autograd's derivative through it is 0 there.
+    return u.abs() < TINY
+
+
+def _d_tan(u: torch.Tensor) -> torch.Tensor:
+    # d/du sin / w with w = _away_from_zero(cos): cos / w + sin^2 / w^2 where w = cos, cos / w elsewhere.
+    cos, sin = torch.cos(u), torch.sin(u)
+    w = _away_from_zero(cos)
+    return cos / w + torch.where(_moved(cos), 0.0, sin * sin / (w * w))
+
+
+def _d_clamped(u: torch.Tensor, d: TorchFn) -> torch.Tensor:
+    # d(u.clamp(min=TINY)) for f(clamp(u)): autograd passes the gradient where u >= TINY only.
+    return torch.where(u >= TINY, d(u.clamp(min=TINY)), 0.0)
+
+
 ZERO = "0"
 LIBRARY: dict[str, SymbolicFunction] = {
     f.name: f
     for f in (
-        SymbolicFunction(ZERO, torch.zeros_like, lambda u: sympy.Integer(0), 0, a_mode="one", b_free=False),
-        SymbolicFunction("x", lambda u: u, lambda u: u, 1, a_mode="one", b_free=False),
-        SymbolicFunction("x^2", lambda u: u**2, lambda u: u**2, 2, a_mode="one"),
-        SymbolicFunction("x^3", lambda u: u**3, lambda u: u**3, 3, a_mode="one"),
-        SymbolicFunction("x^4", lambda u: u**4, lambda u: u**4, 3, a_mode="one"),
-        SymbolicFunction("x^5", lambda u: u**5, lambda u: u**5, 3, a_mode="one"),
+        SymbolicFunction(ZERO, torch.zeros_like, lambda u: sympy.Integer(0), 0, a_mode="one", b_free=False,
+                         derivative=torch.zeros_like),
+        SymbolicFunction("x", lambda u: u, lambda u: u, 1, a_mode="one", b_free=False,
+                         derivative=torch.ones_like),
+        SymbolicFunction("x^2", lambda u: u**2, lambda u: u**2, 2, a_mode="one", derivative=lambda u: 2 * u),
+        SymbolicFunction("x^3", lambda u: u**3, lambda u: u**3, 3, a_mode="one",
+                         derivative=lambda u: 3 * u**2),
+        SymbolicFunction("x^4", lambda u: u**4, lambda u: u**4, 3, a_mode="one",
+                         derivative=lambda u: 4 * u**3),
+        SymbolicFunction("x^5", lambda u: u**5, lambda u: u**5, 3, a_mode="one",
+                         derivative=lambda u: 5 * u**4),
         SymbolicFunction(
             "1/x", lambda u: 1 / _away_from_zero(u), lambda u: 1 / u, 2,
             valid=lambda u: u.abs() > 1e-3, a_mode="one",
+            derivative=lambda u: torch.where(_moved(u), 0.0, -1 / u**2),
         ),
         SymbolicFunction(
             "1/x^2", lambda u: 1 / _away_from_zero(u) ** 2, lambda u: u**-2, 3,
             valid=lambda u: u.abs() > 1e-3, a_mode="one",
+            derivative=lambda u: torch.where(_moved(u), 0.0, -2 / u**3),
         ),
         SymbolicFunction(
             "sqrt", lambda u: torch.sqrt(u.clamp(min=TINY)), sympy.sqrt, 2,
             valid=lambda u: u >= 0, a_mode="sign",
+            derivative=lambda u: _d_clamped(u, lambda v: 0.5 * torch.rsqrt(v)),
         ),
         SymbolicFunction(
             "1/sqrt", lambda u: torch.rsqrt(u.clamp(min=TINY)), lambda u: 1 / sympy.sqrt(u), 3,
             valid=lambda u: u > 1e-3, a_mode="sign",
+            derivative=lambda u: _d_clamped(u, lambda v: -0.5 * torch.rsqrt(v) / v),
         ),
-        SymbolicFunction("exp", torch.exp, sympy.exp, 2, b_free=False),
+        SymbolicFunction("exp", torch.exp, sympy.exp, 2, b_free=False, derivative=torch.exp),
         SymbolicFunction(
             "log", lambda u: torch.log(u.clamp(min=TINY)), sympy.log, 2,
-            valid=lambda u: u > 1e-3, a_mode="sign",
+            valid=lambda u: u > 1e-3, a_mode="sign", derivative=lambda u: _d_clamped(u, torch.reciprocal),
         ),
-        SymbolicFunction("sin", torch.sin, sympy.sin, 2, parity="odd", period=(math.pi, -1.0)),
-        SymbolicFunction("cos", torch.cos, sympy.cos, 2, parity="even", period=(math.pi, -1.0)),
+        SymbolicFunction("sin", torch.sin, sympy.sin, 2, parity="odd", period=(math.pi, -1.0),
+                         derivative=torch.cos),
+        SymbolicFunction("cos", torch.cos, sympy.cos, 2, parity="even", period=(math.pi, -1.0),
+                         derivative=lambda u: -torch.sin(u)),
         SymbolicFunction(
             "tan", _tan, sympy.tan, 3,
-            valid=lambda u: torch.cos(u).abs() > 1e-3, parity="odd", period=(math.pi, 1.0),
+            valid=lambda u: torch.cos(u).abs() > 1e-3, parity="odd", period=(math.pi, 1.0), derivative=_d_tan,
         ),
-        SymbolicFunction("tanh", torch.tanh, sympy.tanh, 3, parity="odd"),
+        SymbolicFunction("tanh", torch.tanh, sympy.tanh, 3, parity="odd",
+                         derivative=lambda u: 1 - torch.tanh(u) ** 2),
         SymbolicFunction(
-            "sigmoid", torch.sigmoid, lambda u: 1 / (1 + sympy.exp(-u)), 3, parity="sigmoid"
+            "sigmoid", torch.sigmoid, lambda u: 1 / (1 + sympy.exp(-u)), 3, parity="sigmoid",
+            derivative=lambda u: torch.sigmoid(u) * (1 - torch.sigmoid(u)),
         ),
         SymbolicFunction(
-            "gaussian", lambda u: torch.exp(-(u**2)), lambda u: sympy.exp(-(u**2)), 3, parity="even"
+            "gaussian", lambda u: torch.exp(-(u**2)), lambda u: sympy.exp(-(u**2)), 3, parity="even",
+            derivative=lambda u: -2 * u * torch.exp(-(u**2)),
         ),
-        SymbolicFunction("abs", torch.abs, sympy.Abs, 3, a_mode="one"),
-        SymbolicFunction("arctan", torch.arctan, sympy.atan, 4, parity="odd"),
+        SymbolicFunction("abs", torch.abs, sympy.Abs, 3, a_mode="one", derivative=torch.sign),
+        SymbolicFunction("arctan", torch.arctan, sympy.atan, 4, parity="odd",
+                         derivative=lambda u: 1 / (1 + u**2)),
         SymbolicFunction(
-            "J0", _j0, lambda u: sympy.besselj(0, u), 4, parity="even"
+            "J0", _j0, lambda u: sympy.besselj(0, u), 4, parity="even",
+            derivative=lambda u: -torch.special.bessel_j1(u),
         ),
     )
 }

@@ -20,6 +20,7 @@ from torch import nn
 from kanlab.layers.kan import _native, native_build
 from kanlab.layers.kan.layer import KANLinear
 from kanlab.models.stack import Stack
+from kanlab.training.hand_objective import hand_objective
 from kanlab.training.lbfgs import LBFGS
 
 Objective = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
@@ -143,6 +144,8 @@ def lbfgs_step(opt: LBFGS, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     """One step of opt on the MSE of model on (x, y): on mse_objective where it applies, else on
     closure (which must compute that same loss); returns the loss before the step."""
     objective = mse_objective(model, opt.param_groups[0]["params"], x, y)
+    if objective is None:  # a stack with layers of other kinds, each differentiated by hand
+        objective = hand_objective(model, opt.param_groups[0]["params"], x, y)
     if objective is not None:
         return opt.step(objective=objective)
     return opt.step(closure)
