@@ -210,8 +210,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     i64, addr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     first: list[Any] = [i64, i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, addr, addr, cint]
-    lib.kan_forward.argtypes = [*first, addr, addr, cint]
-    lib.kan_backward.argtypes = [*first, addr, addr, addr, addr, addr, addr, cint]
+    lib.kan_forward.argtypes = [*first, addr, addr, addr, cint]
+    lib.kan_backward.argtypes = [*first, *[addr] * 7, cint]
     lib.gather_basis.argtypes = [i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, addr, cint]
     lib.gather_forward.argtypes = [i64, i64, i64, i64, cint, addr, addr, addr, addr, cint]
     lib.gather_backward.argtypes = [i64, i64, i64, i64, cint, *[addr] * 10, cint]
