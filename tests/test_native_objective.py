@@ -1,10 +1,11 @@
-"""kanlab.training.native_objective: the MSE and its flat gradient from the native kernels, against autograd
-on the same model; where it refuses; LBFGS and train() on it."""
+"""kanlab.training.native_objective: the MSE (plus the sparsity term) and its flat gradient from the native
+kernels, against autograd on the same model; where it refuses; LBFGS and train() on it."""
 
 from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,6 +16,7 @@ from kanlab.training.config import TrainConfig
 from kanlab.training.lbfgs import LBFGS
 from kanlab.training.loop import train
 from kanlab.training.native_objective import mse_objective
+from kanlab.training.regularization import sparsity_loss, sparsity_of_means, sparsity_slope
 
 pytestmark = pytest.mark.skipif(not native_build.available(torch.float64),
                                 reason="no C compiler builds the native kernels here")
@@ -28,10 +30,25 @@ def data(n: int = 200, d: int = 2, dtype: torch.dtype = torch.float64) -> tuple[
 
 
 def autograd_reference(model: torch.nn.Module, params: list[torch.Tensor], x: torch.Tensor,
-                       y: torch.Tensor) -> tuple[float, torch.Tensor]:
+                       y: torch.Tensor, sparsity: float = 0.0, l1: float = 1.0,
+                       entropy: float = 2.0) -> tuple[float, torch.Tensor]:
+    # train()'s closure: the MSE plus sparsity * the regulariser on the model's edge responses
     loss = torch.mean((model(x) - y) ** 2)
+    if sparsity:
+        loss = loss + sparsity * sparsity_loss(model, x, l1, entropy)
     grads = torch.autograd.grad(loss, params)
     return float(loss.detach()), torch.cat([g.reshape(-1) for g in grads])
+
+
+def assert_matches_autograd(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
+                            **sparsity: float) -> None:
+    params = [p for p in model.parameters() if p.requires_grad]
+    objective = mse_objective(model, params, x, y, **sparsity)
+    assert objective is not None
+    loss, grad = objective(torch.cat([p.detach().reshape(-1) for p in params]))
+    want_loss, want_grad = autograd_reference(model, params, x, y, **sparsity)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-11, atol=1e-12 * want_grad.abs().max().item())
 
 
 @pytest.mark.parametrize("options", [{}, {"bias": False, "spline_weight": False},
@@ -74,6 +91,72 @@ def test_on_moved_grids_and_after_they_move_again() -> None:
         torch.testing.assert_close(grad, want_grad, rtol=1e-11, atol=1e-12 * want_grad.abs().max().item())
 
 
+# (l1, entropy) of the sparsity term: both, one of them, neither (then only the sparsity weight's 0 * ...)
+SPARSITY_WEIGHTS = [(1.0, 2.0), (0.0, 2.0), (0.7, 0.0), (0.0, 0.0)]
+
+
+@pytest.mark.parametrize("options", [{}, {"bias": False, "spline_weight": False},
+                                     {"base": "tanh", "base_weight": False}, {"base": None},
+                                     {"base": "identity", "order": 2, "grid_size": 4},
+                                     {"order": 5, "grid_size": 9}], ids=str)
+@pytest.mark.parametrize(("l1", "entropy"), SPARSITY_WEIGHTS, ids=str)
+def test_with_sparsity_loss_and_gradient_equal_autograds(options: dict[str, object], l1: float,
+                                                         entropy: float) -> None:
+    # The kernels' per-edge |r| sums and sign(r) terms against autograd through edge_responses:
+    # three layers, so a layer's term also reaches the layers before it through their outputs.
+    torch.manual_seed(1)
+    model = KAN([2, 4, 3, 1], init="uniform", **options).double()  # type: ignore[arg-type]
+    x, y = data(n=300)
+    assert_matches_autograd(model, x, y, sparsity=0.3, l1=l1, entropy=entropy)
+
+
+@pytest.mark.usefixtures("many_threads")
+def test_with_sparsity_on_moved_grids_over_two_threads_and_the_same_twice() -> None:
+    # Each thread sums its samples' |r| into its own copy, added in a fixed order: the same bits
+    # every call at a given thread count.
+    from kanlab.training.loop import update_grids
+
+    model = KAN([2, 4, 1], init="uniform").double()
+    x, y = data(n=700)  # 6 chunks of 128 samples
+    update_grids(model, x**3, grid_eps=0.0)
+    assert not any(layer.uniform for layer in model.layers)
+    assert_matches_autograd(model, x, y, sparsity=0.05)
+    params = list(model.parameters())
+    objective = mse_objective(model, params, x, y, sparsity=0.05)
+    assert objective is not None
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    (loss, grad), (again, grad_again) = objective(flat), objective(flat)
+    assert loss == again and torch.equal(grad, grad_again)
+
+
+def test_an_edge_that_is_zero_everywhere_gets_no_pull_from_the_l1() -> None:
+    # |r| has no slope at r = 0 (autograd's abs takes sign(0) = 0): the zeroed edges' parameters
+    # get the MSE's gradient only, although the entropy's slope is steepest at A = 0.
+    model = KAN([2, 3, 1], init="uniform").double()
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.coef[0, 1].zero_()
+            layer.base_weight[0, 1] = 0.0
+    x, y = data()
+    assert_matches_autograd(model, x, y, sparsity=0.5)
+
+
+@pytest.mark.parametrize("zeros", ["one", "all"])
+@pytest.mark.parametrize(("l1", "entropy"), SPARSITY_WEIGHTS, ids=str)
+def test_sparsity_slope_is_the_gradient_of_the_term(zeros: str, l1: float, entropy: float) -> None:
+    a = torch.rand(4, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    if zeros == "all":
+        a.zero_()  # total 0: p = 0 / EPS
+    else:
+        a[1, 2], a[3, 0] = 0.0, 1e-9
+    a.requires_grad_(True)
+    term = sparsity_of_means(a, l1, entropy)
+    (want,) = torch.autograd.grad(term, a)
+    value, slope = sparsity_slope(a.detach().numpy(), l1, entropy)
+    assert value == pytest.approx(term.item(), rel=1e-13, abs=1e-15)
+    np.testing.assert_allclose(slope, want.numpy(), rtol=1e-12, atol=1e-14 * float(want.abs().max()))
+
+
 def test_reads_the_flat_vector_not_the_model_and_skips_frozen_parameters() -> None:
     model = KAN([2, 3, 1]).double()
     model.layers[0].coef.requires_grad_(False)
@@ -93,14 +176,15 @@ def test_reads_the_flat_vector_not_the_model_and_skips_frozen_parameters() -> No
     torch.testing.assert_close(grad, want_grad, rtol=1e-11, atol=1e-14)
 
 
-def test_float32_matches_autograd_in_float32() -> None:
+@pytest.mark.parametrize("sparsity", [0.0, 0.1])
+def test_float32_matches_autograd_in_float32(sparsity: float) -> None:
     model = KAN([2, 5, 1])
     params = list(model.parameters())
     x, y = data(dtype=torch.float32)
-    objective = mse_objective(model, params, x, y)
+    objective = mse_objective(model, params, x, y, sparsity=sparsity)
     assert objective is not None
     loss, grad = objective(torch.cat([p.detach().reshape(-1) for p in params]))
-    want_loss, want_grad = autograd_reference(model, params, x, y)
+    want_loss, want_grad = autograd_reference(model, params, x, y, sparsity)
     assert loss == pytest.approx(want_loss, rel=1e-5)
     torch.testing.assert_close(grad, want_grad, rtol=1e-5, atol=1e-5 * want_grad.abs().max().item())
 
@@ -183,8 +267,8 @@ def test_train_uses_it_for_full_batch_lbfgs(monkeypatch: pytest.MonkeyPatch) -> 
 
     used: list[bool] = []
 
-    def spy(*args: object) -> object:
-        objective = mse_objective(*args)  # type: ignore[arg-type]
+    def spy(*args: object, **kwargs: float) -> object:
+        objective = mse_objective(*args, **kwargs)  # type: ignore[arg-type]
         used.append(objective is not None)
         return objective
 
@@ -198,3 +282,60 @@ def test_train_uses_it_for_full_batch_lbfgs(monkeypatch: pytest.MonkeyPatch) -> 
     fused, plain = ([r["train_loss"] for r in h.records] for h in histories)
     assert fused[-1] < 0.2 * fused[0]
     torch.testing.assert_close(torch.tensor(fused), torch.tensor(plain), rtol=1e-8, atol=0)
+
+
+def test_train_with_sparsity_takes_it_and_follows_the_autograd_closure(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sparsify stage of the symbolic workflow: full-batch LBFGS with sparsity and grid updates,
+    # on the objective, against the same run with the objective refused (train()'s autograd closure).
+    x, y = data(300)
+
+    class Toy:
+        x_train, y_train, x_test, y_test = x, y, x[:50], y[:50]
+
+    asked: list[tuple[bool, float]] = []
+
+    def spy(*args: object, **kwargs: float) -> object:
+        objective = mse_objective(*args, **kwargs)  # type: ignore[arg-type]
+        asked.append((objective is not None, kwargs["sparsity"]))
+        return objective
+
+    # 3 steps, grids moved before the first and the third: LBFGS magnifies round-off 100-1000 times
+    # a step (it does as much between two runs on the closure with the data changed by one ulp)
+    cfg = TrainConfig(optimizer="lbfgs", lr=1.0, dtype="float64", steps=3, eval_every=1, sparsity=0.01,
+                      sparsity_l1=0.5, sparsity_entropy=1.5, grid_update_every=2, grid_update_until=3)
+    runs = []
+    for refuse in (False, True):
+        monkeypatch.setattr(native_objective, "mse_objective", (lambda *a, **k: None) if refuse else spy)
+        torch.manual_seed(0)
+        model = KAN([2, 5, 1])
+        history = train(model, Toy(), cfg)
+        runs.append(([r["train_loss"] for r in history.records], torch.cat([p.detach().reshape(-1)
+                                                                           for p in model.parameters()])))
+    assert asked == [(True, 0.01)] * 3
+    (fused, p_fused), (plain, p_plain) = runs
+    assert fused[-1] < 0.5 * fused[0]
+    torch.testing.assert_close(torch.tensor(fused, dtype=torch.float64),
+                               torch.tensor(plain, dtype=torch.float64), rtol=1e-8, atol=0)
+    torch.testing.assert_close(p_fused, p_plain, rtol=1e-6, atol=1e-8)
+
+
+def test_with_sparsity_the_hand_objective_is_not_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    # hand_objective (stacks with symbolic layers) computes the MSE alone: with a sparsity term
+    # lbfgs_step must fall back to the closure, which adds the term.
+    asked: list[float] = []
+    monkeypatch.setattr(native_objective, "hand_objective", lambda *args: asked.append(1.0))
+    x, y = data()
+    model = MLP([2, 5, 1]).double()  # neither objective covers it: the closure steps
+    opt = LBFGS(model.parameters())
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.mean((model(x) - y) ** 2)
+        loss.backward()
+        return loss
+
+    native_objective.lbfgs_step(opt, model, x, y, closure, sparsity=0.1)
+    assert asked == []
+    native_objective.lbfgs_step(opt, model, x, y, closure)
+    assert asked == [1.0]

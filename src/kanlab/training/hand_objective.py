@@ -85,7 +85,7 @@ class NativeLayer:
         assert lib is not None  # resolved_path() == "native" built it
         aux = _native.aux_of(h, self.layer.base)
         out = h.new_empty(len(h), self.layer.out_features)                      # (b, o)
-        _native.check(lib.kan_forward(*self._head(h, aux, values), values.address(3), out.data_ptr(),
+        _native.check(lib.kan_forward(*self._head(h, aux, values), values.address(3), out.data_ptr(), None,
                                       _native.work_threads(h, self.layer.coef)))
         return out, (h, aux)
 
@@ -96,7 +96,7 @@ class NativeLayer:
         assert lib is not None
         gx = torch.empty_like(h) if need_gx else None
         gy = gy.contiguous()
-        _native.check(lib.kan_backward(*self._head(h, aux, values), gy.data_ptr(), _native.ptr(gx),
+        _native.check(lib.kan_backward(*self._head(h, aux, values), gy.data_ptr(), None, _native.ptr(gx),
                                        *(grads.address(k) for k in range(4)),
                                        _native.work_threads(h, self.layer.coef)))
         return gx

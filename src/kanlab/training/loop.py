@@ -187,26 +187,30 @@ class _Run:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> Any:
         # One optimizer step. Full-batch LBFGS on a small KAN skips autograd: the native kernels
-        # give the loss and gradient on the optimizer's flat vector (kanlab.training.native_objective).
-        # Adam, AdamW and SGD on such a KAN: the same kernels, the optimizer on one flat vector.
+        # give the loss (MSE, plus the sparsity term) and gradient on the optimizer's flat vector
+        # (kanlab.training.native_objective). Adam, AdamW and SGD on such a KAN without sparsity:
+        # the same kernels, the optimizer on one flat vector (flat_step.py).
         if self.flat is not None:
             return self.flat.step(x, y)
         opt, cfg = self.opt, self.cfg
         assert opt is not None
         closure = _make_closure(self.model, opt, x, y, cfg, self.target_kind)
         if isinstance(opt, LBFGS) and self._native():
-            return lbfgs_step(opt, self.model, x, y, closure)
+            return lbfgs_step(opt, self.model, x, y, closure, sparsity=cfg.sparsity, l1=cfg.sparsity_l1,
+                              entropy=cfg.sparsity_entropy)
         return opt.step(closure)  # type: ignore[arg-type]
 
     def _native(self) -> bool:
-        # what the native objective computes: the MSE alone, its gradient unclipped
-        return self.cfg.sparsity == 0 and self.cfg.grad_clip is None and self.target_kind == "value"
+        # what the native objective computes: the MSE (plus the sparsity term), its gradient unclipped
+        return self.cfg.grad_clip is None and self.target_kind == "value"
 
     def new_optimizer(self) -> torch.optim.lr_scheduler.LRScheduler | None:
         """A fresh optimizer (self.opt; self.flat where flat_step applies) and its schedule."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.flat = None
-        if self._native() and FlatStep.applies(self.model, params, self.cfg, self.x_train, self.y_train):
+        # flat_step computes the MSE alone: with a sparsity term the optimizer steps on the closure
+        if (self._native() and self.cfg.sparsity == 0
+                and FlatStep.applies(self.model, params, self.cfg, self.x_train, self.y_train)):
             self.flat = FlatStep(self.model, params, self.cfg)
             self.opt = self.flat.opt
         else:

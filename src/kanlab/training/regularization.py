@@ -19,6 +19,7 @@ Legend: b batch, i in_features, o out_features.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -92,10 +93,38 @@ def layer_sparsity(responses: torch.Tensor, l1: float = 1.0, entropy: float = 2.
     Returns:
         A scalar tensor, differentiable, finite even when some responses are all zero.
     """
-    a = responses.abs().mean(dim=0)                                    # (o, i)
+    return sparsity_of_means(responses.abs().mean(dim=0), l1, entropy)
+
+
+def sparsity_of_means(a: torch.Tensor, l1: float = 1.0, entropy: float = 2.0) -> torch.Tensor:
+    """layer_sparsity from the edges' mean absolute responses a = A_oi, (o, i) -> scalar."""
     total = a.sum()
     p = a / (total + EPS)                                              # (o, i)
     return l1 * total - entropy * (p * torch.log(p + EPS)).sum()
+
+
+def sparsity_slope(a: np.ndarray, l1: float = 1.0, entropy: float = 2.0) -> tuple[float, np.ndarray]:
+    """sparsity_of_means(a) and its gradient with respect to a, in closed form, in numpy: no autograd
+    graph, and a microsecond per operation on these few numbers where torch takes several.
+
+    With d = sum(a) + EPS, p = a / d and f(p) = p log(p + EPS):
+    d term / d a_oi = l1 - entropy * (f'(p_oi) - sum_jk p_jk f'(p_jk)) / d,
+    f'(p) = log(p + EPS) + p / (p + EPS).
+
+    Args:
+        a: (o, i) mean absolute edge responses, float64.
+        l1, entropy: weights of the L1 and entropy parts.
+    Returns:
+        (the term, (o, i) its gradient).
+    """
+    total = float(a.sum())
+    d = total + EPS
+    p = a / d                                                          # (o, i)
+    shifted = p + EPS
+    log = np.log(shifted)                                              # (o, i)
+    value = l1 * total - entropy * float((p * log).sum())
+    slope = log + p / shifted                                          # (o, i): f'(p)
+    return value, (l1 + entropy * float((slope * p).sum()) / d) - slope * (entropy / d)
 
 
 def forward_with_sparsity(

@@ -12,9 +12,13 @@
  * nonzero cardinal basis on a cell, row k + 1 + r those of its d/ds. Optional arrays are NULL.
  * base: 0 none, 1 silu, 2 identity, 3 tanh; aux (b, ni) is sigmoid(x) for silu and tanh(x) for
  * tanh (computed by torch, vectorized: no exp per element here), NULL otherwise.
+ * For the KAN paper's sparsity term (training/native_objective.py) forward can also sum each
+ * edge's |r_oi(x_i)| over the samples (mass, (no, ni) double), r_oi = scale * phi + base_weight *
+ * b(x), the edge's response without the bias, and backward can add d term / d r_oi =
+ * weight_oi * sign(r_oi) to each edge's own upstream gradient (weight (no, ni) double).
  * Both entry points return 0, 1 when their work space could not be allocated, 2 for an order
  * they were not built for. Samples are split over up to `threads` of torch's OpenMP threads
- * (kan_run, also used by _native_gather.c), each with its own accumulators in backward.
+ * (kan_run, _native_runtime.c), each with its own accumulators (summed in a fixed order).
  */
 #include "_native.h"
 
@@ -26,6 +30,11 @@ static inline double base_value(int base, double x, double aux) {
 
 static inline double base_slope(int base, double x, double aux) {
     return base == 1 ? aux * (1.0 + x * (1.0 - aux)) : base == 2 ? 1.0 : base == 3 ? 1.0 - aux * aux : 0.0;
+}
+
+/* sign(r) as torch's abs' gradient takes it: 0 at 0, NaN for NaN. */
+static inline double sign_of(double r) {
+    return r > 0.0 ? 1.0 : r < 0.0 ? -1.0 : r == r ? 0.0 : r;
 }
 
 /* scale * coef as double rows of c + 2k + 2 with k + 1 zeros each side: (no * ni, c + 2k + 2). */
@@ -45,9 +54,9 @@ typedef struct {
     int64_t b, ni, no, m;
     int k, base;
     const REAL *x, *aux, *coef, *scale, *base_weight, *bias, *gy;
-    const double *grid, *poly, *table, *cells;
+    const double *grid, *poly, *table, *cells, *weight;
     REAL *y, *gx;
-    double *acc;   /* backward: one accumulator block of acc_size per part */
+    double *acc;   /* one accumulator block of acc_size per part (backward; forward: the masses) */
     int64_t acc_size;
 } call_t;
 
@@ -61,8 +70,17 @@ static INLINE int input_basis(const call_t *a, const int k, int64_t i, const REA
     return local_basis(xi, a->ni, nn, t0[i], inv_h[i], a->m, k, a->poly, at, val, dval);
 }
 
-/* y for the samples of chunks [c0, c1). */
-static INLINE int forward(const call_t *a, const int k, int64_t c0, int64_t c1) {
+/* r_oi at sample n of a chunk: base_weight * b(x) plus the k + 1 local bases times the edge's
+ * padded row of scale * coef. */
+static INLINE double response(const int k, const double *val, const double *row, const int64_t *at,
+                              int64_t n, double bw, double bx) {
+    double sum = bw * bx;
+    for (int r = 0; r <= k; r++) sum += val[r * CHUNK + n] * row[at[n] + r];
+    return sum;
+}
+
+/* y for the samples of chunks [c0, c1), and the masses (when wanted) in this part's block. */
+static INLINE int forward(const call_t *a, const int k, int part, int64_t c0, int64_t c1) {
     int64_t ni = a->ni, no = a->no, m = a->m, w = m + k + 1;
     const REAL *x = a->x, *aux = a->aux, *base_weight = a->base_weight, *bias = a->bias;
     double *work = malloc((size_t)((no + k + 2) * CHUNK + 2 * ni) * sizeof(double));
@@ -73,7 +91,7 @@ static INLINE int forward(const call_t *a, const int k, int64_t c0, int64_t c1) 
         return 1;
     }
     double *acc = work, *val = acc + no * CHUNK, *bx = val + (k + 1) * CHUNK, *t0 = bx + CHUNK;
-    double *inv_h = t0 + ni;
+    double *inv_h = t0 + ni, *mass = a->acc ? a->acc + part * a->acc_size : NULL;
     grid_steps(a->grid, ni, m, t0, inv_h);
     for (int64_t n0 = c0 * CHUNK; n0 < a->b && n0 < c1 * CHUNK; n0 += CHUNK) {
         int64_t nn = a->b - n0 < CHUNK ? a->b - n0 : CHUNK;
@@ -88,10 +106,16 @@ static INLINE int forward(const call_t *a, const int k, int64_t c0, int64_t c1) 
                 int64_t e = o * ni + i;
                 const double *row = a->table + e * w;
                 double bw = base_weight ? (double)base_weight[e] : 1.0, *dst = acc + o * CHUNK;
-                for (int64_t n = 0; n < nn; n++) {
-                    double sum = bw * bx[n];
-                    for (int r = 0; r <= k; r++) sum += val[r * CHUNK + n] * row[at[n] + r];
-                    dst[n] += sum;
+                if (mass) {
+                    double sum = 0.0;
+                    for (int64_t n = 0; n < nn; n++) {
+                        double r = response(k, val, row, at, n, bw, bx[n]);
+                        dst[n] += r;
+                        sum += fabs(r);
+                    }
+                    mass[e] += sum;
+                } else {
+                    for (int64_t n = 0; n < nn; n++) dst[n] += response(k, val, row, at, n, bw, bx[n]);
                 }
             }
         }
@@ -108,13 +132,15 @@ static INLINE int forward(const call_t *a, const int k, int64_t c0, int64_t c1) 
 #define ACC_SIZE(edges, no, w) ((edges) * (LANES * (w) + 1) + (no))
 
 /* For the samples of chunks [c0, c1): gx, and the sums behind the parameters' gradients in
- * this part's accumulator block. */
+ * this part's accumulator block. Each edge's own upstream gradient is gy[n, o], plus
+ * weight_oi * sign(r_oi) when weight is given. */
 static INLINE int backward(const call_t *a, const int k, int part, int64_t c0, int64_t c1) {
     int64_t ni = a->ni, no = a->no, m = a->m, w = m + k + 1, edges = no * ni;
     const REAL *x = a->x, *aux = a->aux, *base_weight = a->base_weight, *gy = a->gy;
     REAL *gx = a->gx;
-    /* t0, 1 / h, then per chunk: the values, slopes, b(x), b'(x) and the gradient of x */
-    double *work = malloc((size_t)(2 * ni + (2 * k + 6) * CHUNK) * sizeof(double));
+    /* t0, 1 / h, then per chunk: the values, slopes, b(x), b'(x), the gradient of x, an edge's
+     * upstream gradient with the sparsity term and gy by output (no, CHUNK) */
+    double *work = malloc((size_t)(2 * ni + (2 * k + 7 + no) * CHUNK) * sizeof(double));
     int64_t *at = malloc(CHUNK * sizeof(int64_t));
     if (work == NULL || at == NULL) {
         free(work);
@@ -123,15 +149,18 @@ static INLINE int backward(const call_t *a, const int k, int part, int64_t c0, i
     }
     double *abasis = a->acc + part * a->acc_size, *abase = abasis + edges * LANES * w, *abias = abase + edges;
     double *t0 = work, *inv_h = t0 + ni, *val = inv_h + ni, *dval = val + (k + 1) * CHUNK;
-    double *bx = dval + (k + 1) * CHUNK, *dbx = bx + CHUNK, *gxc = dbx + CHUNK;
+    double *bx = dval + (k + 1) * CHUNK, *dbx = bx + CHUNK, *gxc = dbx + CHUNK, *gsp = gxc + CHUNK;
+    double *gyo = gsp + CHUNK;
     int spline_grads = a->acc_size > 0;
     grid_steps(a->grid, ni, m, t0, inv_h);
     for (int64_t n0 = c0 * CHUNK; n0 < a->b && n0 < c1 * CHUNK; n0 += CHUNK) {
         int64_t nn = a->b - n0 < CHUNK ? a->b - n0 : CHUNK;
         const REAL *g = gy + n0 * no;
+        for (int64_t o = 0; o < no; o++)
+            for (int64_t n = 0; n < nn; n++) gyo[o * CHUNK + n] = (double)g[n * no + o];
         if (spline_grads)
             for (int64_t n = 0; n < nn; n++)
-                for (int64_t o = 0; o < no; o++) abias[o] += (double)g[n * no + o];
+                for (int64_t o = 0; o < no; o++) abias[o] += gyo[o * CHUNK + n];
         for (int64_t i = 0; i < ni; i++) {
             const REAL *xi = x + n0 * ni + i;
             int nan = input_basis(a, k, i, xi, nn, t0, inv_h, at, val, gx ? dval : NULL);
@@ -144,21 +173,29 @@ static INLINE int backward(const call_t *a, const int k, int part, int64_t c0, i
             for (int64_t o = 0; o < no; o++) {
                 int64_t e = o * ni + i;
                 double bw = base_weight ? (double)base_weight[e] : 1.0, sum_base = 0.0;
+                const double *go = gyo + o * CHUNK;  /* the edge's own upstream gradient */
+                if (a->weight) {
+                    const double *row = a->table + e * w;
+                    double we = a->weight[e];
+                    for (int64_t n = 0; n < nn; n++)
+                        gsp[n] = go[n] + we * sign_of(response(k, val, row, at, n, bw, bx[n]));
+                    go = gsp;
+                }
                 if (gx) {
                     const double *row = a->table + e * w;
                     for (int64_t n = 0; n < nn; n++) {
                         double slope = bw * dbx[n];
                         for (int r = 0; r <= k; r++) slope += dval[r * CHUNK + n] * row[at[n] + r];
-                        gxc[n] += (double)g[n * no + o] * slope;
+                        gxc[n] += go[n] * slope;
                     }
                 }
                 if (spline_grads) {
                     double *dst = abasis + e * LANES * w;
                     for (int64_t n = 0; n < nn; n++) {
-                        double go = (double)g[n * no + o], *lane = dst + (n % LANES) * w + at[n];
-                        for (int r = 0; r <= k; r++) lane[r] += go * val[r * CHUNK + n];
+                        double *lane = dst + (n % LANES) * w + at[n];
+                        for (int r = 0; r <= k; r++) lane[r] += go[n] * val[r * CHUNK + n];
                     }
-                    for (int64_t n = 0; n < nn; n++) sum_base += (double)g[n * no + o] * bx[n];
+                    for (int64_t n = 0; n < nn; n++) sum_base += go[n] * bx[n];
                     abase[e] += sum_base;
                     if (nan)  /* a NaN input: every coefficient of the edge, as with a dense basis */
                         for (int64_t j = 0; j < w; j++) dst[j] = NAN;
@@ -176,8 +213,7 @@ static INLINE int backward(const call_t *a, const int k, int part, int64_t c0, i
 static int forward_range(const void *p, int part, int64_t c0, int64_t c1) {
     const call_t *a = p;
     int k = a->k;
-    (void)part;
-#define FORWARD(K) forward(a, K, c0, c1)
+#define FORWARD(K) forward(a, K, part, c0, c1)
     BY_ORDER(FORWARD)
 }
 
@@ -188,80 +224,56 @@ static int backward_range(const void *p, int part, int64_t c0, int64_t c1) {
     BY_ORDER(BACKWARD)
 }
 
-/* ---- the OpenMP runtime and the exported entry points ----------------------------------------- */
+/* ---- the exported entry points -------------------------------------------------------------- */
 
-/* The OpenMP runtime torch runs on (set by _native.py): the kernels' threads are then torch's
- * own, which spin a while after each parallel region; a second pool of threads would compete
- * with them for the cores (benchmarks/README.md). NULL: one thread. */
-static void (*omp_parallel)(void (*)(void *), void *, unsigned, unsigned);
-static int (*omp_thread)(void), (*omp_threads)(void);
-
-void kan_runtime(void *parallel, void *thread_num, void *num_threads) {
-    omp_parallel = (void (*)(void (*)(void *), void *, unsigned, unsigned))parallel;
-    omp_thread = (int (*)(void))thread_num;
-    omp_threads = (int (*)(void))num_threads;
-}
-
-typedef struct {
-    int (*range)(const void *args, int part, int64_t lo, int64_t hi);
-    const void *args;
-    int64_t total;
-    int status;
-} job_t;
-
-static void job_part(void *p) {
-    job_t *job = p;
-    int t = omp_thread(), n = omp_threads();
-    int status = job->range(job->args, t, job->total * t / n, job->total * (t + 1) / n);
-    if (status) __atomic_store_n(&job->status, status, __ATOMIC_RELAXED);
-}
-
-int kan_parts(int64_t total, int threads) {
-    if (threads <= 1 || total <= 1 || omp_parallel == NULL) return 1;
-    return threads < total ? threads : (int)total;
-}
-
-int kan_run(int (*range)(const void *, int, int64_t, int64_t), const void *args, int64_t total, int threads) {
-    int parts = kan_parts(total, threads);
-    if (parts == 1) return range(args, 0, 0, total);
-    job_t job = {range, args, total, 0};
-    omp_parallel(job_part, &job, (unsigned)parts, 0);
-    return job.status;
-}
-
+/* y, and mass (sum_n |r_oi|) unless it is NULL. */
 int kan_forward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL *x, const REAL *aux,
                 const double *grid, const double *poly, const double *cells, const REAL *coef, const REAL *scale,
-                const REAL *base_weight, int base, const REAL *bias, REAL *y, int threads) {
+                const REAL *base_weight, int base, const REAL *bias, REAL *y, double *mass, int threads) {
     if (k < 2 || k > MAX_K) return 2;
-    double *table = padded_table(coef, scale, no * ni, m - k - 1, k);
-    if (table == NULL) return 1;
+    int64_t edges = no * ni, chunks = (b + CHUNK - 1) / CHUNK;
+    int parts = kan_parts(chunks, threads);
+    double *table = padded_table(coef, scale, edges, m - k - 1, k);
+    double *acc = mass ? calloc((size_t)(parts * edges), sizeof(double)) : NULL;
+    if (table == NULL || (mass && acc == NULL)) {
+        free(table);
+        free(acc);
+        return 1;
+    }
     call_t a = {.b = b, .ni = ni, .no = no, .m = m, .k = k, .base = base, .x = x, .aux = aux,
                 .base_weight = base_weight, .bias = bias, .grid = grid, .poly = poly, .table = table, .cells = cells,
-                .y = y};
-    int status = kan_run(forward_range, &a, (b + CHUNK - 1) / CHUNK, threads);
+                .y = y, .acc = acc, .acc_size = edges};
+    int status = kan_run(forward_range, &a, chunks, threads);
+    if (status == 0 && mass)
+        for (int64_t e = 0; e < edges; e++) {
+            mass[e] = acc[e];
+            for (int q = 1; q < parts; q++) mass[e] += acc[q * edges + e];  /* parts in order */
+        }
     free(table);
+    free(acc);
     return status;
 }
 
-/* Gradients of sum(gy * y) for the inputs whose output pointer is not NULL. */
+/* Gradients of sum(gy * y), plus sum_oi weight_oi * mass_oi unless weight is NULL, for the inputs
+ * whose output pointer is not NULL. */
 int kan_backward(int64_t b, int64_t ni, int64_t no, int64_t m, int k, const REAL *x, const REAL *aux,
                  const double *grid, const double *poly, const double *cells, const REAL *coef, const REAL *scale,
-                 const REAL *base_weight, int base, const REAL *gy, REAL *gx, REAL *gcoef, REAL *gscale,
-                 REAL *gbase_weight, REAL *gbias, int threads) {
+                 const REAL *base_weight, int base, const REAL *gy, const double *weight, REAL *gx, REAL *gcoef,
+                 REAL *gscale, REAL *gbase_weight, REAL *gbias, int threads) {
     if (k < 2 || k > MAX_K) return 2;
     int64_t c = m - k - 1, w = c + 2 * k + 2, edges = no * ni, chunks = (b + CHUNK - 1) / CHUNK;
     int spline_grads = gcoef || gscale || gbase_weight || gbias, parts = kan_parts(chunks, threads);
     int64_t size = spline_grads ? ACC_SIZE(edges, no, w) : 0;
-    double *table = gx ? padded_table(coef, scale, edges, c, k) : NULL;
+    double *table = gx || weight ? padded_table(coef, scale, edges, c, k) : NULL;
     double *acc = spline_grads ? calloc((size_t)(parts * size), sizeof(double)) : NULL;
-    if ((gx && table == NULL) || (spline_grads && acc == NULL)) {
+    if (((gx || weight) && table == NULL) || (spline_grads && acc == NULL)) {
         free(table);
         free(acc);
         return 1;
     }
     call_t a = {.b = b, .ni = ni, .no = no, .m = m, .k = k, .base = base, .x = x, .aux = aux,
                 .base_weight = base_weight, .gy = gy, .grid = grid, .poly = poly, .table = table, .cells = cells,
-                .gx = gx, .acc = acc, .acc_size = size};
+                .weight = weight, .gx = gx, .acc = acc, .acc_size = size};
     int status = kan_run(backward_range, &a, chunks, threads);
     if (status == 0 && spline_grads) {
         for (int q = 1; q < parts; q++)  /* every part's sums into the first's */

@@ -1,4 +1,4 @@
-/* What the native kernels share (included by _native.c and _native_gather.c): the build's
+/* What the native kernels share (included by _native.c, _native_gather.c, _native_runtime.c): the build's
  * element type REAL (float or double, set by -DREAL), the per-order inlining, and the local
  * B-spline basis of a uniform grid. */
 #ifndef KANLAB_NATIVE_H

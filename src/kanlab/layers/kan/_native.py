@@ -167,7 +167,7 @@ class NativeKAN(torch.autograd.Function):
         y = x.new_empty(x.shape[0], coef.shape[0])
         aux = aux_of(x, base)
         check(lib.kan_forward(*_head(x, aux, coef, scale, base_weight, grid, table, order, base), ptr(bias),
-                              ptr(y), work_threads(x, coef)))
+                              ptr(y), None, work_threads(x, coef)))
         ctx.save_for_backward(x, aux, coef, scale, base_weight, bias, grid, table)
         ctx.meta = (order, base)
         return y
@@ -187,6 +187,6 @@ class NativeKAN(torch.autograd.Function):
         gy = gy.contiguous()  # held by a name: the kernel reads it after ptr returns
         lib = library(x.dtype)
         assert lib is not None
-        check(lib.kan_backward(*_head(x, aux, coef, scale, base_weight, grid, table, k, base), ptr(gy),
+        check(lib.kan_backward(*_head(x, aux, coef, scale, base_weight, grid, table, k, base), ptr(gy), None,
                                *map(ptr, grads), work_threads(x, coef)))
         return (*grads, None, None, None, None)

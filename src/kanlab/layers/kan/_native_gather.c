@@ -5,7 +5,7 @@
  * forward splits samples over threads (or, where it builds the table as it goes, inputs, each
  * thread but the first summing into its own copy of y), the backward inputs, so that no two
  * threads write the same memory; the threads are torch's own OpenMP threads (kan_run in
- * _native.c). The loops over outputs are contiguous and vectorize; sums are in REAL, as a GEMM's
+ * _native_runtime.c). The loops over outputs are contiguous and vectorize; sums are in REAL, as a GEMM's
  * would be.
  *
  * Shapes (row-major, contiguous): x (b, ni); grid (ni, m) float64, uniform per row unless cells is

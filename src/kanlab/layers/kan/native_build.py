@@ -1,5 +1,5 @@
 """Builds, caches and loads the C kernels of the native and gather paths (_native.c,
-_native_gather.c, _native.h: one library per float type).
+_native_gather.c, the threads they run on in _native_runtime.c, _native.h: one library per float type).
 
 Compiled with the system's C compiler on first use (a few seconds, once; cached in
 ~/.cache/kanlab/native, or $KANLAB_CACHE/native, and checked against its checksum before each
@@ -31,7 +31,8 @@ except ImportError:  # Windows: the kernels are not built there (see library)
     fcntl = None  # type: ignore[assignment]
 
 HERE = Path(__file__).parent
-SOURCES = (HERE / "_native.c", HERE / "_native_gather.c")  # one library: both include _native.h
+# one library: all three include _native.h
+SOURCES = (HERE / "_native.c", HERE / "_native_gather.c", HERE / "_native_runtime.c")
 HEADER = HERE / "_native.h"
 # what _native_gather.c includes besides HEADER (one translation unit): part of the cache key too
 GATHER_HEADERS = (HERE / "_native_gather_forward.h", HERE / "_native_gather_backward.h")
@@ -209,8 +210,8 @@ def _load(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     i64, addr, cint = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int
     first: list[Any] = [i64, i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, addr, addr, cint]
-    lib.kan_forward.argtypes = [*first, addr, addr, cint]
-    lib.kan_backward.argtypes = [*first, addr, addr, addr, addr, addr, addr, cint]
+    lib.kan_forward.argtypes = [*first, addr, addr, addr, cint]
+    lib.kan_backward.argtypes = [*first, *[addr] * 7, cint]
     lib.gather_basis.argtypes = [i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, addr, cint]
     lib.gather_forward.argtypes = [i64, i64, i64, i64, cint, addr, addr, addr, addr, cint]
     lib.gather_backward.argtypes = [i64, i64, i64, i64, cint, *[addr] * 10, cint]
