@@ -52,7 +52,9 @@ def run(cfg: TrainConfig, flat: bool, monkeypatch: pytest.MonkeyPatch,
     {"optimizer": "adamw", "lr": 0.02, "weight_decay": 0.1},
     {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "batch_size": 64},
     {"optimizer": "adam", "lr": 0.02, "grid_update_every": 2, "grid_update_until": 8, "grid_stages": (3, 5)},
-], ids=["adam-cosine", "adamw-decay", "sgd-momentum-minibatch", "adam-grid-updates-and-refine"])
+    {"optimizer": "adam", "lr": 0.02, "sparsity": 0.01, "sparsity_entropy": 1.0},
+], ids=["adam-cosine", "adamw-decay", "sgd-momentum-minibatch", "adam-grid-updates-and-refine",
+        "adam-sparsity"])
 def test_the_flat_step_follows_the_optimizer_on_the_parameters(options: dict[str, object],
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = TrainConfig(dtype="float64", steps=8, eval_every=2, **options)  # type: ignore[arg-type]
@@ -64,17 +66,19 @@ def test_the_flat_step_follows_the_optimizer_on_the_parameters(options: dict[str
     torch.testing.assert_close(flat_params, ref_params, rtol=1e-9, atol=1e-12)
 
 
-def test_a_layer_leaving_the_native_path_mid_stage_steps_by_autograd(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("sparsity", [0.0, 0.01])
+def test_a_layer_leaving_the_native_path_mid_stage_steps_by_autograd(sparsity: float,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     # the objective refuses from the third step on: those steps take autograd's gradient instead
     calls = 0
     real = native_objective.mse_objective
 
-    def refusing(*args: object) -> object:
+    def refusing(*args: object, **kwargs: object) -> object:
         nonlocal calls
         calls += 1
-        return real(*args) if calls <= 3 else None  # type: ignore[arg-type]  (call 1: applies())
+        return real(*args, **kwargs) if calls <= 3 else None  # type: ignore[arg-type]  (call 1: applies())
 
-    cfg = TrainConfig(optimizer="adam", lr=0.02, dtype="float64", steps=6, eval_every=3)
+    cfg = TrainConfig(optimizer="adam", lr=0.02, dtype="float64", steps=6, eval_every=3, sparsity=sparsity)
     ref_losses, ref_params, _ = run(cfg, False, monkeypatch)
     monkeypatch.setattr(native_objective, "mse_objective", refusing)
     losses, params, used = run(cfg, True, monkeypatch)
@@ -84,7 +88,7 @@ def test_a_layer_leaving_the_native_path_mid_stage_steps_by_autograd(monkeypatch
 
 
 @pytest.mark.parametrize("options", [{"optimizer": "lbfgs", "lr": 1.0}, {"grad_clip": 1.0},
-                                     {"sparsity": 0.01}, {"optimizer": "adam", "model": "mlp"}], ids=str)
+                                     {"optimizer": "adam", "model": "mlp"}], ids=str)
 def test_not_where_the_native_objective_does_not_compute_the_step(options: dict[str, object],
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     options = dict(options)

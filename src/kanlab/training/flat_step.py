@@ -1,5 +1,7 @@
 """First-order steps (Adam, AdamW, SGD) of a small KAN on one flat vector, without autograd.
 
+The loss is the MSE, plus the KAN paper's sparsity term when the config asks for it.
+
 Where every layer of a model runs the native path (the default preset's KANs, the KAN paper's
 [2, 5, 1]; see native_objective.mse_objective), train() gives the optimizer one flat copy of the
 trainable parameters instead of the parameters themselves. Each step copies the model's
@@ -21,8 +23,14 @@ from torch import nn
 from kanlab.training import native_objective
 from kanlab.training.config import TrainConfig
 from kanlab.training.optimizers import make_optimizer
+from kanlab.training.regularization import forward_with_sparsity
 
 FIRST_ORDER = ("adam", "adamw", "sgd")  # the optimizers whose update is elementwise
+
+
+def _terms(cfg: TrainConfig) -> dict[str, float]:
+    # the sparsity term's weights, as mse_objective takes them
+    return {"sparsity": cfg.sparsity, "l1": cfg.sparsity_l1, "entropy": cfg.sparsity_entropy}
 
 
 class FlatStep:
@@ -41,26 +49,34 @@ class FlatStep:
         self.sizes = [p.numel() for p in self.params]
         self.flat = nn.Parameter(torch.cat([p.detach().reshape(-1) for p in self.params]))
         self.opt = make_optimizer([self.flat], cfg)
+        self.terms = _terms(cfg)
 
     @classmethod
     def applies(cls, model: nn.Module, params: Sequence[torch.Tensor], cfg: TrainConfig, x: torch.Tensor,
                 y: torch.Tensor) -> bool:
         """Whether cfg's optimizer is first-order and the native objective covers model on (x, y)."""
-        return (cfg.optimizer in FIRST_ORDER and len(x) > 0
-                and native_objective.mse_objective(model, params, x[:1], y[:1]) is not None)
+        if cfg.optimizer not in FIRST_ORDER or len(x) == 0:
+            return False
+        return native_objective.mse_objective(model, params, x[:1], y[:1], **_terms(cfg)) is not None
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """One optimizer step on the MSE of the model on (x, y); returns the loss before it."""
+        """One optimizer step on the MSE of the model on (x, y), plus cfg.sparsity times the sparsity
+        term; returns the loss before it."""
         flat = self.flat.detach()
         with torch.no_grad():
             torch.cat([p.reshape(-1) for p in self.params], out=flat)
-        objective = native_objective.mse_objective(self.model, self.params, x, y)
+        objective = native_objective.mse_objective(self.model, self.params, x, y, **self.terms)
         if objective is not None:
             loss, grad = objective(flat)
         else:  # a layer left the native path mid-stage: the same gradient by autograd
             for p in self.params:
                 p.grad = None
-            value = torch.nn.functional.mse_loss(self.model(x), y)
+            sparsity, l1, entropy = self.terms.values()
+            if sparsity > 0:
+                pred, reg = forward_with_sparsity(self.model, x, l1, entropy)
+                value = torch.nn.functional.mse_loss(pred, y) + sparsity * reg
+            else:
+                value = torch.nn.functional.mse_loss(self.model(x), y)
             value.backward()
             loss = float(value.detach())
             grad = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1)

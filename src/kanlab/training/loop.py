@@ -188,8 +188,8 @@ class _Run:
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> Any:
         # One optimizer step. Full-batch LBFGS on a small KAN skips autograd: the native kernels
         # give the loss (MSE, plus the sparsity term) and gradient on the optimizer's flat vector
-        # (kanlab.training.native_objective). Adam, AdamW and SGD on such a KAN without sparsity:
-        # the same kernels, the optimizer on one flat vector (flat_step.py).
+        # (kanlab.training.native_objective). Adam, AdamW and SGD on such a KAN: the same kernels,
+        # the optimizer on one flat vector (flat_step.py).
         if self.flat is not None:
             return self.flat.step(x, y)
         opt, cfg = self.opt, self.cfg
@@ -208,9 +208,7 @@ class _Run:
         """A fresh optimizer (self.opt; self.flat where flat_step applies) and its schedule."""
         params = [p for p in self.model.parameters() if p.requires_grad]
         self.flat = None
-        # flat_step computes the MSE alone: with a sparsity term the optimizer steps on the closure
-        if (self._native() and self.cfg.sparsity == 0
-                and FlatStep.applies(self.model, params, self.cfg, self.x_train, self.y_train)):
+        if self._native() and FlatStep.applies(self.model, params, self.cfg, self.x_train, self.y_train):
             self.flat = FlatStep(self.model, params, self.cfg)
             self.opt = self.flat.opt
         else:
