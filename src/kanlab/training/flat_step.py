@@ -15,7 +15,7 @@ tensor (12 tensors for a three-layer KAN with PyKAN's tricks). benchmarks/profil
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -23,7 +23,6 @@ from torch import nn
 from kanlab.training import native_objective
 from kanlab.training.config import TrainConfig
 from kanlab.training.optimizers import make_optimizer
-from kanlab.training.regularization import forward_with_sparsity
 
 FIRST_ORDER = ("adam", "adamw", "sgd")  # the optimizers whose update is elementwise
 
@@ -59,31 +58,27 @@ class FlatStep:
             return False
         return native_objective.mse_objective(model, params, x[:1], y[:1], **_terms(cfg)) is not None
 
-    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+    def step(self, x: torch.Tensor, y: torch.Tensor, loss: Callable[[], torch.Tensor]) -> float:
         """One optimizer step on the MSE of the model on (x, y), plus cfg.sparsity times the sparsity
-        term; returns the loss before it."""
+        term; returns the loss before it. loss() computes that same objective on the model's own
+        parameters: autograd's fallback where the native objective does not apply."""
         flat = self.flat.detach()
         with torch.no_grad():
             torch.cat([p.reshape(-1) for p in self.params], out=flat)
         objective = native_objective.mse_objective(self.model, self.params, x, y, **self.terms)
         if objective is not None:
-            loss, grad = objective(flat)
+            before, grad = objective(flat)
         else:  # a layer left the native path mid-stage: the same gradient by autograd
             for p in self.params:
                 p.grad = None
-            sparsity, l1, entropy = self.terms.values()
-            if sparsity > 0:
-                pred, reg = forward_with_sparsity(self.model, x, l1, entropy)
-                value = torch.nn.functional.mse_loss(pred, y) + sparsity * reg
-            else:
-                value = torch.nn.functional.mse_loss(self.model(x), y)
+            value = loss()
             value.backward()
-            loss = float(value.detach())
+            before = float(value.detach())
             grad = torch.cat([(torch.zeros_like(p) if p.grad is None else p.grad).reshape(-1)
                               for p in self.params])
         self.flat.grad = grad
         self.opt.step()
         with torch.no_grad():
-            for p, value in zip(self.params, flat.split(self.sizes), strict=True):
-                p.copy_(value.view_as(p))
-        return loss
+            for p, new in zip(self.params, flat.split(self.sizes), strict=True):
+                p.copy_(new.view_as(p))
+        return before

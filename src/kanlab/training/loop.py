@@ -98,20 +98,24 @@ def _batches(n: int, batch_size: int | None, gen: torch.Generator) -> Iterator[t
             yield perm[k * batch_size : (k + 1) * batch_size]
 
 
+def _loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig, kind: str) -> torch.Tensor:
+    # the training objective on (x, y): the target kind's loss, plus the sparsity term if asked
+    loss_fn = loss_function(kind)
+    if cfg.sparsity > 0:
+        pred, reg = forward_with_sparsity(model, x, cfg.sparsity_l1, cfg.sparsity_entropy)
+        return loss_fn(pred, y) + cfg.sparsity * reg
+    return loss_fn(model(x), y)
+
+
 def _make_closure(
     model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig,
     kind: str = "value",
 ) -> Callable[[], torch.Tensor]:
     params = [p for g in opt.param_groups for p in g["params"]]
-    loss_fn = loss_function(kind)
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        if cfg.sparsity > 0:
-            pred, reg = forward_with_sparsity(model, x, cfg.sparsity_l1, cfg.sparsity_entropy)
-            loss = loss_fn(pred, y) + cfg.sparsity * reg
-        else:
-            loss = loss_fn(model(x), y)
+        loss = _loss(model, x, y, cfg, kind)
         loss.backward()
         if cfg.grad_clip is not None:
             nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -191,7 +195,7 @@ class _Run:
         # (kanlab.training.native_objective). Adam, AdamW and SGD on such a KAN: the same kernels,
         # the optimizer on one flat vector (flat_step.py).
         if self.flat is not None:
-            return self.flat.step(x, y)
+            return self.flat.step(x, y, lambda: _loss(self.model, x, y, self.cfg, self.target_kind))
         opt, cfg = self.opt, self.cfg
         assert opt is not None
         closure = _make_closure(self.model, opt, x, y, cfg, self.target_kind)
