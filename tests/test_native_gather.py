@@ -68,6 +68,28 @@ def test_threads_input_blocks_and_partial_output_spans(dtype: torch.dtype, rtol:
     assert_same(layer, ref, inputs(layer, 40, dtype), rtol=rtol)
 
 
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+@pytest.mark.parametrize("outputs", [1, 9, 31, 33, 47, 57, 71])
+def test_outputs_past_whole_vectors(dtype: torch.dtype, rtol: float, outputs: int) -> None:
+    # A row's last outputs after its whole vectors (of 8 floats or 4 doubles, or 16 / 8 with
+    # AVX-512) are summed as whole vectors too, reading past the row (into the next row, or after
+    # the table's last into its zero PAD; gy's rows padded with zeros): 1 to 7 spare lanes in the
+    # forward's tail (outputs mod 64), the table gradient's (mod 32) and x's dot products. The
+    # far-outside inputs read the table's last rows.
+    layer, ref = twins(5, outputs, 4, dtype)
+    assert_same(layer, ref, inputs(layer, 30, dtype), rtol=rtol)
+
+
+def test_an_expanded_output_gradient() -> None:
+    # y.sum()'s gradient is an expanded view (row stride 0): the kernels read a zero-padded copy.
+    layer, ref = twins(4, 47, 5, torch.float64)
+    x = inputs(layer, 20, torch.float64)
+    got = torch.autograd.grad(layer(x).sum(), [x, layer.coef, layer.spline_weight])
+    want = torch.autograd.grad(ref(x).sum(), [x, ref.coef, ref.spline_weight])
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12 * w.abs().max().item())
+
+
 @pytest.mark.usefixtures("many_threads")
 def test_the_forward_builds_the_table_unless_partial_sums_outgrow_it() -> None:
     # Two threads: one (b, o) buffer of partial sums, against a table of 64 * (33 + 2 * 3 + 2) rows

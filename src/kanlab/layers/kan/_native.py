@@ -131,9 +131,13 @@ def work_threads(x: torch.Tensor, coef: torch.Tensor) -> int:
 
 
 def check(status: int) -> None:
-    """Raise if a kernel returned non-zero (it could not allocate its work space)."""
-    if status != 0:
+    """Raise if a kernel returned non-zero: 1, it could not allocate its work space; else it was
+    called with arguments it was not built for (a bug in kanlab, not in the caller's data)."""
+    if status == 1:
         raise MemoryError("the native KAN kernel could not allocate its accumulators")
+    if status != 0:
+        raise RuntimeError(f"a native KAN kernel rejected its arguments (status {status}): a bug in kanlab, "
+                           "please report it; path='dense' avoids the kernels meanwhile")
 
 
 @torch.compiler.disable

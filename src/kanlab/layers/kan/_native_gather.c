@@ -13,8 +13,10 @@
  * c), scale (no, ni); table (ni * w, no), input i's block of w = c + 2k + 2 rows starting at row
  * i * w: k + 1 zero rows, scale * coef's c, k + 1 zero rows; first (ni, b) int64, the table row of
  * sample n's first nonzero basis of input i; val, dval (ni, b, k + 1) the bases' values and
- * x-derivatives; y, gy (b, no); gx (b, ni). Entry points return 0, 1 when out of memory, 2 for
- * an order they were not built for.
+ * x-derivatives; y (b, no); gy (b, ldg), ldg >= no a multiple of TAIL_STEP, zeros past column no;
+ * gx (b, ni). Arrays that the kernels read past their rows' ends (the table, _native_gather.PAD)
+ * have PAD more elements after their last. Entry points return 0, 1 when out of memory, 2 for
+ * an order they were not built for, 3 for a gy stride they cannot read.
  */
 #include "_native.h"
 #include "_native_gather_forward.h"
@@ -35,7 +37,7 @@
     }
 
 typedef struct {
-    int64_t b, ni, no, m, c, w;
+    int64_t b, ni, no, ldg, m, c, w;
     int k;
     const REAL *x, *table, *val, *dval, *gy, *coef, *scale;
     const double *grid, *poly, *cells;
@@ -88,7 +90,7 @@ static int forward_range(const void *p, int part, int64_t n0, int64_t n1) {
  * stay run-time values: inlining a copy per combination tripled the compile time for no
  * measurable speed. */
 static int backward_by_order(const args_t *a, REAL *gt, int64_t *order, int64_t i0, int64_t i1) {
-#define BACKWARD(K) backward(a->b, a->ni, a->no, a->c, K, a->table, a->first, a->val, a->dval, a->gy, a->coef, \
+#define BACKWARD(K) backward(a->b, a->ni, a->no, a->ldg, a->c, K, a->table, a->first, a->val, a->dval, a->gy, a->coef, \
                              a->scale, a->gcoef, a->gscale, a->gx, gt, order, order + a->b, i0, i1, gt != NULL, \
                              a->gx != NULL)
     ANY_ORDER(BACKWARD)
@@ -154,10 +156,12 @@ int gather_forward_build(int64_t b, int64_t ni, int64_t no, int64_t c, int k, co
 }
 
 /* The gradients of x (gx, needs dval), coef (gcoef) and scale (gscale), each skipped when NULL. */
-int gather_backward(int64_t b, int64_t ni, int64_t no, int64_t c, int k, const REAL *table, const int64_t *first,
+int gather_backward(int64_t b, int64_t ni, int64_t no, int64_t ldg, int64_t c, int k, const REAL *table,
+                    const int64_t *first,
                     const REAL *val, const REAL *dval, const REAL *gy, const REAL *coef, const REAL *scale,
                     REAL *gcoef, REAL *gscale, REAL *gx, int threads) {
-    args_t a = {.b = b, .ni = ni, .no = no, .c = c, .w = c + 2 * k + 2, .k = k, .table = table,
+    if (ldg < no || ldg % TAIL_STEP) return 3;
+    args_t a = {.b = b, .ni = ni, .no = no, .ldg = ldg, .c = c, .w = c + 2 * k + 2, .k = k, .table = table,
                 .first = (int64_t *)first, .val = val, .dval = dval, .gy = gy, .coef = coef, .scale = scale,
                 .gcoef = gcoef, .gscale = gscale, .gx = gx};
     return kan_run(backward_range, &a, ni, threads);

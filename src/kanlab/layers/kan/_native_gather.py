@@ -33,6 +33,37 @@ def kernels(x: torch.Tensor, coef: torch.Tensor) -> ctypes.CDLL | None:
     return native_build.library(x.dtype) if x.dtype in native_build.C_TYPES else None
 
 
+# The kernels sum a row's last outputs (after its whole vectors) as whole vectors too, reading up
+# to a vector past the row's end (_native_gather_forward.h, forward_tail), into the next row or,
+# after the table's last, into PAD more elements (padded()). 64 covers every vector width.
+PAD = 64
+
+
+def padded(like: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """An empty (rows, cols) tensor like `like`, contiguous, with PAD zeros after its end (what is
+    read there is multiplied by gy's zero columns: it must be finite)."""
+    flat = like.new_empty(rows * cols + PAD)
+    flat[rows * cols :] = 0
+    return flat[: rows * cols].view(rows, cols)
+
+
+# The backward reads gy's rows as whole vectors: rows padded with zeros to a multiple of ROW_MULTIPLE
+# elements (of every vector width and of _native_gather_forward.h's TAIL_STEP).
+ROW_MULTIPLE = 16
+
+
+def zero_padded_rows(t: torch.Tensor) -> torch.Tensor:
+    """t (b, o) as a (b, o) view of a (b, o rounded up to ROW_MULTIPLE) tensor, zeros past column o."""
+    b, o = t.shape
+    wide = -(-o // ROW_MULTIPLE) * ROW_MULTIPLE
+    if wide == o and t.is_contiguous():
+        return t
+    out = t.new_empty(b, wide)
+    out[:, o:] = 0
+    out[:, :o] = t
+    return out[:, :o]
+
+
 @torch.compiler.disable  # torch.compile cannot see what a ctypes call reads
 def table(lib: ctypes.CDLL, coef: torch.Tensor, scale: torch.Tensor | None, k: int) -> torch.Tensor:
     """(o, i, c) coefficients times the (o, i) spline scale -> the (i * w, o) padded table
@@ -40,7 +71,7 @@ def table(lib: ctypes.CDLL, coef: torch.Tensor, scale: torch.Tensor | None, k: i
     o, i, c = coef.shape
     coef = coef.contiguous()
     scale = None if scale is None else scale.contiguous()
-    out = coef.new_empty(i * (c + 2 * k + 2), o)
+    out = padded(coef, i * (c + 2 * k + 2), o)
     _native.check(lib.gather_table(i, o, c, k, coef.data_ptr(), _native.ptr(scale), out.data_ptr(),
                                    _native.threads(o * i * c)))
     return out
@@ -93,7 +124,7 @@ def forward_build(lib: ctypes.CDLL, first: torch.Tensor, values: torch.Tensor, c
     o, _, c = coef.shape
     coef = coef.contiguous()
     scale = None if scale is None else scale.contiguous()
-    table = coef.new_empty(i * (c + 2 * k1), o)
+    table = padded(coef, i * (c + 2 * k1), o)
     y = coef.new_empty(b, o)
     _native.check(lib.gather_forward_build(b, i, o, c, k1 - 1, coef.data_ptr(), _native.ptr(scale),
                                            table.data_ptr(), first.data_ptr(), values.data_ptr(),
@@ -123,14 +154,14 @@ def backward(lib: ctypes.CDLL, first: torch.Tensor, values: torch.Tensor, dvalue
     """
     i, b, k1 = values.shape
     o, _, c = coef.shape
-    gy, coef = gy.contiguous(), coef.contiguous()
+    gy, coef = zero_padded_rows(gy), coef.contiguous()
     scale = None if scale is None else scale.contiguous()
     gx = gy.new_empty(b, i) if dvalues is not None else None
     gcoef = torch.empty_like(coef) if want_coef else None
     gscale = torch.empty_like(scale) if want_scale and scale is not None else None
     if gx is not None or gcoef is not None or gscale is not None:
         _native.check(lib.gather_backward(
-            b, i, o, c, k1 - 1, table.data_ptr(), first.data_ptr(), values.data_ptr(), _native.ptr(dvalues),
-            gy.data_ptr(), coef.data_ptr(), _native.ptr(scale), _native.ptr(gcoef), _native.ptr(gscale),
-            _native.ptr(gx), _native.threads(2 * b * i * k1 * o)))
+            b, i, o, gy.stride(0), c, k1 - 1, table.data_ptr(), first.data_ptr(), values.data_ptr(),
+            _native.ptr(dvalues), gy.data_ptr(), coef.data_ptr(), _native.ptr(scale), _native.ptr(gcoef),
+            _native.ptr(gscale), _native.ptr(gx), _native.threads(2 * b * i * k1 * o)))
     return gx, gcoef, gscale

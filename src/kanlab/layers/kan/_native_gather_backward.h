@@ -52,28 +52,44 @@ static __attribute__((noinline)) void unpack(int64_t ni, int64_t no, int64_t c, 
 }
 #pragma GCC pop_options
 
-/* rows[r][o, o + len) += sum over the cnt samples idx[] of val[n, r] * gy[n, o, o + len), the
- * sums held in registers while the samples' gy rows are read. */
-static INLINE void bucket_span(int64_t no, const int k, const int64_t *idx, int64_t cnt, const REAL *val,
-                               const REAL *gy, REAL *rows, int64_t o, const int64_t len) {
+/* rows[r][o, o + keep) += sum over the cnt samples idx[] of val[n, r] * gy[n, o, o + keep), the
+ * sums held in registers while the samples' gy rows (ldg apart) are read; summed over len >= keep
+ * outputs (the lanes past keep read gy's zero columns, and are dropped). */
+static INLINE void bucket_span(int64_t no, int64_t ldg, const int k, const int64_t *idx, int64_t cnt,
+                               const REAL *val, const REAL *gy, REAL *rows, int64_t o, const int64_t len,
+                               int64_t keep) {
     REAL acc[MAX_K + 1][SPAN];
     for (int r = 0; r <= k; r++)
         for (int64_t l = 0; l < len; l++) acc[r][l] = 0;
     for (int64_t q = 0; q < cnt; q++) {
-        const REAL *restrict g = gy + idx[q] * no + o, *v = val + idx[q] * (k + 1);
+        const REAL *restrict g = gy + idx[q] * ldg + o, *v = val + idx[q] * (k + 1);
         for (int r = 0; r <= k; r++) {
             REAL vr = v[r];
             for (int64_t l = 0; l < len; l++) acc[r][l] += vr * g[l];
         }
     }
     for (int r = 0; r <= k; r++)
-        for (int64_t l = 0; l < len; l++) rows[r * no + o + l] += acc[r][l];
+        for (int64_t l = 0; l < keep; l++) rows[r * no + o + l] += acc[r][l];
+}
+
+/* bucket_span() for a row's last keep < SPAN outputs, over keep rounded up to a multiple of
+ * TAIL_STEP (as forward_tail(): a length known at compile time keeps the sums in registers; gy's
+ * rows are padded with zeros to ldg, a multiple of TAIL_STEP). */
+static INLINE void bucket_tail(int64_t no, int64_t ldg, const int k, const int64_t *idx, int64_t cnt,
+                               const REAL *val, const REAL *gy, REAL *rows, int64_t o, int64_t keep) {
+#define TAIL(V) bucket_span(no, ldg, k, idx, cnt, val, gy, rows, o, (V) * TAIL_STEP <= SPAN ? (V) * TAIL_STEP : SPAN, \
+                            keep); break
+    switch ((keep + TAIL_STEP - 1) / TAIL_STEP) {
+        case 1: TAIL(1); case 2: TAIL(2); case 3: TAIL(3); default: TAIL(4);
+    }
+#undef TAIL
 }
 
 /* One input's block gt (w * no) of the table's gradient from its first rows first[n] - base
  * and bases val (b, k + 1): a counting sort of the samples by first row (into order, with w + 1
  * counts), then each bucket's k + 1 rows SPAN outputs at a time (no >= SPAN). */
-static INLINE void table_grad_by_row(int64_t b, int64_t no, int64_t w, const int k, const int64_t *first,
+static INLINE void table_grad_by_row(int64_t b, int64_t no, int64_t ldg, int64_t w, const int k,
+                                     const int64_t *first,
                                      int64_t base, const REAL *val, const REAL *gy, REAL *gt, int64_t *order,
                                      int64_t *count) {
     for (int64_t e = 0; e < w * no; e++) gt[e] = 0;
@@ -84,8 +100,9 @@ static INLINE void table_grad_by_row(int64_t b, int64_t no, int64_t w, const int
     for (int64_t j = 0, start = 0; j < w; start = count[j], j++) {  /* count[j]: now where it ends */
         int64_t cnt = count[j] - start, o = 0;
         if (cnt == 0) continue;
-        for (; o + SPAN <= no; o += SPAN) bucket_span(no, k, order + start, cnt, val, gy, gt + j * no, o, SPAN);
-        if (o < no) bucket_span(no, k, order + start, cnt, val, gy, gt + j * no, o, no - o);
+        for (; o + SPAN <= no; o += SPAN) 
+            bucket_span(no, ldg, k, order + start, cnt, val, gy, gt + j * no, o, SPAN, SPAN);
+        if (o < no) bucket_tail(no, ldg, k, order + start, cnt, val, gy, gt + j * no, o, no - o);
     }
 }
 
@@ -93,7 +110,8 @@ static INLINE void table_grad_by_row(int64_t b, int64_t no, int64_t w, const int
  * gradient, sum_n val * gy[n] per row, summed in the scratch blocks gt: see SPAN) and of scale
  * (gscale = G . coef) when want_gt, and gx[n, i] = gy[n] . sum_r dval * table[first + r] when
  * want_gx. order and count: table_grad_by_row's. */
-static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const int k, const REAL *table,
+static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t ldg, int64_t c, const int k,
+                           const REAL *table,
                            const int64_t *first, const REAL *val, const REAL *dval, const REAL *gy,
                            const REAL *coef, const REAL *scale, REAL *gcoef, REAL *gscale, REAL *gx,
                            REAL *gt, int64_t *order, int64_t *count, int64_t i0, int64_t i1, int want_gt,
@@ -105,7 +123,7 @@ static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const i
             for (int64_t e = 0; e < COPIES * w * no; e++) gt[e] = 0;
         for (int64_t n = 0; n < b && (by_sample || want_gx); n++) {
             int64_t at = first[i * b + n] * no;
-            const REAL *restrict g = gy + n * no, *restrict t = table + at, *v = val + (i * b + n) * (k + 1);
+            const REAL *restrict g = gy + n * ldg, *restrict t = table + at, *v = val + (i * b + n) * (k + 1);
             if (by_sample) {
                 REAL *restrict dst = gt + (n % COPIES) * w * no + at - i * w * no;
                 for (int r = 0; r <= k; r++) {
@@ -115,29 +133,25 @@ static INLINE int backward(int64_t b, int64_t ni, int64_t no, int64_t c, const i
             }
             if (want_gx) {
                 /* one dot product of g with the rows' sum weighted by dval, in VL partial sums
-                 * (faster than a dot per row, then their weighted sum: benchmarks/README.md) */
+                 * (faster than a dot per row, then their weighted sum: benchmarks/README.md), over
+                 * all ldg columns of g, whole vectors: past no, g is 0 and the rows read on into
+                 * the next rows of the same input's block (or the table's PAD after its last) */
                 const REAL *dv = dval + (i * b + n) * (k + 1);
                 REAL lanes[VL], slope = 0, d[MAX_K + 1];
                 for (int r = 0; r <= k; r++) d[r] = dv[r];
-                int64_t o = 0;
                 for (int l = 0; l < VL; l++) lanes[l] = 0;
-                for (; o + VL <= no; o += VL)
+                for (int64_t o = 0; o < ldg; o += VL)
                     for (int l = 0; l < VL; l++) {
                         REAL row = d[0] * t[o + l];
                         for (int r = 1; r <= k; r++) row += d[r] * t[r * no + o + l];
                         lanes[l] += row * g[o + l];
                     }
                 for (int l = 0; l < VL; l++) slope += lanes[l];
-                for (int64_t p = o; p < no; p++) {
-                    REAL row = 0;
-                    for (int r = 0; r <= k; r++) row += d[r] * t[r * no + p];
-                    slope += row * g[p];
-                }
                 gx[n * ni + i] = slope;
             }
         }
         if (by_row)
-            table_grad_by_row(b, no, w, k, first + i * b, i * w, val + i * b * (k + 1), gy, gt, order, count);
+            table_grad_by_row(b, no, ldg, w, k, first + i * b, i * w, val + i * b * (k + 1), gy, gt, order, count);
         if (by_sample)
             for (int copy = 1; copy < COPIES; copy++)
                 for (int64_t e = 0; e < w * no; e++) gt[e] += gt[copy * w * no + e];

@@ -65,9 +65,9 @@ static INLINE int basis(int64_t b, int64_t ni, int64_t m, const int k, const REA
  * of inputs. */
 static INLINE void forward_span(int64_t b, int64_t no, const int k, const REAL *table, const int64_t *first,
                                 const REAL *val, REAL *restrict dst, int64_t n, int64_t o, const int len,
-                                int64_t i0, int64_t i1, int fresh) {
+                                int64_t i0, int64_t i1, int fresh, int keep) {
     REAL acc[OB];
-    for (int l = 0; l < len; l++) acc[l] = fresh ? 0 : dst[l];
+    for (int l = 0; l < len; l++) acc[l] = fresh || l >= keep ? 0 : dst[l];
     for (int64_t i = i0; i < i1; i++) {
         const REAL *restrict rows = table + first[i * b + n] * no + o, *v = val + (i * b + n) * (k + 1);
         REAL vr[MAX_K + 1];
@@ -78,7 +78,29 @@ static INLINE void forward_span(int64_t b, int64_t no, const int k, const REAL *
             for (int l = 0; l < len; l++) part[l] += vr[r] * rows[r * no + l];
         for (int l = 0; l < len; l++) acc[l] += part[l];
     }
-    for (int l = 0; l < len; l++) dst[l] = acc[l];
+    for (int l = 0; l < keep; l++) dst[l] = acc[l];
+}
+
+/* forward_span() for a row's last keep < OB outputs: summed over keep rounded up to a multiple of
+ * TAIL_STEP, a length known at compile time, so that the sums stay in registers (with keep itself
+ * they went through memory, and a 47-wide layer's forward took 2.3x a 64-wide one's per output:
+ * benchmarks/README.md). The lanes past keep read on into the next row, or into the PAD elements
+ * after the table (_native_gather.py), and are dropped. Out of line, with the order a run-time
+ * value, so that there is one copy per length rather than one per length and order and caller
+ * (which took the compile from 6 to 25 s for no more speed). */
+#define TAIL_STEP (VL > 8 ? VL : 8)
+static __attribute__((noinline)) void forward_tail(int64_t b, int64_t no, int k, const REAL *table,
+                                                   const int64_t *first, const REAL *val, REAL *restrict dst,
+                                                   int64_t n, int64_t o, int keep, int64_t i0, int64_t i1,
+                                                   int fresh) {
+/* (the cases past OB / TAIL_STEP never run: their lengths are clamped to OB only to compile) */
+#define TAIL(V) forward_span(b, no, k, table, first, val, dst, n, o, (V) * TAIL_STEP <= OB ? (V) * TAIL_STEP : OB, \
+                             i0, i1, fresh, keep); break
+    switch ((keep + TAIL_STEP - 1) / TAIL_STEP) {
+        case 1: TAIL(1); case 2: TAIL(2); case 3: TAIL(3); case 4: TAIL(4);
+        case 5: TAIL(5); case 6: TAIL(6); case 7: TAIL(7); default: TAIL(8);
+    }
+#undef TAIL
 }
 
 /* Inputs per block of forward_block(): OB-wide spans of their table rows in L1_BYTES where that
@@ -101,17 +123,17 @@ static INLINE void forward_block(int64_t b, int64_t no, const int k, const REAL 
         int64_t o = 0;
         for (; o + OB <= no; o += OB)
             for (int64_t n = n0; n < n1; n++)
-                forward_span(b, no, k, table, first, val, y + n * no + o, n, o, OB, i0, i1, fresh);
+                forward_span(b, no, k, table, first, val, y + n * no + o, n, o, OB, i0, i1, fresh, OB);
         if (o < no)
             for (int64_t n = n0; n < n1; n++)
-                forward_span(b, no, k, table, first, val, y + n * no + o, n, o, (int)(no - o), i0, i1, fresh);
+                forward_tail(b, no, k, table, first, val, y + n * no + o, n, o, (int)(no - o), i0, i1, fresh);
         return;
     }
     for (int64_t n = n0; n < n1; n++) {
         int64_t o = 0;
         for (; o + OB <= no; o += OB)
-            forward_span(b, no, k, table, first, val, y + n * no + o, n, o, OB, i0, i1, fresh);
-        if (o < no) forward_span(b, no, k, table, first, val, y + n * no + o, n, o, (int)(no - o), i0, i1, fresh);
+            forward_span(b, no, k, table, first, val, y + n * no + o, n, o, OB, i0, i1, fresh, OB);
+        if (o < no) forward_tail(b, no, k, table, first, val, y + n * no + o, n, o, (int)(no - o), i0, i1, fresh);
     }
 }
 

@@ -214,7 +214,7 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.kan_backward.argtypes = [*first, *[addr] * 7, cint]
     lib.gather_basis.argtypes = [i64, i64, i64, cint, addr, addr, addr, addr, addr, addr, addr, cint]
     lib.gather_forward.argtypes = [i64, i64, i64, i64, cint, addr, addr, addr, addr, cint]
-    lib.gather_backward.argtypes = [i64, i64, i64, i64, cint, *[addr] * 10, cint]
+    lib.gather_backward.argtypes = [i64, i64, i64, i64, i64, cint, *[addr] * 10, cint]
     lib.gather_table.argtypes = [i64, i64, i64, cint, addr, addr, addr, cint]
     lib.gather_forward_build.argtypes = [i64, i64, i64, i64, cint, *[addr] * 6, cint]
     for fn in (lib.kan_forward, lib.kan_backward, lib.gather_basis, lib.gather_forward, lib.gather_backward,
