@@ -177,24 +177,25 @@ class _Objective:
                              f"got {tuple(flat.shape)} {flat.dtype} on {flat.device}")
         if self.key != self._state():
             self.prepare()
-        self.point.copy_(flat)
-        lib, b = self.lib, len(self.y)
-        for n, args in enumerate(self.forwards):
-            aux, fn = self.auxs[n], self.aux_fns[n]
-            if n > 0 and aux is not None and fn is not None:
-                fn(self.hs[n], out=aux)  # type: ignore[call-arg]  # torch.sigmoid or torch.tanh
-            _native.check(lib.kan_forward(*args))
-        residual = self.outs[-1].sub_(self.y).view(-1)
-        loss = float(torch.dot(residual, residual)) / residual.numel()
-        residual.mul_(2.0 / residual.numel())                             # d loss / d output
-        for mass, weight in zip(self.masses, self.weights, strict=True):
-            if mass is None or weight is None:
-                continue
-            term, slope = sparsity_slope(mass.numpy() / b, self.l1, self.entropy)  # A = mass / b
-            loss += self.sparsity * term
-            np.multiply(slope, self.sparsity / b, out=weight.numpy())      # d (sparsity * term) / d mass
-        for args in reversed(self.backwards):
-            _native.check(lib.kan_backward(*args))
+        with torch.inference_mode():  # as hand_objective's: cheaper tensor operations, buffers ours
+            self.point.copy_(flat)
+            lib, b = self.lib, len(self.y)
+            for n, args in enumerate(self.forwards):
+                aux, fn = self.auxs[n], self.aux_fns[n]
+                if n > 0 and aux is not None and fn is not None:
+                    fn(self.hs[n], out=aux)  # type: ignore[call-arg]  # torch.sigmoid or torch.tanh
+                _native.check(lib.kan_forward(*args))
+            residual = self.outs[-1].sub_(self.y).view(-1)
+            loss = float(torch.dot(residual, residual)) / residual.numel()
+            residual.mul_(2.0 / residual.numel())                             # d loss / d output
+            for mass, weight in zip(self.masses, self.weights, strict=True):
+                if mass is None or weight is None:
+                    continue
+                term, slope = sparsity_slope(mass.numpy() / b, self.l1, self.entropy)  # A = mass / b
+                loss += self.sparsity * term
+                np.multiply(slope, self.sparsity / b, out=weight.numpy())      # d (sparsity * term) / d mass
+            for args in reversed(self.backwards):
+                _native.check(lib.kan_backward(*args))
         return loss, self.grad.clone()  # LBFGS keeps gradients: each call returns its own
 
 
