@@ -16,8 +16,10 @@ thread: the ratio of the two is what matters.
 so that a change of load falls on both alike, and ends with the median steps/s per stage and the
 median of the per-run ratios (run r of kanlab against run r of PyKAN). PyKAN's prune leaves a
 width that varies from run to run ([2, 2, 1], sometimes [2, 1, 1] or [2, 3, 1]; kanlab's leaves
-[2, 1, 1] for this seed): every run prints both, and auto-fix is paired only with PyKAN runs
-pruned to kanlab's widths where there are any (else with all, and the table says so).
+[2, 1, 1] for this seed): every run prints both, and the summary compares auto-fix twice: with
+PyKAN's own prune, whatever it left, and with PyKAN at kanlab's widths (its own prune where that
+left them, else the same fitted PyKAN model pruned to them: each hidden layer keeps its nodes of
+highest attribution score, then PyKAN's edge pruning).
 
     .venv/bin/python benchmarks/symbolic_stages.py --with-peers --repeat 3
 """
@@ -83,9 +85,11 @@ def kanlab_stages(data: Dataset, cfg: SymbolicConfig, *, show: bool) -> tuple[Ra
     return {name: steps / seconds for name, _, steps, seconds in timed}, pruned
 
 
-def pykan_stages(data: Dataset, cfg: SymbolicConfig, *, show: bool) -> tuple[Rates, tuple[int, ...]] | None:
+def pykan_stages(data: Dataset, cfg: SymbolicConfig, like: tuple[int, ...] | None, *,
+                 show: bool) -> tuple[Rates, tuple[int, ...]] | None:
     """PyKAN's fits (see the module docstring): steps/s per fit and the widths its prune left;
-    None without PyKAN."""
+    None without PyKAN. Where its prune leaves other widths than `like` (kanlab's), auto-fix also
+    runs on the same fitted model pruned to those widths ("auto-fix, kanlab's widths")."""
     try:
         from kan import MultKAN
         from kan.utils import SYMBOLIC_LIB
@@ -95,41 +99,60 @@ def pykan_stages(data: Dataset, cfg: SymbolicConfig, *, show: bool) -> tuple[Rat
     torch.set_default_dtype(torch.float64)
     os.chdir(tempfile.mkdtemp())  # PyKAN writes checkpoints into the working directory
     rates: Rates = {}
+    notes = []
     try:
         ds = {"train_input": data.x_train, "train_label": data.y_train,
               "test_input": data.x_test, "test_label": data.y_test}
         with quiet():
             model = MultKAN(width=[2, 5, 1], grid=5, k=3, seed=0)
 
-        def fit(what: str, lamb: float, update: bool) -> None:
+        def fit(what: str, net: Any, lamb: float, update: bool) -> None:
             t0 = time.perf_counter()
             with quiet():
-                model.fit(ds, opt="LBFGS", steps=cfg.steps, lamb=lamb, update_grid=update, log=10**9)
+                net.fit(ds, opt="LBFGS", steps=cfg.steps, lamb=lamb, update_grid=update, log=10**9)
             rates[what] = cfg.steps / (time.perf_counter() - t0)
 
-        fit("sparsify", cfg.sparsity, True)
-        fit("plain, grid updates", 0.0, True)
-        fit("plain, no updates", 0.0, False)
-        # The stage kanlab's auto-fix corresponds to: PyKAN's own prune, layer 0's edges fixed to
-        # the functions its suggest_symbolic ranks first among kanlab's library, then fit on that
-        # partly symbolic model (PyKAN runs its symbolic and spline branches both, as always).
-        library = [name for name in cfg.library if name in SYMBOLIC_LIB]
+        def auto_fix(what: str, pruned: Any) -> tuple[int, ...]:
+            # The stage kanlab's auto-fix corresponds to: layer 0's edges of the pruned model fixed
+            # to the functions PyKAN's suggest_symbolic ranks first among kanlab's library, then
+            # fit on that partly symbolic model (PyKAN runs its symbolic and spline branches both).
+            library = [name for name in cfg.library if name in SYMBOLIC_LIB]
+            with quiet():
+                pruned(ds["train_input"])  # the activations suggest_symbolic fits
+                fixed = []
+                for i in range(pruned.width_in[0]):
+                    for j in range(pruned.width_out[1]):
+                        name = pruned.suggest_symbolic(0, i, j, lib=library, verbose=False)[0]
+                        pruned.fix_symbolic(0, i, j, name, verbose=False, log_history=False)
+                        fixed.append(f"({i},{j}) {name}")
+            widths = tuple(w if isinstance(w, int) else w[0] for w in pruned.width)
+            notes.append(f"{what}: {list(widths)}, layer 0 fixed: {', '.join(fixed)}")
+            fit(what, pruned, 0.0, False)
+            return widths
+
+        fit("sparsify", model, cfg.sparsity, True)
+        fit("plain, grid updates", model, 0.0, True)
+        fit("plain, no updates", model, 0.0, False)
         with quiet():
-            model = model.prune()
-            model(ds["train_input"])  # the activations suggest_symbolic fits
-            fixed = []
-            for i in range(model.width_in[0]):
-                for j in range(model.width_out[1]):
-                    name = model.suggest_symbolic(0, i, j, lib=library, verbose=False)[0]
-                    model.fix_symbolic(0, i, j, name, verbose=False, log_history=False)
-                    fixed.append(f"({i},{j}) {name}")
-        widths = tuple(w if isinstance(w, int) else w[0] for w in model.width)
-        fit("auto-fix", 0.0, False)
+            own = model.prune()  # a new model: `model` stays as fitted
+        widths = auto_fix("auto-fix", own)
+        if like is not None and widths != like and len(like) == len(widths):
+            # the same fitted model pruned to kanlab's widths: each hidden layer keeps its nodes
+            # of highest attribution score (PyKAN's own measure), then PyKAN's edge pruning
+            with quiet():
+                model.attribute()
+                keep = [torch.argsort(model.node_scores[n], descending=True)[:like[n]].tolist()
+                        for n in range(1, len(like) - 1)]
+                alike = model.prune_node(active_neurons_id=keep, log_history=False)
+                alike(ds["train_input"])
+                alike.attribute()
+                alike.prune_edge(log_history=False)
+            auto_fix("auto-fix, kanlab's widths", alike)
     finally:
         torch.set_default_dtype(before)
         os.chdir(cwd)
     if show:
-        print(f"PyKAN pruned to {list(widths)}, layer 0 fixed: {', '.join(fixed)}")
+        print("PyKAN pruned to " + "; ".join(notes))
         print("| PyKAN fit | steps | steps/s |")
         print("|---|---:|---:|")
         for what, rate in rates.items():
@@ -144,31 +167,31 @@ PEER_OF = {"sparsify": "sparsify", "retrain": "plain, grid updates", "refine": "
 
 def summary(ours: list[tuple[Rates, tuple[int, ...]]], peers: list[tuple[Rates, tuple[int, ...]]]) -> None:
     """Median steps/s per stage over the runs, and the median of the per-run ratios (run r of
-    kanlab against run r of PyKAN; auto-fix only against PyKAN runs pruned to kanlab's widths)."""
+    kanlab against run r of PyKAN). Auto-fix twice: against PyKAN's own prune, whatever width it
+    left, and against PyKAN at kanlab's widths (its own prune where that left them, else the
+    fitted model pruned to them)."""
     med = statistics.median
     print(f"\nMedians over {len(ours)} runs ({datetime.datetime.now():%Y-%m-%d %H:%M}, "
-          f"load average {os.getloadavg()[0]:.1f}); PyKAN pruned to "
-          f"{', '.join(str(list(w)) for _, w in peers) or '-'}, kanlab to "
+          f"load average {os.getloadavg()[0]:.1f}); PyKAN's prune left "
+          f"{', '.join(str(list(w)) for _, w in peers) or '-'}, kanlab's "
           f"{', '.join(str(list(w)) for _, w in ours)}")
-    print("| kanlab stage | kanlab steps/s | PyKAN fit | PyKAN steps/s | median ratio | runs paired |")
-    print("|---|---:|---|---:|---:|---|")
+    print("| kanlab stage | kanlab steps/s | PyKAN fit | PyKAN steps/s | median ratio |")
+    print("|---|---:|---|---:|---:|")
     for name in ours[0][0]:
         rate = med(r[name] for r, _ in ours)
         peer = PEER_OF.get(name)
         if peer is None or not peers:
-            print(f"| {name} | {rate:.1f} | | | | |")
+            print(f"| {name} | {rate:.1f} | | | |")
             continue
-        pairs = list(zip(ours, peers, strict=False))
-        note = "all"
-        if peer == "auto-fix":  # PyKAN's prune width varies from run to run; compare like with like
-            same = [(o, p) for o, p in pairs if o[1] == p[1]]
-            note = f"{len(same)} of {len(pairs)} (same pruned widths)"
-            if not same:
-                note = f"none pruned alike: all {len(pairs)}"
-            pairs = same or pairs
-        ratio = med(o[0][name] / p[0][peer] for o, p in pairs)
-        print(f"| {name} | {rate:.1f} | {peer} | {med(p[0][peer] for _, p in pairs):.1f} "
-              f"| {ratio:.1f}x | {note} |")
+        rows = [(peer, [(o[0][name], p[0][peer]) for o, p in zip(ours, peers, strict=False)])]
+        if peer == "auto-fix":  # PyKAN's prune width varies from run to run: like with like too
+            alike = [(o[0][name], p[0].get("auto-fix, kanlab's widths", p[0][peer])) for o, p in
+                     zip(ours, peers, strict=False) if o[1] == p[1] or "auto-fix, kanlab's widths" in p[0]]
+            rows.append(("auto-fix at kanlab's widths", alike))
+        for what, pairs in rows:
+            if pairs:
+                print(f"| {name} | {rate:.1f} | {what} | {med(b for _, b in pairs):.1f} "
+                      f"| {med(a / b for a, b in pairs):.1f}x |")
 
 
 @contextlib.contextmanager
@@ -202,7 +225,7 @@ def main() -> None:
         for which in ("kanlab", "PyKAN") if r % 2 == 0 else ("PyKAN", "kanlab"):
             if which == "kanlab":
                 ours.append(kanlab_stages(data, cfg, show=True))
-            elif (done := pykan_stages(data, cfg, show=True)) is not None:
+            elif (done := pykan_stages(data, cfg, ours[0][1] if ours else None, show=True)) is not None:
                 peers.append(done)
             elif r == 0:
                 print("PyKAN is not installed (--with-peers): kanlab only")
