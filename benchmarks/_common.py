@@ -31,6 +31,10 @@ def reexec_with_peers(script: str) -> None:
     if not PEERS_PYTHON.exists():
         sys.exit("no peers environment: run `bash benchmarks/setup_peers.sh` first")
     argv = [a for a in sys.argv[1:] if a != "--with-peers"]
+    # this checkout's kanlab, whichever checkout's the environment was installed from (a worktree may
+    # link another's .peers-venv)
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), *([before] if before else [])])
     os.execv(str(PEERS_PYTHON), [str(PEERS_PYTHON), script, *argv])
 
 

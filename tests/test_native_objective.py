@@ -339,3 +339,37 @@ def test_with_sparsity_the_hand_objective_is_not_asked(monkeypatch: pytest.Monke
     assert asked == []
     native_objective.lbfgs_step(opt, model, x, y, closure)
     assert asked == [1.0]
+
+
+def test_calls_at_other_points_keep_each_gradient_and_follow_thread_changes() -> None:
+    # The objective prepares the kernels' arguments once, over buffers of its own: a later call
+    # (at another point, on another thread count, after a grid update) must not change a gradient
+    # already returned, and each must equal autograd's at its own point.
+    from kanlab.training.loop import update_grids
+
+    model = KAN([2, 3, 2]).double()
+    params = list(model.parameters())
+    x, y = data(n=150)
+    y = torch.cat([y, -y], 1)
+    objective = mse_objective(model, params, x, y, sparsity=0.02)
+    assert objective is not None
+    flat = torch.cat([p.detach().reshape(-1) for p in params])
+    other = flat + 0.1 * torch.randn(flat.shape, generator=torch.Generator().manual_seed(0), dtype=flat.dtype)
+    before = torch.get_num_threads()
+    try:
+        first_loss, first = objective(flat)
+        torch.set_num_threads(2)
+        second_loss, second = objective(other)
+    finally:
+        torch.set_num_threads(before)
+    want_loss, want = autograd_reference(model, params, x, y, sparsity=0.02)
+    assert first_loss == pytest.approx(want_loss, rel=1e-12)
+    torch.testing.assert_close(first, want, rtol=1e-11, atol=1e-12 * want.abs().max().item())
+    with torch.no_grad():
+        torch.nn.utils.vector_to_parameters(other, params)
+    want_loss, want = autograd_reference(model, params, x, y, sparsity=0.02)
+    assert second_loss == pytest.approx(want_loss, rel=1e-12)
+    torch.testing.assert_close(second, want, rtol=1e-11, atol=1e-12 * want.abs().max().item())
+    update_grids(model, x**3)  # moved knots: the arguments are prepared again
+    third_loss, _ = objective(other)
+    assert third_loss == pytest.approx(autograd_reference(model, params, x, y, sparsity=0.02)[0], rel=1e-12)

@@ -233,3 +233,30 @@ def test_a_failed_line_search_drops_the_history_instead_of_stalling_for_good() -
     with torch.no_grad():
         reached = float(0.05 * ((a @ x - c) ** 2).sum() + x.abs().sum())
     assert best <= reached < best * (1 + 1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_numpy_vectors_on_the_cpu_follow_the_tensor_formulation(dtype: torch.dtype) -> None:
+    # On the CPU a step keeps its flat vectors and history in numpy (cheaper per operation); the
+    # tensor formulation (LBFGS.host_vectors = False, what other devices run) is the reference:
+    # the same losses step by step to round-off, and the history really is numpy's.
+    def run(host: bool) -> tuple[list[float], LBFGS]:
+        x = torch.tensor([-1.2, 1.0, -0.5, 0.8, 1.3, -0.7], dtype=dtype, requires_grad=True)
+        opt = LBFGS([x], history_size=5, max_iter=10)
+        opt.host_vectors = host
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            f = (100 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2).sum()
+            f.backward()
+            return f
+
+        return [float(opt.step(closure).detach()) for _ in range(3)], opt
+
+    (ours, opt), (theirs, ref) = run(True), run(False)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-4
+    torch.testing.assert_close(torch.tensor(ours), torch.tensor(theirs), rtol=rtol, atol=0)
+    assert ours[-1] < ours[0] / 10  # and it did descend
+    pairs = opt.state[opt._params[0]]["pairs"]
+    assert isinstance(pairs, np.ndarray) and pairs.dtype == torch.empty(0, dtype=dtype).numpy().dtype
+    assert isinstance(ref.state[ref._params[0]]["pairs"], torch.Tensor)

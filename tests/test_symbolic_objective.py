@@ -207,3 +207,23 @@ def test_train_uses_it_and_follows_the_closure(monkeypatch: pytest.MonkeyPatch) 
     assert len(built) == 2 and None not in built
     assert losses[None][-1] < 0.01 * losses[None][0]
     torch.testing.assert_close(torch.tensor(losses[None]), torch.tensor(losses[1e30]), rtol=1e-8, atol=0)
+
+
+@native
+def test_a_moved_grid_first_seen_by_the_objective_still_trains_by_autograd() -> None:
+    # The objective runs in inference mode; the cell table of a moved grid it is the first to ask
+    # for is cached (_native.cells) and read later by the autograd path, which must be able to
+    # save it for backward: an inference tensor there would fail.
+    model = stacks()["spline-first"]
+    x = inputs(n=300)
+    y = torch.sin(3 * x[:, :1]) * x[:, 1:2]
+    with torch.no_grad():
+        model.layers[0].update_grid(x**3)  # moved knots: a new table, not yet built
+    assert not model.layers[0].uniform
+    params = list(model.parameters())
+    objective = hand_objective(model, params, x, y)
+    assert objective is not None
+    loss, grad = objective(torch.cat([p.detach().reshape(-1) for p in params]))
+    want_loss, want_grad = autograd_reference(model, params, x, y)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-11, atol=1e-12 * want_grad.abs().max().item())

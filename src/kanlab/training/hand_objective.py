@@ -76,7 +76,10 @@ class NativeLayer:
 
     def _head(self, h: torch.Tensor, aux: torch.Tensor | None, values: Values) -> list[Any]:
         layer = self.layer
-        table = _native.cells(layer.grid, layer.order, layer.uniform)  # None on a uniform grid
+        # None on a uniform grid. Built (and cached) outside the objective's inference mode: the
+        # autograd path reads the same cached table later and must be able to save it for backward.
+        with torch.inference_mode(False):
+            table = _native.cells(layer.grid, layer.order, layer.uniform)
         return _native.head(h, aux, layer.out_features, layer.grid, table, layer.order, values.address(0),
                             values.address(1), values.address(2), layer.base)
 
@@ -174,22 +177,26 @@ def hand_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Te
         if flat.shape != (at,) or flat.dtype != dtype or flat.device.type != "cpu":
             raise ValueError(f"the objective takes a flat CPU {dtype} vector of {at} parameters, got "
                              f"{tuple(flat.shape)} {flat.dtype} on {flat.device}")
-        point.copy_(flat)
-        grad.zero_()  # parameters no layer reads now keep a zero gradient
-        h, saved = x, []
-        for layer, v in zip(layers, values, strict=True):
-            h, s = layer.forward(h, v)
-            saved.append(s)
-        if h.shape != y.shape:
-            raise ValueError(f"the model's output {tuple(h.shape)} does not match the targets' "
-                             f"{tuple(y.shape)}")
-        residual = h - y
-        loss = float(torch.dot(residual.view(-1), residual.view(-1))) / residual.numel()
-        gy = residual.mul_(2.0 / residual.numel())                         # d loss / d output
-        for n in range(len(layers) - 1, -1, -1):
-            gx = layers[n].backward(saved[n], gy, values[n], grads[n], n > 0)
-            if gx is not None:
-                gy = gx
+        # inference mode: a few microseconds less per tensor operation than no_grad (no version
+        # counters, no view tracking); only the buffers made above are written, and the gradient
+        # returned is a copy made outside it, an ordinary tensor
+        with torch.inference_mode():
+            point.copy_(flat)
+            grad.zero_()  # parameters no layer reads now keep a zero gradient
+            h, saved = x, []
+            for layer, v in zip(layers, values, strict=True):
+                h, s = layer.forward(h, v)
+                saved.append(s)
+            if h.shape != y.shape:
+                raise ValueError(f"the model's output {tuple(h.shape)} does not match the targets' "
+                                 f"{tuple(y.shape)}")
+            residual = h - y
+            loss = float(torch.dot(residual.view(-1), residual.view(-1))) / residual.numel()
+            gy = residual.mul_(2.0 / residual.numel())                     # d loss / d output
+            for n in range(len(layers) - 1, -1, -1):
+                gx = layers[n].backward(saved[n], gy, values[n], grads[n], n > 0)
+                if gx is not None:
+                    gy = gx
         return loss, grad.clone()  # LBFGS keeps gradients: each call returns its own
 
     return objective

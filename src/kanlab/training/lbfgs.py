@@ -6,8 +6,10 @@ those cost more than the model's own forward and backward (benchmarks/README.md)
 the same method with the parameters as one flat vector: the history pairs sit in one matrix whose
 dot products with each new gradient take one matrix-vector product, the two-loop recursion runs on
 those dot products (two small triangular solves, so a long history costs little), and the search
-direction is one more product. Its iterates
-match torch's to round-off on smooth problems (tests/test_optim.py).
+direction is one more product. On the CPU those vectors are numpy arrays (views of the tensors, no
+copies): at a few hundred entries a numpy operation costs about a microsecond, a torch one several,
+and the line search and the recursion take a few dozen per iteration. Its iterates match torch's
+to round-off on smooth problems (tests/test_optim.py).
 
 References: Nocedal & Wright, Numerical Optimization (2nd ed.), Algorithm 7.4 (two-loop
 recursion), Algorithms 3.5 and 3.6 (strong-Wolfe line search with zoom) and eq. 3.59 (cubic
@@ -17,6 +19,7 @@ interpolation).
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -30,6 +33,8 @@ from kanlab.training.line_search import MAX_LINE_SEARCH as MAX_LINE_SEARCH
 from kanlab.training.line_search import Point, strong_wolfe
 
 Closure = Callable[[], torch.Tensor]
+Vector = Any  # a flat vector: a numpy array on the CPU, else a tensor (see LBFGS._vector)
+HOST_DTYPES = (torch.float32, torch.float64)  # what numpy holds as torch does
 Objective = Callable[[torch.Tensor], tuple[float, torch.Tensor]]
 # Default relative tolerances (see LBFGS), chosen by measurement (benchmarks/README.md).
 TOLERANCE_GRAD, TOLERANCE_CHANGE = 0.0, 1e-12
@@ -66,6 +71,8 @@ class LBFGS(torch.optim.Optimizer):
         history_size: curvature pairs kept.
     """
 
+    host_vectors = True  # CPU steps keep their flat vectors in numpy (False: tensors, as elsewhere)
+
     def __init__(self, params: Iterable[torch.Tensor], lr: float = 1.0, max_iter: int = 20,
                  max_eval: int | None = None, tolerance_grad: float = TOLERANCE_GRAD,
                  tolerance_change: float = TOLERANCE_CHANGE, history_size: int = 100) -> None:
@@ -84,50 +91,63 @@ class LBFGS(torch.optim.Optimizer):
             raise ValueError("LBFGS takes one parameter group")
         self._params: list[torch.Tensor] = self.param_groups[0]["params"]
         self._sizes = [p.numel() for p in self._params]
+        self._on_host = False  # set by each step (see _vector)
 
     # ---- the flat view of the parameters ---------------------------------------------------
-    def _flat_params(self) -> torch.Tensor:
-        return torch.cat([p.detach().reshape(-1) for p in self._params])
+    # On the CPU the flat vectors (parameters, gradients, directions, the history) are numpy
+    # arrays: on vectors of a few hundred entries numpy's operations cost about a microsecond
+    # where torch's cost several, and an LBFGS iteration takes a few dozen of them. Elsewhere they
+    # stay tensors on the parameters' device. The code below uses only what both offer (@, dot,
+    # abs, max, sum, slicing); _vector and _tensor convert at the objective's and closure's edge.
+    def _flat_params(self) -> Vector:
+        return self._vector(torch.cat([p.detach().reshape(-1) for p in self._params]))
 
-    def _flat_grad(self) -> torch.Tensor:
-        return torch.cat([p.grad.reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
-                          for p in self._params])
+    def _flat_grad(self) -> Vector:
+        return self._vector(torch.cat([p.grad.reshape(-1) if p.grad is not None
+                                       else torch.zeros_like(p).reshape(-1) for p in self._params]))
+
+    def _vector(self, t: torch.Tensor) -> Vector:
+        # a flat tensor as this step's vectors are: a numpy view of it on the CPU (no copy)
+        return t.detach().numpy() if self._on_host else t
+
+    def _tensor(self, v: Vector) -> torch.Tensor:
+        return torch.from_numpy(v) if isinstance(v, np.ndarray) else v
 
     @torch.no_grad()
-    def _set_params(self, flat: torch.Tensor) -> None:
-        for p, v in zip(self._params, flat.split(self._sizes), strict=True):
+    def _set_params(self, flat: Vector) -> None:
+        for p, v in zip(self._params, self._tensor(flat).split(self._sizes), strict=True):
             p.copy_(v.view_as(p))
 
     def _loss_and_grad(self, closure: Closure | None, objective: Objective | None,
-                       x: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor | None]:
+                       x: Vector) -> tuple[float, Vector, torch.Tensor | None]:
         # The loss, the flat gradient at the flat parameters x, and the closure's loss tensor
         # (None for an objective, which leaves the parameters alone).
         if objective is not None:
-            f, g = objective(x)
-            return f, g, None
+            f, g = objective(self._tensor(x))
+            return f, self._vector(g), None
         assert closure is not None
         self._set_params(x)
         with torch.enable_grad():
             loss = closure()
         return float(loss.detach()), self._flat_grad(), loss
 
-    def _evaluate(self, closure: Closure | None, objective: Objective | None, x: torch.Tensor,
-                  t: float, d: torch.Tensor) -> Point:
-        f, g, _ = self._loss_and_grad(closure, objective, torch.add(x, d, alpha=t))
+    def _evaluate(self, closure: Closure | None, objective: Objective | None, x: Vector,
+                  t: float, d: Vector) -> Point:
+        f, g, _ = self._loss_and_grad(closure, objective, x + t * d)
         return Point(t, f, g, float(g.dot(d)))
 
     # ---- the search direction: two-loop recursion on dot products --------------------------
-    def _direction(self, state: dict[str, Any], g: torch.Tensor) -> torch.Tensor:
+    def _direction(self, state: dict[str, Any], g: Vector) -> Vector:
         order: list[int] = state.get("order", [])  # slots of the pairs, oldest first
         if not order:
-            return g.neg()
-        pairs: torch.Tensor = state["pairs"]  # (2 * h, n): s in rows 0..h-1, y in rows h..2h-1
+            return -g
+        pairs: Vector = state["pairs"]  # (2 * h, n): s in rows 0..h-1, y in rows h..2h-1
         h = pairs.shape[0] // 2
         idx = np.array(order)                                              # (k,) oldest first
-        dots = torch.mv(pairs, g).cpu().numpy()                            # s_i . g, then y_i . g
-        sy = state["sy"][idx][:, idx]                                      # (k, k) s_p . y_q
-        yy = state["yy"][idx][:, idx]
-        rho, gamma = state["rho"][idx], state["gamma"]
+        dots = _host(pairs @ g)                                            # s_i . g, then y_i . g
+        k = len(order)  # sy, yy and rho are kept by age (see _remember): their first k places
+        sy, yy = state["sy"][:k, :k], state["yy"][:k, :k]                  # (k, k) s_p . y_q, y_p . y_q
+        rho, gamma = state["rho"][:k], state["gamma"]
         # The first loop, q = g - sum alpha_q y_q from the newest pair down:
         # alpha_p = rho_p (s_p . g - sum_{q later} alpha_q s_p . y_q), a triangular system (LAPACK's
         # trtrs reads only the triangle asked for, and with unitdiag not the diagonal either).
@@ -136,28 +156,36 @@ class LBFGS(torch.optim.Optimizer):
         # y_p . r_p = gamma (y_p . g - sum_q alpha_q y_p . y_q) + sum_{p' earlier} c_p' s_p' . y_p.
         rhs = alpha - rho * gamma * (dots[h + idx] - yy @ alpha)
         c, _ = dtrtrs(rho[:, None] * sy.T, rhs, lower=1, unitdiag=1)
-        coef = np.zeros(2 * h)  # r = gamma * g + sum coef * pairs, the direction is -r
+        coef = np.zeros(2 * h, dtype=dots.dtype)  # r = gamma * g + coef @ pairs, the direction is -r
         coef[idx], coef[h + idx] = c, -gamma * alpha
-        r = torch.addmv(g, pairs.T, torch.from_numpy(coef).to(g), beta=gamma)
-        return r.neg_()
+        weights = coef if isinstance(g, np.ndarray) else torch.from_numpy(coef).to(g)
+        return -(g * gamma + weights @ pairs)
 
-    def _remember(self, state: dict[str, Any], s: torch.Tensor, y: torch.Tensor, ys: float) -> None:
+    def _remember(self, state: dict[str, Any], s: Vector, y: Vector, ys: float) -> None:
+        # pairs holds the vectors in slots reused in turn (order: the slots, oldest first); the dot
+        # products sy, yy and rho are kept by age (place j: the pair in slot order[j]), so that the
+        # direction reads them as one block rather than gathering them every iteration.
         h = self.param_groups[0]["history_size"]
         if "pairs" not in state:
-            state.update(pairs=s.new_zeros(2 * h, s.numel()), order=[], rho=np.zeros(h),
-                         sy=np.zeros((h, h)), yy=np.zeros((h, h)))
-        pairs, order = state["pairs"], state["order"]
-        slot = order.pop(0) if len(order) == h else len(order)
+            pairs = (np.zeros((2 * h, len(s)), dtype=s.dtype) if isinstance(s, np.ndarray)
+                     else s.new_zeros(2 * h, s.numel()))
+            state.update(pairs=pairs, order=[], rho=np.zeros(h), sy=np.zeros((h, h)), yy=np.zeros((h, h)))
+        pairs, order, sy, yy, rho = (state[k] for k in ("pairs", "order", "sy", "yy", "rho"))
+        if len(order) == h:  # the oldest pair goes, and every other moves up one place
+            slot = order.pop(0)
+            sy[:-1, :-1], yy[:-1, :-1], rho[:-1] = sy[1:, 1:], yy[1:, 1:], rho[1:]  # numpy buffers overlaps
+        else:
+            slot = len(order)
         order.append(slot)
-        pairs[slot].copy_(s)
-        pairs[h + slot].copy_(y)
-        dots = (pairs @ torch.stack([s, y], 1)).cpu().numpy()  # (2h, 2): rows . s, rows . y
-        sy, yy, idx = state["sy"], state["yy"], np.array(order)
-        sy[idx, slot] = dots[idx, 1]      # s_j . y_new
-        sy[slot, idx] = dots[h + idx, 0]  # s_new . y_j
-        yy[idx, slot] = yy[slot, idx] = dots[h + idx, 1]
-        state["rho"][slot] = 1.0 / ys
-        state["gamma"] = ys / yy[slot, slot]
+        pairs[slot] = s
+        pairs[h + slot] = y
+        with_s, with_y = _host(pairs @ s), _host(pairs @ y)  # (2h,): rows . s, rows . y
+        idx, j = np.array(order), len(order) - 1
+        sy[:j + 1, j] = with_y[idx]       # s_p . y_new
+        sy[j, :j + 1] = with_s[h + idx]   # s_new . y_p
+        yy[:j + 1, j] = yy[j, :j + 1] = with_y[h + idx]
+        rho[j] = 1.0 / ys
+        state["gamma"] = float(ys / yy[j, j])
 
     # ---- the step --------------------------------------------------------------------------
     @torch.no_grad()
@@ -177,13 +205,15 @@ class LBFGS(torch.optim.Optimizer):
         tol_grad, tol_change = group["tolerance_grad"], group["tolerance_change"]
         state = self.state[self._params[0]]
         state.setdefault("n_iter", 0)
+        dtype = self._params[0].dtype
+        self._on_host = self.host_vectors and self._params[0].device.type == "cpu" and dtype in HOST_DTYPES
         x = self._flat_params()
-        eps = torch.finfo(x.dtype).eps
+        eps = torch.finfo(dtype).eps
         f, g, loss = self._loss_and_grad(closure, objective, x)
-        first = loss if loss is not None else torch.tensor(f, dtype=x.dtype)
+        first = loss if loss is not None else torch.tensor(f, dtype=dtype)
         here = Point(0.0, f, g, 0.0)
         evals = 1
-        g_max = float(g.abs().max())
+        g_max = float(abs(g).max())
         g_ref = state.setdefault("g_ref", g_max)  # the gradient scale tolerance_grad is relative to
         if g_max <= tol_grad * g_ref:
             return first
@@ -195,8 +225,8 @@ class LBFGS(torch.optim.Optimizer):
                 ys = float(y.dot(s))
                 # positive curvature, relative to the vectors' sizes (an absolute threshold such as
                 # torch's 1e-10 rejects every pair once the loss is small)
-                y_norm = float(y.norm())
-                if y_norm > 0 and ys > eps * float(s.norm()) * y_norm:
+                y_norm = math.sqrt(float(y.dot(y)))
+                if y_norm > 0 and ys > eps * math.sqrt(float(s.dot(s))) * y_norm:
                     self._remember(state, s, y, ys)
             d = self._direction(state, g)
             slope = float(g.dot(d))
@@ -206,12 +236,12 @@ class LBFGS(torch.optim.Optimizer):
             # min(1, 1 / |g|_1): the same where |g|_1 >= 1, but a tiny loss's tiny gradient would
             # start the search at a tiny step).
             fresh = state["n_iter"] == 1 or state.pop("restart", False)
-            t = group["lr"] / float(g.abs().sum()) if fresh else group["lr"]
+            t = group["lr"] / float(abs(g).sum()) if fresh else group["lr"]
             here.slope = slope
-            d_norm = float(d.abs().max())
+            d_norm = float(abs(d).max())
             # the bracket closes below the relative tolerance (at least the dtype's rounding) of
             # the largest parameter
-            tol = max(tol_change, torch.finfo(x.dtype).eps) * float(x.abs().max())
+            tol = max(tol_change, eps) * float(abs(x).max())
             evaluate = functools.partial(self._evaluate, closure, objective, x, d=d)
             found, used = strong_wolfe(evaluate, here, t, d_norm, tol)
             evals += used
@@ -225,7 +255,7 @@ class LBFGS(torch.optim.Optimizer):
                 if evals < group["max_eval"]:
                     continue
                 break
-            step_vec = d.mul(found.t)
+            step_vec = d * found.t
             x = x + step_vec
             state["last"] = (step_vec, g)
             f_change = abs(found.f - here.f)
@@ -233,8 +263,14 @@ class LBFGS(torch.optim.Optimizer):
             here, g = Point(0.0, found.f, found.g, 0.0), found.g
             step_max = abs(found.t) * d_norm  # = max |step_vec|: rounding is monotonic
             if (it == group["max_iter"] or evals >= group["max_eval"]
-                    or float(g.abs().max()) <= tol_grad * g_ref
-                    or step_max <= tol_change * float(x.abs().max()) or f_change <= tol_change * f_scale):
+                    or float(abs(g).max()) <= tol_grad * g_ref
+                    or step_max <= tol_change * float(abs(x).max()) or f_change <= tol_change * f_scale):
                 break
         self._set_params(x)
         return first
+
+
+def _host(v: Vector) -> np.ndarray:
+    """v as a numpy array (a copy from another device)."""
+    return v if isinstance(v, np.ndarray) else v.cpu().numpy()
+

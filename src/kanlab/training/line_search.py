@@ -8,8 +8,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import torch
+from typing import Any
 
 C1, C2 = 1e-4, 0.9  # sufficient decrease and curvature constants of the Wolfe conditions
 MAX_LINE_SEARCH = 25  # evaluations per line search
@@ -21,7 +20,7 @@ class Point:
 
     t: float
     f: float
-    g: torch.Tensor
+    g: Any  # a numpy array or a tensor (LBFGS's flat vectors)
     slope: float
 
 

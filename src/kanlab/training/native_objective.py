@@ -3,8 +3,9 @@ from the native kernels.
 
 LBFGS evaluates the loss and gradient of one full batch about 23 times per step. When every layer
 of a model runs the native path (the KAN paper's [2, 5, 1] and its kin), `mse_objective` computes
-both with the C kernels of layers/kan/_native.c directly on the optimizer's flat parameter vector:
-no autograd graph, no copies of the parameters into the model or of their gradients out of it.
+both with the C kernels of layers/kan/_native.c on the optimizer's flat parameter vector: no
+autograd graph, no copies of the parameters into the model or of their gradients out of it, and
+(the objective's buffers being its own) the kernels' arguments made once, not at every call.
 With a sparsity weight it adds training.regularization's term: the kernels' forward sums each
 edge's |r_oi| (mass), the term and its gradient by A_oi = mass / b are a few operations on the
 (o, i) arrays (regularization.sparsity_slope), and the kernels' backward adds sparsity times that
@@ -19,11 +20,14 @@ Legend: b batch, i in_features, o out_features of a layer.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from kanlab.layers.kan import _native, native_build
+from kanlab.layers.kan.bases import BASES
 from kanlab.layers.kan.layer import KANLinear
 from kanlab.models.stack import Stack
 from kanlab.training.hand_objective import hand_objective
@@ -73,7 +77,6 @@ def mse_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
     for param in params:
         offsets[id(param)] = at
         at += param.numel()
-    Slot = tuple[torch.Tensor | None, int | None]  # (a frozen tensor, or an offset in the flat vector)
     slots: list[list[Slot]] = []
     owned = 0
     for layer in layers:
@@ -94,71 +97,106 @@ def mse_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Ten
     x, y = x.contiguous(), y.contiguous()
     lib = native_build.library(dtype)
     assert lib is not None  # resolved_path() == "native" built it
+    return _Objective(lib, layers, slots, at, x, y, sparsity, l1, entropy)
 
-    shapes = [(layer.grid.shape, layer.coef.shape) for layer in layers]
 
-    @torch.compiler.disable  # the kernels read raw addresses, which tracing cannot follow
-    def objective(flat: torch.Tensor) -> tuple[float, torch.Tensor]:
-        # The kernels read raw memory: check what they will read first.
-        if flat.shape != (at,) or flat.dtype != dtype or flat.device.type != "cpu":
-            raise ValueError(f"the objective takes a flat CPU {dtype} vector of {at} parameters, got "
-                             f"{tuple(flat.shape)} {flat.dtype} on {flat.device}")
-        if [(layer.grid.shape, layer.coef.shape) for layer in layers] != shapes:
+Slot = tuple[torch.Tensor | None, int | None]  # (a frozen tensor, or an offset in the flat vector)
+
+
+class _Objective:
+    """mse_objective's f(flat) -> (loss, gradient). Each call copies its vector into one buffer and
+    the layers' outputs, inputs' bases and gradients go to buffers made here, so the kernels'
+    arguments are the same from call to call: they are made once (prepare) and again only when a
+    grid moved (a grid update between LBFGS steps) or torch's thread count changed."""
+
+    def __init__(self, lib: Any, layers: list[KANLinear], slots: list[list[Slot]], at: int, x: torch.Tensor,
+                 y: torch.Tensor, sparsity: float, l1: float, entropy: float) -> None:
+        self.lib, self.layers, self.slots, self.size, self.y = lib, layers, slots, at, y
+        self.sparsity, self.l1, self.entropy = sparsity, l1, entropy
+        self.dtype = y.dtype
+        self.shapes = [(layer.grid.shape, layer.coef.shape) for layer in layers]
+        self.point, self.grad = x.new_empty(at), x.new_empty(at)  # every gradient entry: one kernel call's
+        b = len(x)
+        self.outs = [x.new_empty(b, layer.out_features) for layer in layers]             # (b, o) each
+        self.hs = [x, *self.outs[:-1]]                                                   # layer inputs
+        # what the kernels read for b(x) (aux_of): the first layer's input is fixed, computed now
+        self.aux_fns = [None if layer.base is None else BASES[layer.base].aux for layer in layers]
+        self.auxs = [_native.aux_of(x, layers[0].base)] + [
+            None if fn is None else x.new_empty(b, layer.in_features)
+            for fn, layer in zip(self.aux_fns[1:], layers[1:], strict=True)]
+        self.gxs = [None] + [x.new_empty(b, layer.in_features) for layer in layers[1:]]  # d loss / d input
+        edges = [(layer.out_features, layer.in_features) for layer in layers]
+        # per layer, (o, i): sum_b |r_oi|, and d (sparsity * term) / d mass
+        self.masses = [x.new_empty(e, dtype=torch.float64) if sparsity else None for e in edges]
+        self.weights = [x.new_empty(e, dtype=torch.float64) if sparsity else None for e in edges]
+        self.key: list[Any] | None = None
+        self.forwards: list[tuple[Any, ...]] = []
+        self.backwards: list[tuple[Any, ...]] = []
+        self.tables: list[torch.Tensor | None] = []
+
+    def _state(self) -> list[Any]:
+        # what the prepared arguments depend on besides the buffers: the grids (the cell tables'
+        # cache key, _native.cells) and the thread count
+        grids = [(layer.grid, layer.uniform) for layer in self.layers]
+        return [torch.get_num_threads(), *((id(g), g.data_ptr(), g._version, u) for g, u in grids)]
+
+    def prepare(self) -> None:
+        """The kernels' arguments on the layers' grids as they are now."""
+        layers = self.layers
+        if [(layer.grid.shape, layer.coef.shape) for layer in layers] != self.shapes:
             raise RuntimeError("a layer's grid changed size (refine) since mse_objective built this "
                                "objective: build a new one (and a new optimizer)")
-        flat = flat.contiguous()
-        grad = torch.empty_like(flat)  # every entry is written by exactly one kernel call
-        size = flat.element_size()
+        size = self.point.element_size()
 
-        def address(slot: Slot, base: int) -> int | None:
+        def address(slot: Slot, base: torch.Tensor) -> int | None:
             tensor, offset = slot
             if tensor is not None:
                 return tensor.data_ptr()
-            return None if offset is None else base + offset * size
+            return None if offset is None else base.data_ptr() + offset * size
 
-        hs, auxs, masses = [x], [], []
-        # the cell tables of moved grids (None for uniform ones; cached per grid, as it is now)
-        tables = [_native.cells(layer.grid, layer.order, layer.uniform) for layer in layers]
-        for layer, row, table in zip(layers, slots, tables, strict=True):
-            h = hs[-1]
-            aux = _native.aux_of(h, layer.base)
-            out = h.new_empty(len(h), layer.out_features)
-            edges = (layer.out_features, layer.in_features)
-            mass = h.new_empty(edges, dtype=torch.float64) if sparsity else None  # (o, i): sum_b |r_oi|
-            coef, scale, base_weight, bias = (address(slot, flat.data_ptr()) for slot in row)
-            head = _native.head(h, aux, layer.out_features, layer.grid, table, layer.order, coef, scale,
-                                base_weight, layer.base)
-            _native.check(lib.kan_forward(*head, bias, out.data_ptr(), _native.ptr(mass),
-                                          _native.work_threads(h, layer.coef)))
-            hs.append(out)
-            auxs.append(aux)
-            masses.append(mass)
-        residual = hs[-1].sub_(y)
-        loss = float(torch.dot(residual.view(-1), residual.view(-1))) / residual.numel()
-        gy = residual.mul_(2.0 / residual.numel())                         # d loss / d output
-        weights: list[torch.Tensor | None] = []  # per layer: d (sparsity * term) / d mass, (o, i)
-        for mass in masses:
-            if mass is None:
-                weights.append(None)
-                continue
-            term, slope = sparsity_slope(mass.numpy() / len(x), l1, entropy)  # A = mass / b
-            loss += sparsity * term
-            weights.append(torch.from_numpy(slope * (sparsity / len(x))))  # d / d mass
-        for n in range(len(layers) - 1, -1, -1):
-            layer, row, h = layers[n], slots[n], hs[n]
-            gx = torch.empty_like(h) if n > 0 else None
-            coef, scale, base_weight, _ = (address(slot, flat.data_ptr()) for slot in row)
-            grads = (address((None, offset), grad.data_ptr()) for _, offset in row)
-            head = _native.head(h, auxs[n], layer.out_features, layer.grid, tables[n], layer.order, coef,
+        # the cell tables of moved grids (None for uniform ones; cached per grid)
+        self.tables = [_native.cells(layer.grid, layer.order, layer.uniform) for layer in layers]
+        self.forwards, self.backwards = [], []
+        for n, (layer, row, table) in enumerate(zip(layers, self.slots, self.tables, strict=True)):
+            h, threads = self.hs[n], _native.work_threads(self.hs[n], layer.coef)
+            coef, scale, base_weight, bias = (address(slot, self.point) for slot in row)
+            head = _native.head(h, self.auxs[n], layer.out_features, layer.grid, table, layer.order, coef,
                                 scale, base_weight, layer.base)
-            _native.check(lib.kan_backward(*head,
-                                           gy.data_ptr(), _native.ptr(weights[n]), _native.ptr(gx), *grads,
-                                           _native.work_threads(h, layer.coef)))
-            if gx is not None:
-                gy = gx
-        return loss, grad
+            self.forwards.append((*head, bias, self.outs[n].data_ptr(), _native.ptr(self.masses[n]), threads))
+            gy = self.outs[n] if n == len(layers) - 1 else self.gxs[n + 1]  # the residual, scaled in place
+            grads = (address((None, offset), self.grad) for _, offset in row)
+            self.backwards.append((*head, _native.ptr(gy), _native.ptr(self.weights[n]),
+                                   _native.ptr(self.gxs[n]), *grads, threads))
+        self.key = self._state()
 
-    return objective
+    @torch.compiler.disable  # the kernels read raw addresses, which tracing cannot follow
+    def __call__(self, flat: torch.Tensor) -> tuple[float, torch.Tensor]:
+        # The kernels read raw memory: check what they will read first.
+        if flat.shape != (self.size,) or flat.dtype != self.dtype or flat.device.type != "cpu":
+            raise ValueError(f"the objective takes a flat CPU {self.dtype} vector of {self.size} parameters, "
+                             f"got {tuple(flat.shape)} {flat.dtype} on {flat.device}")
+        if self.key != self._state():
+            self.prepare()
+        with torch.inference_mode():  # as hand_objective's: cheaper tensor operations, buffers ours
+            self.point.copy_(flat)
+            lib, b = self.lib, len(self.y)
+            for n, args in enumerate(self.forwards):
+                aux, fn = self.auxs[n], self.aux_fns[n]
+                if n > 0 and aux is not None and fn is not None:
+                    fn(self.hs[n], out=aux)  # type: ignore[call-arg]  # torch.sigmoid or torch.tanh
+                _native.check(lib.kan_forward(*args))
+            residual = self.outs[-1].sub_(self.y).view(-1)
+            loss = float(torch.dot(residual, residual)) / residual.numel()
+            residual.mul_(2.0 / residual.numel())                             # d loss / d output
+            for mass, weight in zip(self.masses, self.weights, strict=True):
+                if mass is None or weight is None:
+                    continue
+                term, slope = sparsity_slope(mass.numpy() / b, self.l1, self.entropy)  # A = mass / b
+                loss += self.sparsity * term
+                np.multiply(slope, self.sparsity / b, out=weight.numpy())      # d (sparsity * term) / d mass
+            for args in reversed(self.backwards):
+                _native.check(lib.kan_backward(*args))
+        return loss, self.grad.clone()  # LBFGS keeps gradients: each call returns its own
 
 
 def lbfgs_step(opt: LBFGS, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
