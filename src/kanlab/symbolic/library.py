@@ -55,8 +55,11 @@ class SymbolicFunction:
 
 
 def _away_from_zero(u: torch.Tensor) -> torch.Tensor:
-    # Keeps the sign, so a pole is approached from the side the input is on.
-    return torch.where(u.abs() < TINY, torch.where(u < 0, -TINY, TINY), u)
+    # Keeps the sign, so a pole is approached from the side the input is on. The replacements are
+    # made in u's dtype: torch.where of two Python floats gives float32, so a float64 u got
+    # float32's 1e-8 (1e-8 - 6e-17).
+    tiny = u.new_full((), TINY)
+    return torch.where(u.abs() < TINY, torch.where(u < 0, -tiny, tiny), u)
 
 
 class _BesselJ0(torch.autograd.Function):
