@@ -14,11 +14,13 @@ import torch
 from kanlab.layers.kan import native_build
 from kanlab.layers.kan.layer import KANLinear
 from kanlab.models.stack import Stack
+from kanlab.symbolic import fixed_edges
 from kanlab.symbolic import library as symlib
+from kanlab.symbolic.fixed_edges import FixedLayer
 from kanlab.symbolic.layer import SymbolicKANLinear
 from kanlab.training import native_objective
 from kanlab.training.config import TrainConfig
-from kanlab.training.hand_objective import hand_objective
+from kanlab.training.hand_objective import Buffers, Values, hand_objective
 from kanlab.training.loop import train
 
 F64 = torch.float64
@@ -227,3 +229,62 @@ def test_a_moved_grid_first_seen_by_the_objective_still_trains_by_autograd() -> 
     want_loss, want_grad = autograd_reference(model, params, x, y)
     assert loss == pytest.approx(want_loss, rel=1e-12)
     torch.testing.assert_close(grad, want_grad, rtol=1e-11, atol=1e-12 * want_grad.abs().max().item())
+
+
+# ---- the fixed layer's C kernels (layers/kan/_native_fixed.c) ------------------------------------
+def fixed_layer_calls(layer: SymbolicKANLinear, x: torch.Tensor, gy: torch.Tensor) -> list[torch.Tensor]:
+    """A fully fixed layer bound as the hand objective binds it: [output, d/d affine, d/d bias, d/d x]."""
+    hand = layer.by_hand()
+    assert isinstance(hand, FixedLayer)
+    affine, bias = layer.affine.detach(), layer.kan.bias.detach()
+    got = [x.new_empty(len(x), layer.out_features), torch.empty_like(affine), torch.empty_like(bias),
+           torch.empty_like(x)]
+    bound = hand.bind(Buffers(x, got[0], gy, got[3]), Values([affine, bias]), Values(got[1:3]))
+    bound.forward()
+    bound.backward()
+    return got
+
+
+@native
+@pytest.mark.parametrize("dtype", [F64, torch.float32])
+def test_the_c_kernels_give_every_library_function_as_its_torch_form(
+        monkeypatch: pytest.MonkeyPatch, dtype: torch.dtype) -> None:
+    # u = x on every edge (a = 1, b = 0): around zero, the poles (TINY = 1e-8), where sqrt/log clamp,
+    # tan's pole at pi/2, and a NaN; the torch operations (C_CODES emptied) are the reference.
+    special = [0.0, 1e-9, -1e-9, 1e-8, -1e-8, 2e-8, math.pi / 2, -math.pi / 2, 1e-3, -1e-3, math.nan]
+    u = torch.cat([torch.linspace(-4, 4, 81, dtype=F64), torch.tensor(special, dtype=F64)]).unsqueeze(1)
+    names = [name for name in symlib.NAMES if name != "J0"]  # J0: the torch form always (C_CODES)
+    assert set(fixed_edges.C_CODES) == set(names)
+    layer = SymbolicKANLinear(KANLinear(1, len(names), dtype=F64)).to(dtype)
+    for o, name in enumerate(names):
+        layer.fix(o, 0, name, 1.0, 0.0, 1.5 - 0.1 * o, 0.05 * o)
+    gy = torch.linspace(-1, 1, len(u) * len(names), dtype=dtype).view(len(u), len(names))
+    x = u.to(dtype)
+    got = fixed_layer_calls(layer, x, gy)
+    monkeypatch.setattr(fixed_edges, "C_CODES", {})
+    want = fixed_layer_calls(layer, x, gy)
+    assert type(layer.by_hand().bind(Buffers(x, got[0], gy, None), Values([layer.affine.detach(), None]),  # type: ignore[union-attr]
+                                     Values([None, None]))).__name__ == "_BoundFixed"
+    tol = {"rtol": 1e-12, "atol": 1e-13} if dtype == F64 else {"rtol": 2e-5, "atol": 1e-5}
+    # the output and d/d affine, d/d bias column by column (NaN where the torch form gives NaN)
+    for o, name in enumerate(names):
+        torch.testing.assert_close(got[0][:, o], want[0][:, o], equal_nan=True, **tol, msg=name)
+        scale = want[1][o].nan_to_num().abs().max().item()
+        torch.testing.assert_close(got[1][o], want[1][o], equal_nan=True, rtol=tol["rtol"],
+                                   atol=tol["atol"] * max(scale, 1.0), msg=name)
+    torch.testing.assert_close(got[2], want[2], equal_nan=True, **tol)
+    torch.testing.assert_close(got[3], want[3], equal_nan=True, rtol=tol["rtol"],
+                               atol=tol["atol"] * want[3].nan_to_num().abs().max().item())
+
+
+@native
+def test_the_c_kernels_refuse_an_unknown_function_code() -> None:
+    layer, x = layer_of(i=2, o=1), inputs(d=2)
+    fix_all(layer, ["sin"])
+    hand = layer.by_hand()
+    assert isinstance(hand, FixedLayer) and hand.codes is not None
+    hand.codes[0, 1] = len(fixed_edges.C_CODES)
+    bound = hand.bind(Buffers(x, x.new_empty(len(x), 1), x.new_empty(len(x), 1), None),
+                      Values([layer.affine.detach(), layer.kan.bias.detach()]), Values([None, None]))
+    with pytest.raises(RuntimeError, match="status 2"):
+        bound.forward()

@@ -5,7 +5,9 @@ positions and their functions), computed once per change of fn_index instead of 
 (nonzero and unique each wait for their result on the host). FixedLayer is a layer whose every
 edge is fixed, y_o = sum_i [c_oi f_oi(a_oi x_i + b_oi) + d_oi] + beta_o, with its backward written
 out (the library's derivatives), so that train() runs LBFGS on it without autograd
-(training.hand_objective).
+(training.hand_objective): in one C call each way where the native kernels are built
+(layers/kan/_native_fixed.c, which has each library function under the code in C_CODES), else
+in torch operations.
 
 Legend: b batch, i in_features, o out_features, e fixed edges.
 """
@@ -17,8 +19,16 @@ from typing import Any
 
 import torch
 
+from kanlab.layers.kan import _native, native_build
 from kanlab.symbolic import library as symlib
-from kanlab.training.hand_objective import Values
+from kanlab.training.hand_objective import Bound, Buffers, Values
+
+# each library function's code in _native_fixed.c (its enum). Not J0: torch's bessel_j0 (the
+# layer's forward) is 2e-10 off libm's j0 around u = 3.5 (and libm's is the right one), so a layer
+# with a J0 edge keeps the torch operations, and so the forward's values.
+C_CODES = {name: code for code, name in enumerate(
+    ("0", "x", "x^2", "x^3", "x^4", "x^5", "1/x", "1/x^2", "sqrt", "1/sqrt", "exp", "log", "sin", "cos",
+     "tan", "tanh", "sigmoid", "gaussian", "abs", "arctan"))}
 
 Group = tuple[symlib.SymbolicFunction, torch.Tensor]  # a function and its edges' columns (e_k,) in e
 
@@ -92,25 +102,70 @@ class FixedLayer:
         if not layout.all:
             raise ValueError("FixedLayer needs every edge of the layer fixed")
         self.tensors = (affine, bias)
+        self.out_features = affine.shape[0]
         self.layout = layout
+        self.codes: torch.Tensor | None = torch.full(layout.fixed.shape, -1, dtype=torch.int32)  # (o, i)
+        for (f, _), mask in zip(layout.groups, layout.masks, strict=True):
+            if f.name not in C_CODES:  # a library entry without C code: the torch operations
+                self.codes = None
+                break
+            self.codes[mask] = C_CODES[f.name]
 
-    def forward(self, h: torch.Tensor, values: Values) -> tuple[torch.Tensor, Any]:
-        affine, bias = values.tensor(0), values.tensor(1)
+    def bind(self, buffers: Buffers, values: Values, grads: Values) -> Bound:
+        lib = native_build.library(buffers.h.dtype) if buffers.h.dtype in native_build.C_TYPES else None
+        if lib is None or self.codes is None:
+            return _BoundFixed(self.layout, buffers, values, grads)
+        return _NativeFixed(lib, self.codes, buffers, values, grads)
+
+
+class _NativeFixed:
+    """FixedLayer's forward and backward in one call each of _native_fixed.c's kernels."""
+
+    def __init__(self, lib: Any, codes: torch.Tensor, buffers: Buffers, values: Values,
+                 grads: Values) -> None:
+        h = buffers.h
+        head = (len(h), h.shape[1], codes.shape[0], h.data_ptr(), codes.data_ptr(), values.address(0))
+        self.lib, self.keep = lib, (codes, buffers)
+        self.forward_args = (*head, values.address(1), buffers.out.data_ptr())
+        self.backward_args = (*head, buffers.gy.data_ptr(), grads.address(0), grads.address(1),
+                              _native.ptr(buffers.gx))
+
+    def forward(self) -> None:
+        _native.check(self.lib.fixed_forward(*self.forward_args))
+
+    def backward(self) -> None:
+        _native.check(self.lib.fixed_backward(*self.backward_args))
+
+
+class _BoundFixed:
+    """FixedLayer's forward and backward in torch operations."""
+
+    def __init__(self, layout: EdgeLayout, buffers: Buffers, values: Values, grads: Values) -> None:
+        affine = values.tensor(0)
         assert affine is not None
-        a, b, c, d = affine.unbind(2)                                               # (o, i) each
-        u = torch.addcmul(b, h.unsqueeze(1), a)                                     # (b, o, i)
-        fu = self.layout.apply_everywhere(u)
-        y = (fu * c).sum(2) + d.sum(1)                                              # (b, o)
-        return (y if bias is None else y + bias), (h, u, fu, a, c)
+        self.layout, self.buffers, self.bias = layout, buffers, values.tensor(1)
+        self.a, self.b, self.c, self.d = affine.unbind(2)                           # (o, i) each
+        self.h = buffers.h.unsqueeze(1)                                             # (b, 1, i)
+        self.g_affine, self.g_bias = grads.tensor(0), grads.tensor(1)
+        self.saved: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def backward(self, saved: Any, gy: torch.Tensor, values: Values, grads: Values,
-                 need_gx: bool) -> torch.Tensor | None:
-        h, u, fu, a, c = saved
+    def forward(self) -> None:
+        u = torch.addcmul(self.b, self.h, self.a)                                   # (b, o, i)
+        fu = self.layout.apply_everywhere(u)
+        out = torch.sum(fu * self.c, 2, out=self.buffers.out).add_(self.d.sum(1))   # (b, o)
+        if self.bias is not None:
+            out.add_(self.bias)
+        self.saved = (u, fu)
+
+    def backward(self) -> None:
+        assert self.saved is not None
+        u, fu = self.saved
+        gy = self.buffers.gy
         g_edge = gy.unsqueeze(2).expand_as(u)                                       # (b, o, i): d loss/d edge
-        gu = torch.mul(self.layout.apply_everywhere(u, True), c).mul_(g_edge)      # (b, o, i): d loss/d u
-        g_affine, g_bias = grads.tensor(0), grads.tensor(1)
-        if g_affine is not None:  # d a, b, c, d: sums over the batch of these
-            torch.sum(torch.stack((gu * h.unsqueeze(1), gu, fu * g_edge, g_edge), 3), 0, out=g_affine)
-        if g_bias is not None:
-            torch.sum(gy, 0, out=g_bias)
-        return (gu * a).sum(1) if need_gx else None                                 # (b, i)
+        gu = torch.mul(self.layout.apply_everywhere(u, True), self.c).mul_(g_edge)  # (b, o, i): d loss/d u
+        if self.g_affine is not None:  # d a, b, c, d: sums over the batch of these
+            torch.sum(torch.stack((gu * self.h, gu, fu * g_edge, g_edge), 3), 0, out=self.g_affine)
+        if self.g_bias is not None:
+            torch.sum(gy, 0, out=self.g_bias)
+        if self.buffers.gx is not None:
+            torch.sum(gu * self.a, 1, out=self.buffers.gx)                          # (b, i)

@@ -7,18 +7,25 @@ when its current state has no hand-written form); a KANLinear on the native path
 NativeLayer. `hand_objective` chains them on the optimizer's flat parameter vector without
 autograd, as mse_objective does, and train() uses it where mse_objective does not apply.
 
+LBFGS calls an objective about 23 times per step on the same data, so everything a call reads or
+writes is made once, when the objective is built: the flat point and gradient buffers, each
+layer's output and input gradient, and each layer's own work (HandLayer.bind). A call is then the
+layers' forwards, the residual, and their backwards.
+
 Legend: b batch, i in_features, o out_features of a layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from kanlab.layers.kan import _native, native_build
+from kanlab.layers.kan.bases import BASES
 from kanlab.layers.kan.layer import KANLinear
 from kanlab.models.stack import Stack
 from kanlab.training.lbfgs import Objective
@@ -43,19 +50,80 @@ class Values:
         return self.addresses[k]
 
 
+@dataclass(frozen=True)
+class Buffers:
+    """What one layer reads and writes in every call of an objective: the same tensors each time.
+
+    Attributes:
+        h: (b, i) its input (the data, or the previous layer's out).
+        out: (b, o) where forward writes its output.
+        gy: (b, o) d loss / d out, there when backward runs.
+        gx: (b, i) where backward writes d loss / d h, or None when nothing needs it.
+    """
+
+    h: torch.Tensor
+    out: torch.Tensor
+    gy: torch.Tensor
+    gx: torch.Tensor | None
+
+
+class Bound(Protocol):
+    """A layer bound to its buffers and to the values of its tensors: forward and backward take
+    nothing and return nothing."""
+
+    def forward(self) -> None:
+        """Write the layer's output of buffers.h into buffers.out."""
+        ...
+
+    def backward(self) -> None:
+        """Write d loss / d tensors into the gradient values, and d loss / d h into buffers.gx if there."""
+        ...
+
+
 class HandLayer(Protocol):
-    """A layer's forward and backward on given values of the tensors it reads."""
+    """A layer's forward and backward by hand, on buffers and values given once."""
 
     tensors: tuple[torch.Tensor | None, ...]  # what it reads (parameters, buffers), in its order
+    out_features: int
 
-    def forward(self, h: torch.Tensor, values: Values) -> tuple[torch.Tensor, Any]:
-        """(b, i) -> (b, o), and what backward needs."""
+    def bind(self, buffers: Buffers, values: Values, grads: Values) -> Bound:
+        """The layer on these buffers, reading values and writing grads (None entries: no gradient)."""
         ...
 
-    def backward(self, saved: Any, gy: torch.Tensor, values: Values, grads: Values,
-                 need_gx: bool) -> torch.Tensor | None:
-        """Write d loss / d tensors into grads (where it has a place); return d loss / d input if asked."""
-        ...
+
+@dataclass
+class NativeCalls:
+    """kan_forward's and kan_backward's arguments for one layer on fixed buffers (see native_calls)."""
+
+    forward: tuple[Any, ...]
+    backward: tuple[Any, ...]
+    keep: tuple[Any, ...]  # what the addresses point into: held as long as the arguments are used
+
+
+def native_calls(layer: KANLinear, h: torch.Tensor, aux: torch.Tensor | None, out: torch.Tensor,
+                 gy: torch.Tensor | None, gx: torch.Tensor | None, params: Sequence[int | None],
+                 grads: Sequence[int | None], mass: torch.Tensor | None = None,
+                 weight: torch.Tensor | None = None) -> NativeCalls:
+    """The native kernels' arguments for layer on these buffers.
+
+    Args:
+        layer: a KANLinear whose grid is float64 and contiguous.
+        h, aux, out, gy, gx: (b, i) input, its aux (_native.aux_of) or None, (b, o) output, (b, o)
+            d loss / d out, (b, i) d loss / d h or None.
+        params, grads: addresses of (coef, spline_weight, base_weight, bias) and of their
+            gradients (None: absent, or no gradient wanted).
+        mass, weight: the sparsity term's (o, i) float64 buffers (native_objective), or None.
+    """
+    # None on a uniform grid. Built (and cached) outside inference mode: the autograd path reads
+    # the same cached table later and must be able to save it for backward.
+    with torch.inference_mode(False):
+        table = _native.cells(layer.grid, layer.order, layer.uniform)
+    threads = _native.work_threads(h, layer.coef)
+    head = _native.head(h, aux, layer.out_features, layer.grid, table, layer.order, params[0], params[1],
+                        params[2], layer.base)
+    return NativeCalls((*head, params[3], out.data_ptr(), _native.ptr(mass), threads),
+                       (*head, _native.ptr(gy), _native.ptr(weight), _native.ptr(gx), *grads, threads),
+                       (table, layer.grid))
 
 
 class NativeLayer:
@@ -66,6 +134,7 @@ class NativeLayer:
     def __init__(self, layer: KANLinear) -> None:
         self.layer = layer
         self.tensors = (layer.coef, layer.spline_weight, layer.base_weight, layer.bias)
+        self.out_features = layer.out_features
 
     @staticmethod
     def of(layer: KANLinear) -> NativeLayer | None:
@@ -74,35 +143,30 @@ class NativeLayer:
             return None
         return NativeLayer(layer) if layer.grid.is_contiguous() else None
 
-    def _head(self, h: torch.Tensor, aux: torch.Tensor | None, values: Values) -> list[Any]:
-        layer = self.layer
-        # None on a uniform grid. Built (and cached) outside the objective's inference mode: the
-        # autograd path reads the same cached table later and must be able to save it for backward.
-        with torch.inference_mode(False):
-            table = _native.cells(layer.grid, layer.order, layer.uniform)
-        return _native.head(h, aux, layer.out_features, layer.grid, table, layer.order, values.address(0),
-                            values.address(1), values.address(2), layer.base)
+    def bind(self, buffers: Buffers, values: Values, grads: Values) -> Bound:
+        return _BoundNative(self.layer, buffers, values, grads)
 
-    def forward(self, h: torch.Tensor, values: Values) -> tuple[torch.Tensor, Any]:
-        lib = native_build.library(h.dtype)
-        assert lib is not None  # resolved_path() == "native" built it
-        aux = _native.aux_of(h, self.layer.base)
-        out = h.new_empty(len(h), self.layer.out_features)                      # (b, o)
-        _native.check(lib.kan_forward(*self._head(h, aux, values), values.address(3), out.data_ptr(), None,
-                                      _native.work_threads(h, self.layer.coef)))
-        return out, (h, aux)
 
-    def backward(self, saved: Any, gy: torch.Tensor, values: Values, grads: Values,
-                 need_gx: bool) -> torch.Tensor | None:
-        h, aux = saved
-        lib = native_build.library(h.dtype)
-        assert lib is not None
-        gx = torch.empty_like(h) if need_gx else None
-        gy = gy.contiguous()
-        _native.check(lib.kan_backward(*self._head(h, aux, values), gy.data_ptr(), None, _native.ptr(gx),
-                                       *(grads.address(k) for k in range(4)),
-                                       _native.work_threads(h, self.layer.coef)))
-        return gx
+class _BoundNative:
+    def __init__(self, layer: KANLinear, buffers: Buffers, values: Values, grads: Values) -> None:
+        lib = native_build.library(buffers.h.dtype)
+        assert lib is not None  # NativeLayer.of: resolved_path() == "native" built it
+        self.lib, self.h = lib, buffers.h
+        # b(x)'s aux: computed here once for an input that stays (the data), else at every forward
+        self.aux_fn = None if layer.base is None else BASES[layer.base].aux
+        self.aux = None if self.aux_fn is None else torch.empty_like(buffers.h)
+        if self.aux is not None and self.aux_fn is not None:
+            self.aux_fn(buffers.h, out=self.aux)  # type: ignore[call-arg]  # torch.sigmoid or torch.tanh
+        self.calls = native_calls(layer, buffers.h, self.aux, buffers.out, buffers.gy, buffers.gx,
+                                  values.addresses, grads.addresses)
+
+    def forward(self) -> None:
+        if self.aux is not None and self.aux_fn is not None:
+            self.aux_fn(self.h, out=self.aux)  # type: ignore[call-arg]
+        _native.check(self.lib.kan_forward(*self.calls.forward))
+
+    def backward(self) -> None:
+        _native.check(self.lib.kan_backward(*self.calls.backward))
 
 
 def hand_layer(layer: nn.Module) -> HandLayer | None:
@@ -123,7 +187,9 @@ def hand_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Te
             no layer's forward reads in its present state get a zero gradient.
         x, y: (b, in_features) inputs and (b, out_features) targets in the parameters' dtype.
     Returns:
-        The objective, or None where it does not apply (then train with a closure as usual).
+        The objective, or None where it does not apply (then train with a closure as usual). It
+        reads the model's grids and frozen tensors as they are when it is built: build it again
+        after changing them (train() builds one per LBFGS step).
     """
     hands = [hand_layer(layer) for layer in (model.layers if type(model) is Stack else [model])]
     if not params or any(hand is None for hand in hands):
@@ -132,6 +198,8 @@ def hand_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Te
     if any(p.dtype != dtype for p in params) or x.dtype != dtype or y.dtype != dtype:
         return None
     if x.device.type != "cpu" or y.ndim != 2 or len(y) != len(x):
+        return None
+    if y.shape[1] != hands[-1].out_features:  # type: ignore[union-attr]
         return None
     ours = {id(p) for p in model.parameters()}
     offsets: dict[int, tuple[int, int]] = {}
@@ -143,7 +211,7 @@ def hand_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Te
         at += p.numel()
     # The objective copies each point into one buffer and writes each gradient into another, so
     # that every layer's views of them (and their addresses) are made once, here.
-    point, grad = torch.empty(at, dtype=dtype), torch.empty(at, dtype=dtype)
+    point, grad = torch.zeros(at, dtype=dtype), torch.zeros(at, dtype=dtype)
 
     def views(vector: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         start, n = offsets[id(t)]
@@ -169,34 +237,41 @@ def hand_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Te
                 grad_row.append(None)
         values.append(Values(row))
         grads.append(Values(grad_row))
-    layers: list[HandLayer] = hands  # type: ignore[assignment]
     x, y = x.contiguous(), y.contiguous()
+    layers: list[HandLayer] = hands  # type: ignore[assignment]
+    outs = [x.new_empty(len(x), layer.out_features) for layer in layers]    # (b, o) each
+    gxs = [None, *(torch.empty_like(out) for out in outs[:-1])]           # d loss / d each layer's input
+    gys = [*gxs[1:], outs[-1]]  # the last layer's: the residual, written over its output
+    bound = [layer.bind(Buffers(h, out, gy, gx), v, g)
+             for layer, h, out, gy, gx, v, g in zip(layers, [x, *outs[:-1]], outs, gys, gxs, values, grads,
+                                                    strict=True)]
+    return _HandObjective(bound, point, grad, outs[-1], y)
+
+
+class _HandObjective:
+    """hand_objective's f(flat) -> (loss, gradient) on the buffers it was given."""
+
+    def __init__(self, bound: list[Bound], point: torch.Tensor, grad: torch.Tensor, out: torch.Tensor,
+                 y: torch.Tensor) -> None:
+        self.bound, self.point, self.grad, self.out, self.y = bound, point, grad, out, y
+        self.size = out.numel()
 
     @torch.compiler.disable  # the kernels read raw addresses, which tracing cannot follow
-    def objective(flat: torch.Tensor) -> tuple[float, torch.Tensor]:
-        if flat.shape != (at,) or flat.dtype != dtype or flat.device.type != "cpu":
-            raise ValueError(f"the objective takes a flat CPU {dtype} vector of {at} parameters, got "
-                             f"{tuple(flat.shape)} {flat.dtype} on {flat.device}")
+    def __call__(self, flat: torch.Tensor) -> tuple[float, torch.Tensor]:
+        point = self.point
+        if flat.shape != point.shape or flat.dtype != point.dtype or flat.device.type != "cpu":
+            raise ValueError(f"the objective takes a flat CPU {point.dtype} vector of {len(point)} "
+                             f"parameters, got {tuple(flat.shape)} {flat.dtype} on {flat.device}")
         # inference mode: a few microseconds less per tensor operation than no_grad (no version
         # counters, no view tracking); only the buffers made above are written, and the gradient
         # returned is a copy made outside it, an ordinary tensor
         with torch.inference_mode():
             point.copy_(flat)
-            grad.zero_()  # parameters no layer reads now keep a zero gradient
-            h, saved = x, []
-            for layer, v in zip(layers, values, strict=True):
-                h, s = layer.forward(h, v)
-                saved.append(s)
-            if h.shape != y.shape:
-                raise ValueError(f"the model's output {tuple(h.shape)} does not match the targets' "
-                                 f"{tuple(y.shape)}")
-            residual = h - y
-            loss = float(torch.dot(residual.view(-1), residual.view(-1))) / residual.numel()
-            gy = residual.mul_(2.0 / residual.numel())                     # d loss / d output
-            for n in range(len(layers) - 1, -1, -1):
-                gx = layers[n].backward(saved[n], gy, values[n], grads[n], n > 0)
-                if gx is not None:
-                    gy = gx
-        return loss, grad.clone()  # LBFGS keeps gradients: each call returns its own
-
-    return objective
+            for layer in self.bound:
+                layer.forward()
+            residual = self.out.sub_(self.y).view(-1)
+            loss = float(torch.dot(residual, residual)) / self.size
+            residual.mul_(2.0 / self.size)                                     # d loss / d output
+            for layer in reversed(self.bound):
+                layer.backward()
+        return loss, self.grad.clone()  # LBFGS keeps gradients: each call returns its own

@@ -30,7 +30,7 @@ from kanlab.layers.kan import _native, native_build
 from kanlab.layers.kan.bases import BASES
 from kanlab.layers.kan.layer import KANLinear
 from kanlab.models.stack import Stack
-from kanlab.training.hand_objective import hand_objective
+from kanlab.training.hand_objective import NativeCalls, hand_objective, native_calls
 from kanlab.training.lbfgs import LBFGS
 from kanlab.training.regularization import sparsity_slope
 
@@ -130,9 +130,7 @@ class _Objective:
         self.masses = [x.new_empty(e, dtype=torch.float64) if sparsity else None for e in edges]
         self.weights = [x.new_empty(e, dtype=torch.float64) if sparsity else None for e in edges]
         self.key: list[Any] | None = None
-        self.forwards: list[tuple[Any, ...]] = []
-        self.backwards: list[tuple[Any, ...]] = []
-        self.tables: list[torch.Tensor | None] = []
+        self.calls: list[NativeCalls] = []
 
     def _state(self) -> list[Any]:
         # what the prepared arguments depend on besides the buffers: the grids (the cell tables'
@@ -154,19 +152,13 @@ class _Objective:
                 return tensor.data_ptr()
             return None if offset is None else base.data_ptr() + offset * size
 
-        # the cell tables of moved grids (None for uniform ones; cached per grid)
-        self.tables = [_native.cells(layer.grid, layer.order, layer.uniform) for layer in layers]
-        self.forwards, self.backwards = [], []
-        for n, (layer, row, table) in enumerate(zip(layers, self.slots, self.tables, strict=True)):
-            h, threads = self.hs[n], _native.work_threads(self.hs[n], layer.coef)
-            coef, scale, base_weight, bias = (address(slot, self.point) for slot in row)
-            head = _native.head(h, self.auxs[n], layer.out_features, layer.grid, table, layer.order, coef,
-                                scale, base_weight, layer.base)
-            self.forwards.append((*head, bias, self.outs[n].data_ptr(), _native.ptr(self.masses[n]), threads))
+        self.calls = []
+        for n, (layer, row) in enumerate(zip(layers, self.slots, strict=True)):
             gy = self.outs[n] if n == len(layers) - 1 else self.gxs[n + 1]  # the residual, scaled in place
-            grads = (address((None, offset), self.grad) for _, offset in row)
-            self.backwards.append((*head, _native.ptr(gy), _native.ptr(self.weights[n]),
-                                   _native.ptr(self.gxs[n]), *grads, threads))
+            self.calls.append(native_calls(
+                layer, self.hs[n], self.auxs[n], self.outs[n], gy, self.gxs[n],
+                [address(slot, self.point) for slot in row],
+                [address((None, offset), self.grad) for _, offset in row], self.masses[n], self.weights[n]))
         self.key = self._state()
 
     @torch.compiler.disable  # the kernels read raw addresses, which tracing cannot follow
@@ -180,11 +172,11 @@ class _Objective:
         with torch.inference_mode():  # as hand_objective's: cheaper tensor operations, buffers ours
             self.point.copy_(flat)
             lib, b = self.lib, len(self.y)
-            for n, args in enumerate(self.forwards):
+            for n, calls in enumerate(self.calls):
                 aux, fn = self.auxs[n], self.aux_fns[n]
                 if n > 0 and aux is not None and fn is not None:
                     fn(self.hs[n], out=aux)  # type: ignore[call-arg]  # torch.sigmoid or torch.tanh
-                _native.check(lib.kan_forward(*args))
+                _native.check(lib.kan_forward(*calls.forward))
             residual = self.outs[-1].sub_(self.y).view(-1)
             loss = float(torch.dot(residual, residual)) / residual.numel()
             residual.mul_(2.0 / residual.numel())                             # d loss / d output
@@ -194,8 +186,8 @@ class _Objective:
                 term, slope = sparsity_slope(mass.numpy() / b, self.l1, self.entropy)  # A = mass / b
                 loss += self.sparsity * term
                 np.multiply(slope, self.sparsity / b, out=weight.numpy())      # d (sparsity * term) / d mass
-            for args in reversed(self.backwards):
-                _native.check(lib.kan_backward(*args))
+            for calls in reversed(self.calls):
+                _native.check(lib.kan_backward(*calls.backward))
         return loss, self.grad.clone()  # LBFGS keeps gradients: each call returns its own
 
 

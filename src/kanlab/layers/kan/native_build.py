@@ -1,5 +1,6 @@
 """Builds, caches and loads the C kernels of the native and gather paths (_native.c,
-_native_gather.c, the threads they run on in _native_runtime.c, _native.h: one library per float type).
+_native_gather.c, the threads they run on in _native_runtime.c, _native.h) and of fixed-function
+edges (_native_fixed.c, the symbolic layer's): one library per float type.
 
 Compiled with the system's C compiler on first use (a few seconds, once; cached in
 ~/.cache/kanlab/native, or $KANLAB_CACHE/native, and checked against its checksum before each
@@ -31,8 +32,9 @@ except ImportError:  # Windows: the kernels are not built there (see library)
     fcntl = None  # type: ignore[assignment]
 
 HERE = Path(__file__).parent
-# one library: all three include _native.h
-SOURCES = (HERE / "_native.c", HERE / "_native_gather.c", HERE / "_native_runtime.c")
+# one library: the first three include _native.h
+SOURCES = (HERE / "_native.c", HERE / "_native_gather.c", HERE / "_native_runtime.c",
+           HERE / "_native_fixed.c")
 HEADER = HERE / "_native.h"
 # what _native_gather.c includes besides HEADER (one translation unit): part of the cache key too
 GATHER_HEADERS = (HERE / "_native_gather_forward.h", HERE / "_native_gather_backward.h")
@@ -217,8 +219,10 @@ def _load(path: Path) -> ctypes.CDLL:
     lib.gather_backward.argtypes = [i64, i64, i64, i64, i64, cint, *[addr] * 10, cint]
     lib.gather_table.argtypes = [i64, i64, i64, cint, addr, addr, addr, cint]
     lib.gather_forward_build.argtypes = [i64, i64, i64, i64, cint, *[addr] * 6, cint]
+    lib.fixed_forward.argtypes = [i64, i64, i64, *[addr] * 5]
+    lib.fixed_backward.argtypes = [i64, i64, i64, *[addr] * 7]
     for fn in (lib.kan_forward, lib.kan_backward, lib.gather_basis, lib.gather_forward, lib.gather_backward,
-               lib.gather_table, lib.gather_forward_build):
+               lib.gather_table, lib.gather_forward_build, lib.fixed_forward, lib.fixed_backward):
         fn.restype = cint
     lib.kan_runtime.argtypes = [addr, addr, addr]
     lib.kan_runtime.restype = None
