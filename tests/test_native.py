@@ -58,15 +58,32 @@ def test_nan_input_gives_nan_in_its_own_row_only(path: str) -> None:
     torch.testing.assert_close(y[[0, 2]], ref(x[[0, 2]]), rtol=1e-12, atol=1e-12)
 
 
-@needs_native
-def test_a_moved_grid_changed_in_place_is_read_afresh() -> None:
-    # The cell tables of moved grids are cached per grid tensor: an in-place change (a new version)
-    # must rebuild them, a new grid tensor must get its own.
+def moved_twins() -> tuple[KANLinear, KANLinear, torch.Tensor]:
+    """twins() on grids moved to squared data (other cells than uniform ones), and inputs around them."""
     layer, ref = twins(grid_size=6)
     data = torch.rand(200, 3, dtype=torch.float64) ** 2 * 2 - 1
     for m in (layer, ref):
         m.update_grid(data, grid_eps=0.0)
-    x = torch.rand(50, 3, dtype=torch.float64) * 2.4 - 1.2
+    return layer, ref, torch.rand(50, 3, dtype=torch.float64) * 2.4 - 1.2
+
+
+@needs_native
+def test_a_moved_grid_first_used_under_inference_mode_still_trains() -> None:
+    # Evaluating under torch.inference_mode() built the moved grid's cached cell table as an
+    # inference tensor; the next training forward could not save it for backward.
+    layer, ref, x = moved_twins()
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x), ref(x), rtol=1e-12, atol=1e-12)
+    got = torch.autograd.grad(layer(x).square().sum(), layer.coef)[0]
+    want = torch.autograd.grad(ref(x).square().sum(), ref.coef)[0]
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@needs_native
+def test_a_moved_grid_changed_in_place_is_read_afresh() -> None:
+    # The cell tables of moved grids are cached per grid tensor: an in-place change (a new version)
+    # must rebuild them, a new grid tensor must get its own.
+    layer, ref, x = moved_twins()
     torch.testing.assert_close(layer(x), ref(x), rtol=1e-12, atol=1e-12)
     with torch.no_grad():
         for m in (layer, ref):

@@ -114,10 +114,7 @@ def native_calls(layer: KANLinear, h: torch.Tensor, aux: torch.Tensor | None, ou
             gradients (None: absent, or no gradient wanted).
         mass, weight: the sparsity term's (o, i) float64 buffers (native_objective), or None.
     """
-    # None on a uniform grid. Built (and cached) outside inference mode: the autograd path reads
-    # the same cached table later and must be able to save it for backward.
-    with torch.inference_mode(False):
-        table = _native.cells(layer.grid, layer.order, layer.uniform)
+    table = _native.cells(layer.grid, layer.order, layer.uniform)  # None on a uniform grid
     threads = _native.work_threads(h, layer.coef)
     head = _native.head(h, aux, layer.out_features, layer.grid, table, layer.order, params[0], params[1],
                         params[2], layer.base)

@@ -80,7 +80,10 @@ def cells(grid: torch.Tensor, order: int, uniform: bool) -> torch.Tensor | None:
         return hit[1]
     if hit is None:
         weakref.finalize(grid, _CELLS.pop, key, None)
-    table = cell_table(grid, order)
+    # cached: a plain tensor, whatever mode asked first (an inference tensor cannot be saved for a
+    # later backward; a forward under inference_mode, then training, failed)
+    with torch.inference_mode(False), torch.no_grad():
+        table = cell_table(grid, order)
     _CELLS[key] = (version, table)
     return table
 
