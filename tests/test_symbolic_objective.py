@@ -151,11 +151,14 @@ def stacks() -> dict[str, Stack]:
     fix_all(symbolic.layers[1], ["log", "abs"])  # log clamps, abs kinks: inputs on both sides
     spline_first = Stack([KANLinear(3, 2, dtype=F64), SymbolicKANLinear(KANLinear(2, 1, dtype=F64))])
     fix_all(spline_first.layers[1], ["gaussian", "arctan"])  # gradient through it into the kernels
-    return {"autofix": autofix, "symbolic": symbolic, "spline-first": spline_first}
+    no_bias = Stack([SymbolicKANLinear(KANLinear(3, 2, bias=False, dtype=F64)),
+                     SymbolicKANLinear(KANLinear(2, 1, dtype=F64))])
+    fix_all(no_bias.layers[0], ["cos", "x^3", "1/x"])  # the C kernels without a bias to read or write
+    return {"autofix": autofix, "symbolic": symbolic, "spline-first": spline_first, "no-bias": no_bias}
 
 
 @native
-@pytest.mark.parametrize("name", ["autofix", "symbolic", "spline-first"])
+@pytest.mark.parametrize("name", ["autofix", "symbolic", "spline-first", "no-bias"])
 def test_loss_and_gradient_equal_autograds(name: str) -> None:
     model = stacks()[name]
     params = list(model.parameters())
