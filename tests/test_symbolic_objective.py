@@ -4,6 +4,7 @@ gradcheck, the library's derivatives against autograd, and train() on the hand o
 
 from __future__ import annotations
 
+import gc
 import math
 import pickle
 from types import SimpleNamespace
@@ -291,3 +292,25 @@ def test_the_c_kernels_refuse_an_unknown_function_code() -> None:
                       Values([layer.affine.detach(), layer.kan.bias.detach()]), Values([None, None]))
     with pytest.raises(RuntimeError, match="status 2"):
         bound.forward()
+
+
+@native
+def test_the_objective_holds_every_buffer_its_kernels_write() -> None:
+    # Two spline layers bound to the native kernels: the gradient between them lives in a buffer
+    # that only the kernels' argument lists named by address. Freed once hand_objective returned,
+    # the backward wrote into whatever was allocated there next (a segfault in CI's slow suite).
+    torch.manual_seed(0)
+    model = Stack([SymbolicKANLinear(KANLinear(2, 3, dtype=F64)),
+                   SymbolicKANLinear(KANLinear(3, 1, dtype=F64))])
+    params = list(model.parameters())
+    x = inputs(n=300, d=2)
+    y = torch.sin(3 * x[:, :1]) * x[:, 1:2]
+    objective = hand_objective(model, params, x, y)
+    assert objective is not None
+    gc.collect()
+    fillers = [torch.full((300, 3), 7.0, dtype=F64) for _ in range(20)]  # take the freed blocks, if any
+    loss, grad = objective(torch.cat([p.detach().reshape(-1) for p in params]))
+    assert all(bool((f == 7.0).all()) for f in fillers)
+    want_loss, want_grad = autograd_reference(model, params, x, y)
+    assert loss == pytest.approx(want_loss, rel=1e-12)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-11, atol=1e-12 * want_grad.abs().max().item())

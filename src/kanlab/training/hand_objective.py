@@ -97,7 +97,7 @@ class NativeCalls:
 
     forward: tuple[Any, ...]
     backward: tuple[Any, ...]
-    keep: tuple[Any, ...]  # what the addresses point into: held as long as the arguments are used
+    keep: tuple[Any, ...]  # every tensor the addresses point into, held as long as the arguments
 
 
 def native_calls(layer: KANLinear, h: torch.Tensor, aux: torch.Tensor | None, out: torch.Tensor,
@@ -120,7 +120,7 @@ def native_calls(layer: KANLinear, h: torch.Tensor, aux: torch.Tensor | None, ou
                         params[2], layer.base)
     return NativeCalls((*head, params[3], out.data_ptr(), _native.ptr(mass), threads),
                        (*head, _native.ptr(gy), _native.ptr(weight), _native.ptr(gx), *grads, threads),
-                       (table, layer.grid))
+                       (table, layer.grid, h, aux, out, gy, gx, mass, weight))
 
 
 class NativeLayer:
@@ -148,7 +148,7 @@ class _BoundNative:
     def __init__(self, layer: KANLinear, buffers: Buffers, values: Values, grads: Values) -> None:
         lib = native_build.library(buffers.h.dtype)
         assert lib is not None  # NativeLayer.of: resolved_path() == "native" built it
-        self.lib, self.h = lib, buffers.h
+        self.lib, self.h = lib, buffers.h  # the kernels' buffers are held by self.calls
         # b(x)'s aux: computed here once for an input that stays (the data), else at every forward
         self.aux_fn = None if layer.base is None else BASES[layer.base].aux
         self.aux = None if self.aux_fn is None else torch.empty_like(buffers.h)
@@ -242,15 +242,18 @@ def hand_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Te
     bound = [layer.bind(Buffers(h, out, gy, gx), v, g)
              for layer, h, out, gy, gx, v, g in zip(layers, [x, *outs[:-1]], outs, gys, gxs, values, grads,
                                                     strict=True)]
-    return _HandObjective(bound, point, grad, outs[-1], y)
+    return _HandObjective(bound, point, grad, outs[-1], y, (x, outs, gxs, values, grads))
 
 
 class _HandObjective:
     """hand_objective's f(flat) -> (loss, gradient) on the buffers it was given."""
 
     def __init__(self, bound: list[Bound], point: torch.Tensor, grad: torch.Tensor, out: torch.Tensor,
-                 y: torch.Tensor) -> None:
+                 y: torch.Tensor, keep: tuple[Any, ...]) -> None:
         self.bound, self.point, self.grad, self.out, self.y = bound, point, grad, out, y
+        # Every buffer the layers were bound to: kernels hold only their addresses, so a buffer no
+        # Python object kept was freed and then written (a use after free).
+        self.keep = keep
         self.size = out.numel()
 
     @torch.compiler.disable  # the kernels read raw addresses, which tracing cannot follow
