@@ -59,12 +59,14 @@ class Buffers:
         out: (b, o) where forward writes its output.
         gy: (b, o) d loss / d out, there when backward runs.
         gx: (b, i) where backward writes d loss / d h, or None when nothing needs it.
+        data: whether h is the data (the same values at every call), not a layer's output.
     """
 
     h: torch.Tensor
     out: torch.Tensor
     gy: torch.Tensor
     gx: torch.Tensor | None
+    data: bool = False
 
 
 class Bound(Protocol):
@@ -149,17 +151,19 @@ class _BoundNative:
         lib = native_build.library(buffers.h.dtype)
         assert lib is not None  # NativeLayer.of: resolved_path() == "native" built it
         self.lib, self.h = lib, buffers.h  # the kernels' buffers are held by self.calls
-        # b(x)'s aux: computed here once for an input that stays (the data), else at every forward
-        self.aux_fn = None if layer.base is None else BASES[layer.base].aux
-        self.aux = None if self.aux_fn is None else torch.empty_like(buffers.h)
-        if self.aux is not None and self.aux_fn is not None:
-            self.aux_fn(buffers.h, out=self.aux)  # type: ignore[call-arg]  # torch.sigmoid or torch.tanh
+        # b(x)'s aux (torch.sigmoid or torch.tanh of h): computed here once for the data, else at
+        # every forward (refresh)
+        aux_fn = None if layer.base is None else BASES[layer.base].aux
+        self.aux = None if aux_fn is None else torch.empty_like(buffers.h)
+        self.refresh = None if buffers.data else aux_fn
+        if buffers.data and self.aux is not None and aux_fn is not None:
+            aux_fn(buffers.h, out=self.aux)  # type: ignore[call-arg]
         self.calls = native_calls(layer, buffers.h, self.aux, buffers.out, buffers.gy, buffers.gx,
                                   values.addresses, grads.addresses)
 
     def forward(self) -> None:
-        if self.aux is not None and self.aux_fn is not None:
-            self.aux_fn(self.h, out=self.aux)  # type: ignore[call-arg]
+        if self.refresh is not None:
+            self.refresh(self.h, out=self.aux)  # type: ignore[call-arg]
         _native.check(self.lib.kan_forward(*self.calls.forward))
 
     def backward(self) -> None:
@@ -239,7 +243,7 @@ def hand_objective(model: nn.Module, params: Sequence[torch.Tensor], x: torch.Te
     outs = [x.new_empty(len(x), layer.out_features) for layer in layers]    # (b, o) each
     gxs = [None, *(torch.empty_like(out) for out in outs[:-1])]           # d loss / d each layer's input
     gys = [*gxs[1:], outs[-1]]  # the last layer's: the residual, written over its output
-    bound = [layer.bind(Buffers(h, out, gy, gx), v, g)
+    bound = [layer.bind(Buffers(h, out, gy, gx, data=h is x), v, g)
              for layer, h, out, gy, gx, v, g in zip(layers, [x, *outs[:-1]], outs, gys, gxs, values, grads,
                                                     strict=True)]
     return _HandObjective(bound, point, grad, outs[-1], y, (x, outs, gxs, values, grads))

@@ -100,7 +100,7 @@ static INLINE void table_grad_by_row(int64_t b, int64_t no, int64_t ldg, int64_t
     for (int64_t j = 0, start = 0; j < w; start = count[j], j++) {  /* count[j]: now where it ends */
         int64_t cnt = count[j] - start, o = 0;
         if (cnt == 0) continue;
-        for (; o + SPAN <= no; o += SPAN) 
+        for (; o + SPAN <= no; o += SPAN)
             bucket_span(no, ldg, k, order + start, cnt, val, gy, gt + j * no, o, SPAN, SPAN);
         if (o < no) bucket_tail(no, ldg, k, order + start, cnt, val, gy, gt + j * no, o, no - o);
     }
